@@ -1,0 +1,62 @@
+"""The baseline family: three conv/pool blocks and a dense head, with optional
+batch normalisation and dropout, so their effect is measured one at a time."""
+import keras
+from keras import layers
+
+from architectures import register
+
+
+def conv_net(input_shape, filters, *, batchnorm=False, dropout=0.0, dense=128, name="conv_net"):
+    """Conv(3×3) → [BN] → ReLU → MaxPool per entry of ``filters``, then Flatten → Dense → sigmoid."""
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for n in filters:
+        # With batch norm the conv bias is redundant (BN's beta replaces it).
+        x = layers.Conv2D(n, 3, padding="same", use_bias=not batchnorm)(x)
+        if batchnorm:
+            x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    x = layers.Dense(dense, activation="relu")(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+BASELINE_FILTERS = (32, 64, 128)
+
+
+@register("baseline", tags=("baseline",), description="Three conv/pool blocks (32-64-128) and a 128-unit dense head.")
+def baseline(input_shape):
+    return conv_net(input_shape, BASELINE_FILTERS, name="baseline")
+
+
+@register(
+    "baseline_dropout",
+    tags=("baseline", "regularized"),
+    description="baseline with dropout 0.5 before and after the dense layer.",
+)
+def baseline_dropout(input_shape):
+    return conv_net(input_shape, BASELINE_FILTERS, dropout=0.5, name="baseline_dropout")
+
+
+@register(
+    "baseline_batchnorm",
+    tags=("baseline", "batchnorm"),
+    description="baseline with batch normalisation after every convolution.",
+)
+def baseline_batchnorm(input_shape):
+    return conv_net(input_shape, BASELINE_FILTERS, batchnorm=True, name="baseline_batchnorm")
+
+
+@register(
+    "baseline_bn_dropout",
+    tags=("baseline", "batchnorm", "regularized"),
+    description="baseline with batch normalisation and dropout 0.5.",
+)
+def baseline_bn_dropout(input_shape):
+    return conv_net(input_shape, BASELINE_FILTERS, batchnorm=True, dropout=0.5, name="baseline_bn_dropout")

@@ -1,0 +1,75 @@
+"""Devices and numerics of the active Keras backend (tensorflow, jax or torch).
+
+The only module that may import a backend library directly, and only the one
+that Keras is running on, so the tool works where TensorFlow is not installed.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import keras
+
+from benchmark import UsageError
+
+STRATEGIES = ("auto", "none", "mirrored")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    backend: str
+    devices: tuple[str, ...]
+    gpus: int
+    mixed_precision: bool
+    deterministic: bool
+    strategy: str  # what is actually used: "none" or "mirrored"
+
+
+def _gpu_count() -> int:
+    return sum(1 for d in keras.distribution.list_devices() if d.lower().startswith(("gpu", "cuda")))
+
+
+def setup(mixed_precision: bool = False, deterministic: bool = False, strategy: str = "auto") -> DeviceInfo:
+    """Prepare the backend once per run: GPU memory growth, precision policy, determinism."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            # Grow GPU memory on demand instead of grabbing it all at start.
+            with contextlib.suppress(RuntimeError):
+                tf.config.experimental.set_memory_growth(gpu, True)
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+    elif backend == "torch" and deterministic:
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    # jax is deterministic on CPU; on GPU XLA_FLAGS=--xla_gpu_deterministic_ops=true must be set before start.
+
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
+    gpus = _gpu_count()
+    if strategy not in STRATEGIES:
+        raise UsageError(f"--strategy {strategy}: choose one of {', '.join(STRATEGIES)}.")
+    used = "mirrored" if strategy == "mirrored" or (strategy == "auto" and gpus > 1) else "none"
+    if used == "mirrored" and backend == "torch":
+        raise UsageError("--strategy mirrored: data parallelism is supported on the tensorflow and jax backends only.")
+    if used == "mirrored" and backend == "jax":
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+    return DeviceInfo(
+        backend=backend,
+        devices=tuple(keras.distribution.list_devices()),
+        gpus=gpus,
+        mixed_precision=mixed_precision,
+        deterministic=deterministic,
+        strategy=used,
+    )
+
+
+def model_scope(device: DeviceInfo):
+    """The context in which models are built and compiled (MirroredStrategy on tensorflow)."""
+    if device.strategy == "mirrored" and device.backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy().scope()
+    return contextlib.nullcontext()

@@ -1,0 +1,72 @@
+"""Stage 5 — comparison: aggregate each architecture's folds and rank the architectures.
+
+Input is the per-fold records exactly as saved in ``<arch>/fold-<i>/metrics.json``
+and ``history.csv``, so every aggregated number can be recomputed from those files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from benchmark.metrics import LOWER_IS_BETTER, METRICS, curve_statistics
+
+
+@dataclass
+class ArchOutcome:
+    """What a run produced for one architecture: its fold records, or the error that stopped it."""
+
+    name: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    folds: list[dict] = field(default_factory=list)  # metrics.json records, in fold order
+    histories: list[dict[str, list[float]]] = field(default_factory=list)
+    error: str | None = None
+
+
+def mean_std(values: list[float]) -> dict:
+    """Mean, sample standard deviation (ddof=1) and the values themselves.
+
+    >>> mean_std([0.8, 0.9, 1.0])
+    {'mean': 0.9, 'std': 0.09999999999999998, 'folds': [0.8, 0.9, 1.0]}
+    """
+    arr = np.asarray(values, dtype=float)
+    std = float(np.nanstd(arr, ddof=1)) if np.sum(np.isfinite(arr)) > 1 else 0.0
+    return {"mean": float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan"), "std": std, "folds": list(values)}
+
+
+def summarise(outcome: ArchOutcome, patience: int) -> dict:
+    """The ``results.json`` entry of one architecture (without its rank)."""
+    entry = {
+        "name": outcome.name,
+        "rank": None,
+        "status": "failed" if outcome.error else "ok",
+        "params": outcome.folds[0]["params"] if outcome.folds else None,
+        "description": outcome.description,
+        "tags": list(outcome.tags),
+        "folds_done": len(outcome.folds),
+    }
+    if outcome.error:
+        entry["error"] = outcome.error
+    if outcome.folds:
+        entry["metrics"] = {m: mean_std([f["metrics"][m] for f in outcome.folds]) for m in METRICS}
+        entry["confusion_matrix"] = np.sum([f["metrics"]["confusion_matrix"] for f in outcome.folds], axis=0).tolist()
+        entry["curves"] = curve_statistics(outcome.histories, patience)
+        entry["fit_seconds"] = [f["fit_seconds"] for f in outcome.folds]
+        entry["predict_seconds"] = [f["predict_seconds"] for f in outcome.folds]
+    return entry
+
+
+def rank(entries: list[dict], rank_by: str) -> list[dict]:
+    """Sort by the mean of ``rank_by`` (ascending for losses), ties by lower std; failed ones last, unranked."""
+    sign = 1 if rank_by in LOWER_IS_BETTER else -1
+
+    def key(entry):
+        m = entry["metrics"][rank_by]
+        return (sign * m["mean"] if np.isfinite(m["mean"]) else np.inf, m["std"])
+
+    ok = sorted((e for e in entries if e["status"] == "ok"), key=key)
+    failed = [e for e in entries if e["status"] != "ok"]
+    for i, entry in enumerate(ok, start=1):
+        entry["rank"] = i
+    return ok + failed

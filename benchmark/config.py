@@ -1,0 +1,119 @@
+"""Run settings, where ``--data`` comes from, and the environment recorded in config.json."""
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from benchmark import UsageError
+from benchmark.data import KAGGLE_HINT
+from benchmark.metrics import METRICS
+
+# Settings that change the numbers: resuming a run folder requires them unchanged.
+RESULT_SETTINGS = (
+    "data", "positive", "folds", "seed", "val_fraction", "image_size", "channels",
+    "epochs", "batch_size", "lr", "lr_decay_epochs", "patience", "augment",
+)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of ``benchmark run``; the CLI flags map one to one onto these fields."""
+
+    data: Path
+    out: Path
+    archs: str = "all"
+    folds: int = 5
+    seed: int = 42
+    val_fraction: float = 0.1
+    positive: str | None = None
+    image_size: int = 64
+    channels: int = 1
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_decay_epochs: float = 10.0
+    patience: int = 3
+    augment: bool = True
+    rank_by: str = "f1"
+    cache_dir: Path | None = None
+    save_models: bool = True
+    strict: bool = False
+    deterministic: bool = False
+    mixed_precision: bool = False
+    strategy: str = "auto"
+    arch_modules: tuple[str, ...] = ()
+    overwrite: bool = False
+    quiet: bool = False
+
+    def __post_init__(self):
+        if self.rank_by not in METRICS:
+            raise UsageError(f"--rank-by {self.rank_by}: choose one of {', '.join(METRICS)}.")
+        for name in ("image_size", "epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: give a positive whole number.")
+        if self.channels not in (1, 3):
+            raise UsageError(f"--channels {self.channels}: give 1 (greyscale) or 3 (RGB).")
+        if self.lr <= 0 or self.lr_decay_epochs <= 0:
+            raise UsageError("--lr and --lr-decay-epochs must be positive.")
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+
+    def result_settings(self) -> dict:
+        d = self.to_dict()
+        return {k: d[k] for k in RESULT_SETTINGS}
+
+
+def default_data_dir(cwd: Path | None = None, environ=os.environ) -> Path:
+    """``BENCHMARK_DATA``, else ``data =`` under ``[tool:benchmark]`` in ``./setup.cfg`` (relative to it)."""
+    if environ.get("BENCHMARK_DATA"):
+        return Path(environ["BENCHMARK_DATA"])
+    cfg_path = Path(cwd or Path.cwd()) / "setup.cfg"
+    parser = configparser.ConfigParser()
+    if cfg_path.is_file():
+        parser.read(cfg_path, encoding="utf-8")
+        value = parser.get("tool:benchmark", "data", fallback=None)
+        if value:
+            return (cfg_path.parent / value.strip()).resolve()
+    raise UsageError(f"no data folder given. {KAGGLE_HINT}")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict:
+    """Versions, machine and git commit, for config.json."""
+    packages = ("keras", "tensorflow", "jax", "jaxlib", "torch", "numpy", "scikit-learn", "pandas", "pillow")
+    return {
+        "python": sys.version.split()[0],
+        "packages": {p: v for p in packages if (v := _version(p))},
+        "benchmark": _version("cnn-benchmark"),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+        "git_commit": _git_commit(Path(__file__).resolve().parent),
+        "argv": sys.argv,
+    }
+
+
+def settings_diff(saved: dict, current: dict) -> list[str]:
+    """Names of result-changing settings that differ between a saved run and this one."""
+    return [f"{k} ({saved.get(k)!r} → {current[k]!r})" for k in current if saved.get(k) != current[k]]
+

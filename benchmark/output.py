@@ -1,0 +1,144 @@
+"""Stage 6 — output: the run folder, its files and the leaderboard.
+
+::
+
+    RUN/config.json             every setting, versions, machine, git commit, backend, devices
+    RUN/splits.json             the folds as paths relative to --data
+    RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras
+    RUN/folds.csv               one row per architecture × fold
+    RUN/oof.csv                 out-of-fold probabilities: arch, fold, path, label, probability
+    RUN/results.json            the aggregated, ranked results (the contract reports build on)
+    RUN/leaderboard.md          the ranked table
+
+A fold's ``metrics.json`` is written last, so its presence marks the fold finished.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from benchmark.files import read_json, write_csv, write_json, write_text
+from benchmark.metrics import METRICS
+
+
+def safe_name(name: str) -> str:
+    """A file-system-safe folder name for an architecture name.
+
+    >>> safe_name("resnet/v2 (wide)")
+    'resnet_v2_wide_'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).lstrip(".") or "_"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def splits(self) -> Path:
+        return self.path / "splits.json"
+
+    def fold_dir(self, arch: str, fold: int) -> Path:
+        return self.path / safe_name(arch) / f"fold-{fold}"
+
+    def model_path(self, arch: str, fold: int) -> Path:
+        return self.fold_dir(arch, fold) / "model.keras"
+
+    def write_fold(self, arch: str, fold: int, record: dict, history: dict, predictions: pd.DataFrame) -> None:
+        folder = self.fold_dir(arch, fold)
+        frame = pd.DataFrame(history)
+        frame.insert(0, "epoch", range(1, len(frame) + 1))
+        write_csv(folder / "history.csv", frame)
+        write_csv(folder / "predictions.csv", predictions)
+        write_json(folder / "metrics.json", record)  # last: marks the fold finished
+
+    def read_fold(self, arch: str, fold: int) -> tuple[dict, dict, pd.DataFrame] | None:
+        """(record, history, predictions) of a finished fold, or None when it must be (re)done."""
+        folder = self.fold_dir(arch, fold)
+        record = read_json(folder / "metrics.json")
+        if record is None:
+            return None
+        try:
+            history = pd.read_csv(folder / "history.csv").drop(columns="epoch").to_dict(orient="list")
+            predictions = pd.read_csv(folder / "predictions.csv")
+        except (OSError, ValueError, KeyError):
+            return None
+        if len(predictions) != record.get("n_score") or not history.get("val_loss"):
+            return None
+        return record, history, predictions
+
+    def write_results(self, run: dict, entries: list[dict], records: list[dict], oof: pd.DataFrame, rank_by: str) -> str:
+        """Write folds.csv, oof.csv, results.json and leaderboard.md; return the leaderboard text."""
+        write_csv(self.path / "folds.csv", folds_table(records))
+        write_csv(self.path / "oof.csv", oof)
+        write_json(self.path / "results.json", {"run": run, "architectures": entries})
+        text = leaderboard(entries, rank_by)
+        write_text(self.path / "leaderboard.md", f"# Leaderboard\n\n{run_line(run)}\n\n{text}\n")
+        return text
+
+
+def folds_table(records: list[dict]) -> pd.DataFrame:
+    """One row per architecture × fold with every metric and the fold's training facts."""
+    rows = []
+    for r in records:
+        tn, fp = r["metrics"]["confusion_matrix"][0]
+        fn, tp = r["metrics"]["confusion_matrix"][1]
+        rows.append(
+            {"arch": r["arch"], "fold": r["fold"], **{m: r["metrics"][m] for m in METRICS},
+             "tn": tn, "fp": fp, "fn": fn, "tp": tp,
+             "best_epoch": r["best_epoch"], "epochs": r["epochs"],
+             "fit_seconds": r["fit_seconds"], "predict_seconds": r["predict_seconds"],
+             "class_weight_0": r["class_weight"]["0"], "class_weight_1": r["class_weight"]["1"],
+             "initial_bias": r["initial_bias"], "n_fit": r["n_fit"], "n_val": r["n_val"], "n_score": r["n_score"]}
+        )
+    return pd.DataFrame(rows)
+
+
+def _pm(metric: dict) -> str:
+    return f"{metric['mean']:.3f} ± {metric['std']:.3f}"
+
+
+def run_line(run: dict) -> str:
+    return (
+        f"{run['folds']}-fold stratified CV (seed {run['seed']}) on {run['n_images']} images of {run['data']}, "
+        f"{run['image_size']} px; ranked by {run['rank_by']}; mean ± std over folds, threshold 0.5."
+    )
+
+
+def leaderboard(entries: list[dict], rank_by: str) -> str:
+    """The ranked table (GitHub markdown), then the loss-curve diagnostics, then failures."""
+    shown = [rank_by] + [m for m in METRICS if m != rank_by]
+    scored = [e for e in entries if "metrics" in e]
+    rows = [
+        [e["rank"] or "-", e["name"] + ("" if e["status"] == "ok" else " (failed)")]
+        + [_pm(e["metrics"][m]) for m in shown]
+        + [f"{e['params']:,}", f"{sum(e['curves']['epochs']) / len(e['curves']['epochs']):.1f}",
+           f"{sum(e['fit_seconds']) / len(e['fit_seconds']):.0f}"]
+        for e in scored
+    ]
+    table = tabulate(rows, headers=["rank", "architecture", *shown, "params", "epochs", "fit s/fold"], tablefmt="github")
+    curve_rows = [
+        [e["name"], f"{e['curves']['val_loss_variance']:.2g}", f"{e['curves']['oscillation']['mean']:.2f}",
+         f"{e['curves']['gap']['mean']:+.3f}", " ".join(map(str, e["curves"]["best_epoch"])),
+         " ".join(map(str, e["curves"]["epochs"])), e["curves"]["suggested_patience"]]
+        for e in scored
+    ]
+    curves = tabulate(
+        curve_rows,
+        headers=["architecture", "val-loss variance", "oscillation", "gap at best", "best epoch per fold",
+                 "epochs per fold", "suggested patience"],
+        tablefmt="github",
+    )
+    text = f"{table}\n\nLoss curves (across folds)\n\n{curves}"
+    failed = [e for e in entries if e["status"] != "ok"]
+    if failed:
+        text += "\n\nFailed\n\n" + "\n".join(f"- {e['name']}: {e['error']}" for e in failed)
+    return text

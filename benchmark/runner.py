@@ -1,0 +1,201 @@
+"""``benchmark run``: the stages in order, with resume and per-architecture failure isolation.
+
+data → splits → training → metrics → comparison → output. Each finished
+(architecture, fold) is saved before the next starts; a rerun with the same
+``--out`` loads finished folds instead of retraining them.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+import architectures
+from benchmark import UsageError, backend
+from benchmark.comparison import ArchOutcome, rank, summarise
+from benchmark.config import RunConfig, environment, settings_diff
+from benchmark.data import discover, load_images, warn_skipped
+from benchmark.files import read_json, write_json
+from benchmark.metrics import best_epoch, binary_metrics
+from benchmark.output import RunFolder
+from benchmark.splits import NestedStratifiedKFold, load_splits, save_splits
+from benchmark.training import ArchitectureError, TrainSettings, train_fold
+
+
+@dataclass
+class Progress:
+    """One line per (arch, fold) with an ETA for the whole run; live epoch updates on a terminal."""
+
+    total: int
+    quiet: bool = False
+    stream: object = sys.stderr
+    done: int = 0
+    trained_seconds: list[float] = field(default_factory=list)
+
+    def _eta(self) -> str:
+        if not self.trained_seconds:
+            return "ETA after the first fold"
+        left = sum(self.trained_seconds) / len(self.trained_seconds) * (self.total - self.done)
+        return f"ETA {left / 60:.0f} min" if left >= 60 else f"ETA {left:.0f} s"
+
+    def _prefix(self, arch: str, fold: int, folds: int) -> str:
+        width = len(str(self.total))
+        return f"[{self.done + 1:>{width}}/{self.total}] {arch} fold {fold + 1}/{folds}"
+
+    def epoch(self, arch: str, fold: int, folds: int, epochs: int):
+        def report(epoch: int, logs: dict) -> None:
+            if not self.quiet and self.stream.isatty():
+                line = f"{self._prefix(arch, fold, folds)}  epoch {epoch}/{epochs}  val_loss {logs.get('val_loss', float('nan')):.4f}"
+                print(f"\r{line}  {self._eta()}\033[K", end="", file=self.stream, flush=True)
+
+        return report
+
+    def fold_done(self, arch: str, fold: int, folds: int, record: dict | None, seconds: float | None, note: str = "") -> None:
+        if seconds is not None:
+            self.trained_seconds.append(seconds)
+        prefix = self._prefix(arch, fold, folds)
+        self.done += 1
+        if self.quiet:
+            return
+        if record:
+            m = record["metrics"]
+            detail = (f"{record['epochs']} epochs (best {record['best_epoch']})  "
+                      f"f1 {m['f1']:.3f}  roc_auc {m['roc_auc']:.3f}  {record['fit_seconds']:.0f} s")
+        else:
+            detail = ""
+        line = f"{prefix}  {note}{detail}  {self._eta()}"
+        print(f"\r{line}\033[K" if self.stream.isatty() else line, file=self.stream, flush=True)
+
+
+def _log(config: RunConfig):
+    return (lambda msg: None) if config.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+def _check_run_folder(folder: RunFolder, config: RunConfig) -> None:
+    saved = read_json(folder.config)
+    if saved is None or config.overwrite:
+        return
+    diff = settings_diff(saved.get("settings", {}), config.result_settings())
+    if diff:
+        raise UsageError(
+            f"--out {folder.path} holds a run with other settings: {', '.join(diff)}. Resuming would mix "
+            "results. Use another --out, the same settings, or --overwrite to start that folder afresh."
+        )
+
+
+def run(config: RunConfig) -> int:
+    """Run the benchmark; return the exit status (0, or 1 when an architecture failed)."""
+    log = _log(config)
+    for path in config.arch_modules:
+        architectures.load_file(path)
+    names = architectures.select(config.archs)
+    dataset = discover(config.data, config.positive)
+    splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed)
+    splitter.check(dataset.train.labels)  # fail before the slow decode
+    folder = RunFolder(Path(config.out))
+    _check_run_folder(folder, config)
+    if config.overwrite and folder.path.exists():
+        import shutil
+
+        shutil.rmtree(folder.path)
+    try:
+        folder.path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {folder.path}: cannot create the run folder ({err.strerror}). Choose a writable folder.") from None
+
+    # Stage 1 — data, decoded once for the whole run.
+    images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
+    warn_skipped(images.skipped, config.strict)
+    device = backend.setup(config.mixed_precision, config.deterministic, config.strategy)
+
+    # Stage 2 — one set of folds for every architecture.
+    folds = load_splits(folder.splits, images.paths) if folder.splits.exists() else None
+    if folds is None:
+        folds = splitter.split(images.labels)
+        save_splits(folder.splits, folds, images.paths, config.folds, config.seed, config.val_fraction)
+
+    run_info = {
+        **{k: v for k, v in config.to_dict().items() if k in ("data", "folds", "seed", "image_size", "rank_by")},
+        "classes": {"negative": dataset.classes[0], "positive": dataset.classes[1]},
+        "n_images": len(images.paths),
+        "counts": {dataset.classes[0]: int((images.labels == 0).sum()), dataset.classes[1]: int(images.labels.sum())},
+        "test_counts": dataset.test.counts() if dataset.test else None,
+        "skipped": images.skipped,
+        "backend": device.backend,
+        "devices": list(device.devices),
+    }
+    write_json(folder.config, {"settings": config.to_dict(), "run": run_info, "device": vars(device), **environment()})
+
+    # Stages 3–4 — train and score every (architecture, fold), resuming finished ones.
+    settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.lr_decay_epochs, config.patience, config.augment)
+    progress = Progress(total=len(names) * len(folds), quiet=config.quiet)
+    outcomes, records, oof = [], [], []
+    started = time.perf_counter()
+    for name in names:
+        spec = architectures.get(name)
+        outcome = ArchOutcome(name, spec.description, spec.tags)
+        for i, fold in enumerate(folds):
+            saved = folder.read_fold(name, i)
+            if saved is None:
+                try:
+                    saved = _train_and_save(folder, spec, images, fold, i, settings, config, device, progress, len(folds))
+                except OSError:
+                    raise  # disk full, unwritable folder: stop the run, finished folds stay saved
+                except Exception as err:  # isolate a broken architecture; the others go on
+                    reason = str(err) if isinstance(err, ArchitectureError) else f"{type(err).__name__}: {err}"
+                    outcome.error = f"fold {i + 1}: {reason}"
+                    progress.fold_done(name, i, len(folds), None, None, note=f"FAILED: {reason}")
+                    progress.done += len(folds) - i - 1
+                    break
+            else:
+                progress.fold_done(name, i, len(folds), saved[0], None, note="(saved) ")
+            record, history, predictions = saved
+            outcome.folds.append(record)
+            outcome.histories.append(history)
+            oof.append(predictions.assign(arch=name, fold=i))
+            records.append(record)
+        outcomes.append(outcome)
+
+    # Stages 5–6 — compare and write.
+    entries = rank([summarise(o, config.patience) for o in outcomes], config.rank_by)
+    run_info["wall_seconds"] = time.perf_counter() - started
+    oof_frame = pd.concat(oof, ignore_index=True)[["arch", "fold", "path", "label", "probability"]] if oof else pd.DataFrame(
+        columns=["arch", "fold", "path", "label", "probability"])
+    table = folder.write_results(run_info, entries, records, oof_frame, config.rank_by)
+    if not config.quiet:
+        print(f"\n{table}\n\nRun folder: {folder.path}", flush=True)
+    else:
+        print(table, flush=True)
+    return 1 if any(e["status"] != "ok" for e in entries) else 0
+
+
+def _train_and_save(folder, spec, images, fold, i, settings, config, device, progress, n_folds):
+    report = progress.epoch(spec.name, i, n_folds, settings.epochs)
+    model_path = folder.model_path(spec.name, i) if config.save_models else None
+    started = time.perf_counter()
+    result = train_fold(spec.build, images, fold, settings, config.seed + i, model_path, report, backend.model_scope(device))
+    labels = images.labels[fold.score]
+    record = {
+        "arch": spec.name,
+        "fold": i,
+        "metrics": binary_metrics(labels, result.probabilities),
+        "class_weight": {str(k): v for k, v in result.class_weight.items()},
+        "initial_bias": result.initial_bias,
+        "best_epoch": best_epoch(result.history["val_loss"]) + 1,
+        "epochs": len(result.history["val_loss"]),
+        "fit_seconds": result.fit_seconds,
+        "predict_seconds": result.predict_seconds,
+        "params": result.params,
+        "seed": config.seed + i,
+        "n_fit": len(fold.train),
+        "n_val": len(fold.val),
+        "n_score": len(fold.score),
+    }
+    predictions = pd.DataFrame({"path": [images.paths[j] for j in fold.score], "label": labels.astype(int),
+                                "probability": result.probabilities})
+    folder.write_fold(spec.name, i, record, result.history, predictions)
+    progress.fold_done(spec.name, i, n_folds, record, time.perf_counter() - started)
+    return record, result.history, predictions

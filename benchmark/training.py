@@ -1,0 +1,199 @@
+"""Stage 3 — training: fit one architecture on one fold and predict its score fold.
+
+What the model is fitted on decides everything fitted from data: class weights
+and the output bias come from the fold's fit part only; early stopping watches
+the inner validation split; the score fold is only predicted, once, at the end.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import layers
+
+from benchmark.data import Images
+from benchmark.files import atomic_path
+from benchmark.splits import Fold
+
+
+class ArchitectureError(Exception):
+    """An architecture that cannot be trained (bad builder, bad output, NaN loss)."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    lr_decay_epochs: float = 10.0
+    patience: int = 3
+    augment: bool = True
+
+
+@dataclass
+class FoldResult:
+    history: dict[str, list[float]]  # per epoch: loss, val_loss, ...
+    probabilities: np.ndarray  # of the score fold, in fold.score order
+    class_weight: dict[int, float]
+    initial_bias: float | None  # None when the architecture has no one-unit output bias
+    fit_seconds: float
+    predict_seconds: float
+    params: int
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """``w_c = n / (2 · n_c)``: both classes weigh the same in the loss.
+
+    >>> class_weights(np.array([0, 1, 1, 1]))
+    {0: 2.0, 1: 0.6666666666666666}
+    """
+    labels = np.asarray(labels)
+    n, counts = len(labels), np.bincount(labels, minlength=2)
+    return {c: float(n / (2 * counts[c])) for c in (0, 1)}
+
+
+def initial_bias(labels: np.ndarray) -> float:
+    """``log(n_pos / n_neg)``: the sigmoid then starts at the positive rate.
+
+    >>> round(initial_bias(np.array([0, 1, 1, 1])), 4)
+    1.0986
+    """
+    counts = np.bincount(np.asarray(labels), minlength=2)
+    return float(math.log(counts[1] / counts[0]))
+
+
+def augmentation() -> keras.Sequential:
+    """Small geometric and contrast jitter; no flips (a heart on the right is not a normal X-ray)."""
+    return keras.Sequential(
+        [
+            layers.RandomRotation(0.03),  # ±11°
+            layers.RandomZoom(0.1),
+            layers.RandomTranslation(0.05, 0.05),
+            layers.RandomContrast(0.1),
+        ],
+        name="augmentation",
+    )
+
+
+def assemble(build: Callable, input_shape: tuple[int, int, int], augment: bool) -> tuple[keras.Model, keras.Model]:
+    """Wrap an architecture: uint8 pixels → [0, 1] → augmentation (training only) → architecture.
+
+    Returns (wrapped model, architecture model). Raises ArchitectureError when the
+    builder fails or does not end in one unit.
+    """
+    try:
+        arch = build(input_shape)
+    except Exception as err:  # any bug in a user's builder is that architecture's failure
+        raise ArchitectureError(f"build failed: {type(err).__name__}: {err}") from err
+    if not isinstance(arch, keras.Model):
+        raise ArchitectureError(f"build returned {type(arch).__name__}, expected a keras.Model")
+    if tuple(arch.output_shape) != (None, 1):
+        raise ArchitectureError(
+            f"output shape {tuple(arch.output_shape)}, expected (None, 1): end with Dense(1, activation='sigmoid')"
+        )
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = layers.Rescaling(1 / 255)(inputs)
+    if augment:
+        x = augmentation()(x)
+    x = arch(x)
+    # Under mixed precision, keep the probabilities (and so the loss) in float32.
+    outputs = layers.Activation("linear", dtype="float32", name="probability")(x)
+    return keras.Model(inputs, outputs, name=arch.name), arch
+
+
+def set_output_bias(arch: keras.Model, bias: float) -> bool:
+    """Set the bias of the last layer with a one-unit bias; False when there is none."""
+    for layer in reversed(arch.layers):
+        b = getattr(layer, "bias", None)
+        if b is not None and tuple(b.shape) == (1,):
+            b.assign(np.array([bias], dtype=b.dtype))
+            return True
+    return False
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Calls ``report(epoch, logs)`` after each epoch (1-based epoch)."""
+
+    def __init__(self, report: Callable[[int, dict], None]):
+        super().__init__()
+        self.report = report
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.report(epoch + 1, dict(logs or {}))
+
+
+def train_fold(
+    build: Callable,
+    images: Images,
+    fold: Fold,
+    settings: TrainSettings,
+    seed: int,
+    model_path: Path | None = None,
+    report: Callable[[int, dict], None] | None = None,
+    scope=None,
+) -> FoldResult:
+    """Fit a fresh model on ``fold.train``, stop early on ``fold.val``, predict ``fold.score``."""
+    keras.utils.set_random_seed(seed)  # the same seed per fold for every architecture
+    x_fit, y_fit = images.pixels[fold.train], images.labels[fold.train].astype("float32")
+    x_val, y_val = images.pixels[fold.val], images.labels[fold.val].astype("float32")
+    weights = class_weights(images.labels[fold.train])
+    bias = initial_bias(images.labels[fold.train])
+    steps_per_epoch = math.ceil(len(x_fit) / settings.batch_size)
+
+    with scope or contextlib.nullcontext():
+        model, arch = assemble(build, x_fit.shape[1:], settings.augment)
+        bias_set = set_output_bias(arch, bias)
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            settings.lr, decay_steps=settings.lr_decay_epochs * steps_per_epoch, decay_rate=0.1
+        )
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy", metrics=["accuracy"])
+
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if report:
+        callbacks.append(EpochReporter(report))
+    start = time.perf_counter()
+    fit = model.fit(
+        x_fit,
+        y_fit,
+        validation_data=(x_val, y_val),
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        class_weight=weights,
+        callbacks=callbacks,
+        shuffle=True,
+        verbose=0,
+    )
+    fit_seconds = time.perf_counter() - start
+    history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
+    if not all(np.isfinite(history.get("loss", [np.nan]))):
+        bad = next(i for i, v in enumerate(history["loss"]) if not np.isfinite(v))
+        raise ArchitectureError(f"training loss became NaN at epoch {bad + 1}; lower --lr")
+
+    start = time.perf_counter()
+    probabilities = model.predict(images.pixels[fold.score], batch_size=max(settings.batch_size, 128), verbose=0)
+    predict_seconds = time.perf_counter() - start
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(probabilities)):
+        raise ArchitectureError("predictions contain NaN or infinity")
+    if model_path is not None:
+        with atomic_path(model_path) as tmp:
+            model.save(tmp)
+    return FoldResult(
+        history=history,
+        probabilities=probabilities,
+        class_weight=weights,
+        initial_bias=bias if bias_set else None,
+        fit_seconds=fit_seconds,
+        predict_seconds=predict_seconds,
+        params=int(arch.count_params()),
+    )
+
