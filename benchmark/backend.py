@@ -35,6 +35,7 @@ def setup(mixed_precision: bool = False, deterministic: bool = False, strategy: 
     if backend == "tensorflow":
         import tensorflow as tf
 
+        tf.get_logger().setLevel("ERROR")  # new models per fold retrace by design; the warning is noise
         for gpu in tf.config.list_physical_devices("GPU"):
             # Grow GPU memory on demand instead of grabbing it all at start.
             with contextlib.suppress(RuntimeError):

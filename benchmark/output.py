@@ -124,7 +124,8 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
            f"{sum(e['fit_seconds']) / len(e['fit_seconds']):.0f}"]
         for e in scored
     ]
-    table = tabulate(rows, headers=["rank", "architecture", *shown, "params", "epochs", "fit s/fold"], tablefmt="github")
+    table = tabulate(rows, headers=["rank", "architecture", *shown, "params", "epochs", "fit s/fold"],
+                     tablefmt="github", disable_numparse=True)
     curve_rows = [
         [e["name"], f"{e['curves']['val_loss_variance']:.2g}", f"{e['curves']['oscillation']['mean']:.2f}",
          f"{e['curves']['gap']['mean']:+.3f}", " ".join(map(str, e["curves"]["best_epoch"])),
@@ -136,6 +137,7 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
         headers=["architecture", "val-loss variance", "oscillation", "gap at best", "best epoch per fold",
                  "epochs per fold", "suggested patience"],
         tablefmt="github",
+        disable_numparse=True,
     )
     text = f"{table}\n\nLoss curves (across folds)\n\n{curves}"
     failed = [e for e in entries if e["status"] != "ok"]

@@ -130,7 +130,10 @@ def run(config: RunConfig) -> int:
     write_json(folder.config, {"settings": config.to_dict(), "run": run_info, "device": vars(device), **environment()})
 
     # Stages 3–4 — train and score every (architecture, fold), resuming finished ones.
-    settings = TrainSettings(config.epochs, config.batch_size, config.lr, config.lr_decay_epochs, config.patience, config.augment)
+    settings = TrainSettings(
+        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        lr_decay_epochs=config.lr_decay_epochs, patience=config.patience, augment=config.augment,
+    )
     progress = Progress(total=len(names) * len(folds), quiet=config.quiet)
     outcomes, records, oof = [], [], []
     started = time.perf_counter()

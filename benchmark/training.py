@@ -28,12 +28,14 @@ class ArchitectureError(Exception):
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 15
-    batch_size: int = 32
-    lr: float = 1e-3
-    lr_decay_epochs: float = 10.0
-    patience: int = 3
-    augment: bool = True
+    """How each fold is trained (the defaults live in :class:`benchmark.config.RunConfig`)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_decay_epochs: float
+    patience: int
+    augment: bool
 
 
 @dataclass
