@@ -121,8 +121,8 @@ def _class_files(split_dirs: list[Path], root: Path) -> dict[str, list[str]]:
 def discover(data_dir: str | Path, positive: str | None = None) -> Dataset:
     """Find the classes and files of ``data_dir``.
 
-    >>> ds = discover("../shared/data/chest_xray_224")      # doctest: +SKIP
-    >>> ds.classes, ds.train.counts(), ds.test.counts()      # doctest: +SKIP
+    >>> ds = discover("../shared/data/chest_xray_224")
+    >>> ds.classes, ds.train.counts(), ds.test.counts()
     (('NORMAL', 'PNEUMONIA'), [1341, 3875], [234, 390])
     """
     data_dir = Path(data_dir)

@@ -1,0 +1,69 @@
+"""The command line's user errors: exit status 2, one paragraph, no traceback."""
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmark import UsageError
+from benchmark.cli import main
+from benchmark.config import default_data_dir
+from tests.conftest import REAL_224
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+@pytest.mark.parametrize(
+    "make, extra, message",
+    [
+        (lambda f: f({}) / "missing", [], "no such folder"),
+        (lambda f: f({}), [], "no images found"),
+        (lambda f: f({"NORMAL": 6}), [], "exactly two non-empty class folders"),
+        (lambda f: f({"NORMAL": 6, "PNEUMONIA": 3}), ["--folds", "5"], "a class has only 3 image"),
+        (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--archs", "resnet999"], "'resnet999' matches no architecture"),
+        (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--archs", "vgg_*"], "'vgg_\\*' matches no architecture"),
+        (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--folds", "1"], "at least 2 folds"),
+        (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--epochs", "0"], "--epochs 0: give a positive whole number"),
+    ],
+)
+def test_user_errors_exit_2_with_one_paragraph(synthetic_folder, tmp_path, capsys, make, extra, message):
+    data = make(synthetic_folder)
+    code, err = run_cli(["run", "--data", str(data), "--out", str(tmp_path / "run"), *extra], capsys)
+    assert code == 2
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+    assert re.search(message, " ".join(err.split()))
+    assert not (tmp_path / "run").exists()  # nothing written for a run that could not start
+
+
+def test_no_data_anywhere_names_the_kaggle_source(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCHMARK_DATA", raising=False)
+    code, err = run_cli(["run"], capsys)
+    assert code == 2
+    assert "chest-xray-pneumonia" in err and "--data" in err and "BENCHMARK_DATA" in err
+
+
+def test_data_default_comes_from_env_then_setup_cfg(tmp_path):
+    (tmp_path / "setup.cfg").write_text("[tool:benchmark]\ndata = ../images\n")
+    assert default_data_dir(tmp_path, environ={}) == (tmp_path.parent / "images").resolve()
+    assert default_data_dir(tmp_path, environ={"BENCHMARK_DATA": "/data/x"}) == Path("/data/x")
+    with pytest.raises(UsageError, match="no data folder given"):
+        default_data_dir(tmp_path / "elsewhere", environ={})
+
+
+def test_repository_setup_cfg_points_at_the_shared_data():
+    assert default_data_dir(Path(__file__).resolve().parents[1], environ={}) == REAL_224.resolve()
+
+
+def test_list_shows_every_architecture_with_parameters(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines()[2:] if line.strip()]
+    assert len(rows) >= 7
+    baseline = next(r for r in rows if r.startswith("baseline "))
+    # 16·9+16 + 32·16·9+32 + 64·32·9+64 + 8·8·64·128+128 + 128+1 at 64 px, 1 channel
+    assert "547,841" in baseline

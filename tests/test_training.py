@@ -1,0 +1,106 @@
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from benchmark.data import Images
+from benchmark.splits import NestedStratifiedKFold
+from benchmark.training import (
+    ArchitectureError,
+    TrainSettings,
+    assemble,
+    class_weights,
+    initial_bias,
+    set_output_bias,
+    train_fold,
+)
+
+SETTINGS = TrainSettings(epochs=3, batch_size=16, lr=1e-3, lr_decay_epochs=10, patience=2, augment=False)
+
+
+def small_cnn(input_shape):
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
+
+
+def bright_or_dark(n_neg=30, n_pos=60, size=12):
+    """Negatives dark, positives bright: a problem any CNN learns in a few epochs."""
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * n_neg + [1] * n_pos, dtype=np.int8)
+    pixels = (rng.integers(0, 60, (len(labels), size, size, 1)) + labels[:, None, None, None].astype(int) * 150).astype(np.uint8)
+    return Images(pixels=pixels, labels=labels, paths=tuple(f"{i}.png" for i in range(len(labels))))
+
+
+def test_class_weights_and_bias_from_counts():
+    labels = np.array([0] * 1000 + [1] * 3000)
+    assert class_weights(labels) == {0: 2.0, 1: pytest.approx(2 / 3)}
+    assert initial_bias(labels) == pytest.approx(np.log(3))
+
+
+def test_assemble_reports_broken_builders():
+    def raises(shape):
+        raise RuntimeError("boom")
+
+    def two_units(shape):
+        inputs = keras.Input(shape=shape)
+        return keras.Model(inputs, layers.Dense(2)(layers.Flatten()(inputs)))
+
+    with pytest.raises(ArchitectureError, match="build failed: RuntimeError: boom"):
+        assemble(raises, (8, 8, 1), augment=False)
+    with pytest.raises(ArchitectureError, match=r"output shape \(None, 2\), expected \(None, 1\)"):
+        assemble(two_units, (8, 8, 1), augment=False)
+    with pytest.raises(ArchitectureError, match="expected a keras.Model"):
+        assemble(lambda shape: "not a model", (8, 8, 1), augment=False)
+
+
+def test_output_bias_is_set_on_the_last_unit():
+    model = small_cnn((8, 8, 1))
+    assert set_output_bias(model, 1.25)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.layers[-1].bias), [1.25])
+    inputs = keras.Input(shape=(8, 8, 1))
+    no_bias = keras.Model(inputs, layers.Dense(1, use_bias=False, activation="sigmoid")(layers.Flatten()(inputs)))
+    assert not set_output_bias(no_bias, 1.0)
+
+
+def test_train_fold_learns_and_uses_the_fit_part_only(tmp_path):
+    images = bright_or_dark()
+    fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
+    epochs_seen = []
+    settings = TrainSettings(epochs=10, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=10, augment=True)
+    result = train_fold(small_cnn, images, fold, settings, seed=0, model_path=tmp_path / "model.keras",
+                        report=lambda e, logs: epochs_seen.append(e))
+    fit_labels = images.labels[fold.train]
+    assert result.class_weight == class_weights(fit_labels)
+    assert result.initial_bias == pytest.approx(np.log(fit_labels.sum() / (len(fit_labels) - fit_labels.sum())))
+    assert result.probabilities.shape == (len(fold.score),)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(images.labels[fold.score], result.probabilities) > 0.95
+    assert epochs_seen == list(range(1, len(result.history["val_loss"]) + 1))
+    assert set(result.history) >= {"loss", "val_loss"}
+    restored = keras.models.load_model(tmp_path / "model.keras")
+    again = restored.predict(images.pixels[fold.score], verbose=0).reshape(-1)
+    np.testing.assert_allclose(again, result.probabilities, atol=1e-5)
+
+
+def test_nan_loss_marks_the_architecture_failed():
+    def explodes(shape):
+        inputs = keras.Input(shape=shape)
+        x = layers.Flatten()(inputs)
+        x = layers.Lambda(lambda t: t * float("nan"))(x)
+        return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
+
+    images = bright_or_dark()
+    fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
+    with pytest.raises(ArchitectureError, match="loss became NaN at epoch 1"):
+        train_fold(explodes, images, fold, SETTINGS, seed=0)
+
+
+def test_same_seed_gives_the_same_model():
+    images = bright_or_dark()
+    fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[1]
+    a = train_fold(small_cnn, images, fold, SETTINGS, seed=3).probabilities
+    b = train_fold(small_cnn, images, fold, SETTINGS, seed=3).probabilities
+    np.testing.assert_allclose(a, b, atol=1e-6)
