@@ -30,6 +30,7 @@ Files kept elsewhere are loaded with :func:`load_file` (``--arch-module``), and
 installed packages can register through the ``benchmark.architectures``
 entry-point group (each entry point names a module to import).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -39,9 +40,9 @@ import importlib.util
 import inspect
 import pkgutil
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 __all__ = [
     "ArchSpec",
@@ -127,8 +128,7 @@ class Registry:
         specs = self.specs()
         if name not in specs:
             raise RegistryError(
-                f"unknown architecture {name!r}. Known: {', '.join(specs)}. "
-                "Run `benchmark list` to see them all."
+                f"unknown architecture {name!r}. Known: {', '.join(specs)}. Run `benchmark list` to see them all."
             )
         return specs[name]
 

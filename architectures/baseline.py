@@ -1,5 +1,6 @@
 """The baseline family: three conv/pool blocks and a dense head, with optional
 batch normalisation and dropout, so their effect is measured one at a time."""
+
 import keras
 from keras import layers
 

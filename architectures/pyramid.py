@@ -1,4 +1,5 @@
 """Filter pyramids: does the network want more filters early or late?"""
+
 from architectures import register
 from architectures.baseline import conv_net
 

@@ -1,5 +1,6 @@
 """Depthwise-separable blocks with batch norm and dropout, after the keras-io
 example "Pneumonia Classification on TPU" (Amy MiHyun Jang)."""
+
 import keras
 from keras import layers
 

@@ -3,6 +3,7 @@
 The only module that may import a backend library directly, and only the one
 that Keras is running on, so the tool works where TensorFlow is not installed.
 """
+
 from __future__ import annotations
 
 import contextlib

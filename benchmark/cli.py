@@ -1,4 +1,5 @@
 """Command line: ``benchmark list`` and ``benchmark run``."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,54 +17,78 @@ DEFAULTS = RunConfig(data=Path("."), out=Path("."))
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchmark", description="Cross-validation benchmark of CNN image classifiers.")
+    parser = argparse.ArgumentParser(
+        prog="benchmark", description="Cross-validation benchmark of CNN image classifiers."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ls = sub.add_parser("list", help="list the registered architectures")
     ls.add_argument("pattern", nargs="?", default="all", help="names, patterns or tag:NAME (as --archs); default all")
-    ls.add_argument("--arch-module", action="append", default=[], metavar="FILE", help="also load architectures from FILE")
+    ls.add_argument(
+        "--arch-module", action="append", default=[], metavar="FILE", help="also load architectures from FILE"
+    )
     ls.add_argument("--image-size", type=int, default=DEFAULTS.image_size, help="input size for the parameter count")
 
-    r = sub.add_parser("run", help="cross-validate architectures and rank them",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    r = sub.add_parser(
+        "run", help="cross-validate architectures and rank them", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     d = DEFAULTS
     g = r.add_argument_group("data")
-    g.add_argument("--data", type=Path, help="Kaggle-layout folder (train/<class>/, optional val/, test/); "
-                   "default: $BENCHMARK_DATA, then 'data =' under [tool:benchmark] in ./setup.cfg")
+    g.add_argument(
+        "--data",
+        type=Path,
+        help="Kaggle-layout folder (train/<class>/, optional val/, test/); "
+        "default: $BENCHMARK_DATA, then 'data =' under [tool:benchmark] in ./setup.cfg",
+    )
     g.add_argument("--positive", help="the positive class (default PNEUMONIA if present, else the second class)")
     g.add_argument("--image-size", type=int, default=d.image_size, help="images are resized to SIZE×SIZE")
     g.add_argument("--channels", type=int, default=d.channels, choices=(1, 3))
     g.add_argument("--cache-dir", type=Path, help="decoded-image cache (default: the user cache folder)")
     g.add_argument("--strict", action="store_true", help="an unreadable image is an error, not a skip")
     g = r.add_argument_group("cross-validation")
-    g.add_argument("--archs", default=d.archs, help="all, names, shell patterns (pyramid_*) or tag:NAME, comma-separated")
-    g.add_argument("--arch-module", action="append", default=[], metavar="FILE", help="load architectures from FILE too")
+    g.add_argument(
+        "--archs", default=d.archs, help="all, names, shell patterns (pyramid_*) or tag:NAME, comma-separated"
+    )
+    g.add_argument(
+        "--arch-module", action="append", default=[], metavar="FILE", help="load architectures from FILE too"
+    )
     g.add_argument("--folds", type=int, default=d.folds)
     g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--val-fraction", type=float, default=d.val_fraction, help="inner validation split for early stopping")
+    g.add_argument(
+        "--val-fraction", type=float, default=d.val_fraction, help="inner validation split for early stopping"
+    )
     g = r.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs per fold")
     g.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (epochs)")
     g.add_argument("--batch-size", type=int, default=d.batch_size)
     g.add_argument("--lr", type=float, default=d.lr, help="initial Adam learning rate")
-    g.add_argument("--lr-decay-epochs", type=float, default=d.lr_decay_epochs, help="lr falls 10× every this many epochs")
+    g.add_argument(
+        "--lr-decay-epochs", type=float, default=d.lr_decay_epochs, help="lr falls 10× every this many epochs"
+    )
     g.add_argument("--no-augment", dest="augment", action="store_false", help="turn augmentation off")
     g.add_argument("--deterministic", action="store_true", help="deterministic ops (slower)")
     g.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs)")
-    g.add_argument("--strategy", default=d.strategy, choices=("auto", "none", "mirrored"), help="multi-GPU data parallelism")
+    g.add_argument(
+        "--strategy", default=d.strategy, choices=("auto", "none", "mirrored"), help="multi-GPU data parallelism"
+    )
     g = r.add_argument_group("output")
-    g.add_argument("--out", type=Path, help="run folder; rerun with the same --out to resume (default reports/<timestamp>)")
+    g.add_argument(
+        "--out", type=Path, help="run folder; rerun with the same --out to resume (default reports/<timestamp>)"
+    )
     g.add_argument("--rank-by", default=d.rank_by, choices=METRICS)
-    g.add_argument("--no-save-models", dest="save_models", action="store_false", help="do not save model.keras per fold")
+    g.add_argument(
+        "--no-save-models", dest="save_models", action="store_false", help="do not save model.keras per fold"
+    )
     g.add_argument("--overwrite", action="store_true", help="start the --out folder afresh")
     g.add_argument("-q", "--quiet", action="store_true", help="print only the leaderboard and errors")
     return parser
 
 
 def _list(args) -> int:
-    import architectures
     from tabulate import tabulate
+
+    import architectures
 
     for path in args.arch_module:
         architectures.load_file(path)
@@ -113,8 +138,10 @@ def _run(args) -> int:
     try:
         return run(config)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished folds are saved in {out}. Resume with the same command and --out {out}.",
-              file=sys.stderr)
+        print(
+            f"\ninterrupted: finished folds are saved in {out}. Resume with the same command and --out {out}.",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -3,6 +3,7 @@
 Input is the per-fold records exactly as saved in ``<arch>/fold-<i>/metrics.json``
 and ``history.csv``, so every aggregated number can be recomputed from those files.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -32,7 +33,11 @@ def mean_std(values: list[float]) -> dict:
     """
     arr = np.asarray(values, dtype=float)
     std = float(np.nanstd(arr, ddof=1)) if np.sum(np.isfinite(arr)) > 1 else 0.0
-    return {"mean": float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan"), "std": std, "folds": list(values)}
+    return {
+        "mean": float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan"),
+        "std": std,
+        "folds": list(values),
+    }
 
 
 def summarise(outcome: ArchOutcome, patience: int) -> dict:

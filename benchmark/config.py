@@ -1,4 +1,5 @@
 """Run settings, where ``--data`` comes from, and the environment recorded in config.json."""
+
 from __future__ import annotations
 
 import configparser
@@ -17,8 +18,19 @@ from benchmark.metrics import METRICS
 
 # Settings that change the numbers: resuming a run folder requires them unchanged.
 RESULT_SETTINGS = (
-    "data", "positive", "folds", "seed", "val_fraction", "image_size", "channels",
-    "epochs", "batch_size", "lr", "lr_decay_epochs", "patience", "augment",
+    "data",
+    "positive",
+    "folds",
+    "seed",
+    "val_fraction",
+    "image_size",
+    "channels",
+    "epochs",
+    "batch_size",
+    "lr",
+    "lr_decay_epochs",
+    "patience",
+    "augment",
 )
 
 
@@ -118,4 +130,3 @@ def environment() -> dict:
 def settings_diff(saved: dict, current: dict) -> list[str]:
     """Names of result-changing settings that differ between a saved run and this one."""
     return [f"{k} ({saved.get(k)!r} → {current[k]!r})" for k in current if saved.get(k) != current[k]]
-

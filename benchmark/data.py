@@ -14,6 +14,7 @@ Decoded pixels are cached on disk as one ``.npy`` per (file list, image size,
 channels), memory-mapped on load, so a run decodes each image once, never per
 fold or per architecture.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -234,7 +235,9 @@ def load_images(
     skipped = {images.paths[i]: d for i, d in enumerate(decoded) if isinstance(d, str)}
     cache_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(npy) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(kept), image_size, image_size, channels))
+        out = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.uint8, shape=(len(kept), image_size, image_size, channels)
+        )
         for j, i in enumerate(kept):
             out[j] = decoded[i]
         out.flush()
@@ -261,6 +264,7 @@ def warn_skipped(skipped: dict[str, str], strict: bool, log=lambda m: print(m, f
     listing = "; ".join(f"{p} ({why})" for p, why in skipped.items())
     if strict:
         raise UsageError(
-            f"{len(skipped)} image(s) could not be read: {listing}. Remove or replace them, or drop --strict to skip them."
+            f"{len(skipped)} image(s) could not be read: {listing}. "
+            "Remove or replace them, or drop --strict to skip them."
         )
     log(f"warning: skipped {len(skipped)} unreadable image(s): {listing}")

@@ -4,6 +4,7 @@ Threshold metrics are computed from the confusion matrix at ``threshold``
 (0.5 unless said otherwise); ``roc_auc``, ``pr_auc`` (average precision) and
 ``log_loss`` use the probabilities themselves.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -119,7 +120,7 @@ def curve_statistics(histories: list[dict[str, list[float]]], patience: int) -> 
     variance = float(np.mean(np.var(stacked, axis=0, ddof=1))) if len(val) > 1 else 0.0
     best = [best_epoch(v) for v in val]
     oscillation = [oscillation_index(v) for v in val]
-    gap = [float(v[b] - t[b]) for v, t, b in zip(val, train, best)]
+    gap = [float(v[b] - t[b]) for v, t, b in zip(val, train, best, strict=False)]
     waits = [longest_wait(v) for v in val]
     return {
         "val_loss_variance": variance,

@@ -12,6 +12,7 @@
 
 A fold's ``metrics.json`` is written last, so its presence marks the fold finished.
 """
+
 from __future__ import annotations
 
 import re
@@ -75,7 +76,9 @@ class RunFolder:
             return None
         return record, history, predictions
 
-    def write_results(self, run: dict, entries: list[dict], records: list[dict], oof: pd.DataFrame, rank_by: str) -> str:
+    def write_results(
+        self, run: dict, entries: list[dict], records: list[dict], oof: pd.DataFrame, rank_by: str
+    ) -> str:
         """Write folds.csv, oof.csv, results.json and leaderboard.md; return the leaderboard text."""
         write_csv(self.path / "folds.csv", folds_table(records))
         write_csv(self.path / "oof.csv", oof)
@@ -92,12 +95,25 @@ def folds_table(records: list[dict]) -> pd.DataFrame:
         tn, fp = r["metrics"]["confusion_matrix"][0]
         fn, tp = r["metrics"]["confusion_matrix"][1]
         rows.append(
-            {"arch": r["arch"], "fold": r["fold"], **{m: r["metrics"][m] for m in METRICS},
-             "tn": tn, "fp": fp, "fn": fn, "tp": tp,
-             "best_epoch": r["best_epoch"], "epochs": r["epochs"],
-             "fit_seconds": r["fit_seconds"], "predict_seconds": r["predict_seconds"],
-             "class_weight_0": r["class_weight"]["0"], "class_weight_1": r["class_weight"]["1"],
-             "initial_bias": r["initial_bias"], "n_fit": r["n_fit"], "n_val": r["n_val"], "n_score": r["n_score"]}
+            {
+                "arch": r["arch"],
+                "fold": r["fold"],
+                **{m: r["metrics"][m] for m in METRICS},
+                "tn": tn,
+                "fp": fp,
+                "fn": fn,
+                "tp": tp,
+                "best_epoch": r["best_epoch"],
+                "epochs": r["epochs"],
+                "fit_seconds": r["fit_seconds"],
+                "predict_seconds": r["predict_seconds"],
+                "class_weight_0": r["class_weight"]["0"],
+                "class_weight_1": r["class_weight"]["1"],
+                "initial_bias": r["initial_bias"],
+                "n_fit": r["n_fit"],
+                "n_val": r["n_val"],
+                "n_score": r["n_score"],
+            }
         )
     return pd.DataFrame(rows)
 
@@ -120,22 +136,42 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
     rows = [
         [e["rank"] or "-", e["name"] + ("" if e["status"] == "ok" else " (failed)")]
         + [_pm(e["metrics"][m]) for m in shown]
-        + [f"{e['params']:,}", f"{sum(e['curves']['epochs']) / len(e['curves']['epochs']):.1f}",
-           f"{sum(e['fit_seconds']) / len(e['fit_seconds']):.0f}"]
+        + [
+            f"{e['params']:,}",
+            f"{sum(e['curves']['epochs']) / len(e['curves']['epochs']):.1f}",
+            f"{sum(e['fit_seconds']) / len(e['fit_seconds']):.0f}",
+        ]
         for e in scored
     ]
-    table = tabulate(rows, headers=["rank", "architecture", *shown, "params", "epochs", "fit s/fold"],
-                     tablefmt="github", disable_numparse=True)
+    table = tabulate(
+        rows,
+        headers=["rank", "architecture", *shown, "params", "epochs", "fit s/fold"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
     curve_rows = [
-        [e["name"], f"{e['curves']['val_loss_variance']:.2g}", f"{e['curves']['oscillation']['mean']:.2f}",
-         f"{e['curves']['gap']['mean']:+.3f}", " ".join(map(str, e["curves"]["best_epoch"])),
-         " ".join(map(str, e["curves"]["epochs"])), e["curves"]["suggested_patience"]]
+        [
+            e["name"],
+            f"{e['curves']['val_loss_variance']:.2g}",
+            f"{e['curves']['oscillation']['mean']:.2f}",
+            f"{e['curves']['gap']['mean']:+.3f}",
+            " ".join(map(str, e["curves"]["best_epoch"])),
+            " ".join(map(str, e["curves"]["epochs"])),
+            e["curves"]["suggested_patience"],
+        ]
         for e in scored
     ]
     curves = tabulate(
         curve_rows,
-        headers=["architecture", "val-loss variance", "oscillation", "gap at best", "best epoch per fold",
-                 "epochs per fold", "suggested patience"],
+        headers=[
+            "architecture",
+            "val-loss variance",
+            "oscillation",
+            "gap at best",
+            "best epoch per fold",
+            "epochs per fold",
+            "suggested patience",
+        ],
         tablefmt="github",
         disable_numparse=True,
     )

@@ -4,6 +4,7 @@ data → splits → training → metrics → comparison → output. Each finishe
 (architecture, fold) is saved before the next starts; a rerun with the same
 ``--out`` loads finished folds instead of retraining them.
 """
+
 from __future__ import annotations
 
 import sys
@@ -48,12 +49,15 @@ class Progress:
     def epoch(self, arch: str, fold: int, folds: int, epochs: int):
         def report(epoch: int, logs: dict) -> None:
             if not self.quiet and self.stream.isatty():
-                line = f"{self._prefix(arch, fold, folds)}  epoch {epoch}/{epochs}  val_loss {logs.get('val_loss', float('nan')):.4f}"
+                val_loss = logs.get("val_loss", float("nan"))
+                line = f"{self._prefix(arch, fold, folds)}  epoch {epoch}/{epochs}  val_loss {val_loss:.4f}"
                 print(f"\r{line}  {self._eta()}\033[K", end="", file=self.stream, flush=True)
 
         return report
 
-    def fold_done(self, arch: str, fold: int, folds: int, record: dict | None, seconds: float | None, note: str = "") -> None:
+    def fold_done(
+        self, arch: str, fold: int, folds: int, record: dict | None, seconds: float | None, note: str = ""
+    ) -> None:
         if seconds is not None:
             self.trained_seconds.append(seconds)
         prefix = self._prefix(arch, fold, folds)
@@ -62,8 +66,10 @@ class Progress:
             return
         if record:
             m = record["metrics"]
-            detail = (f"{record['epochs']} epochs (best {record['best_epoch']})  "
-                      f"f1 {m['f1']:.3f}  roc_auc {m['roc_auc']:.3f}  {record['fit_seconds']:.0f} s")
+            detail = (
+                f"{record['epochs']} epochs (best {record['best_epoch']})  "
+                f"f1 {m['f1']:.3f}  roc_auc {m['roc_auc']:.3f}  {record['fit_seconds']:.0f} s"
+            )
         else:
             detail = ""
         line = f"{prefix}  {note}{detail}  {self._eta()}"
@@ -104,7 +110,9 @@ def run(config: RunConfig) -> int:
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"--out {folder.path}: cannot create the run folder ({err.strerror}). Choose a writable folder.") from None
+        raise UsageError(
+            f"--out {folder.path}: cannot create the run folder ({err.strerror}). Choose a writable folder."
+        ) from None
 
     # Stage 1 — data, decoded once for the whole run.
     images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
@@ -131,8 +139,12 @@ def run(config: RunConfig) -> int:
 
     # Stages 3–4 — train and score every (architecture, fold), resuming finished ones.
     settings = TrainSettings(
-        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        lr_decay_epochs=config.lr_decay_epochs, patience=config.patience, augment=config.augment,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        lr_decay_epochs=config.lr_decay_epochs,
+        patience=config.patience,
+        augment=config.augment,
     )
     progress = Progress(total=len(names) * len(folds), quiet=config.quiet)
     outcomes, records, oof = [], [], []
@@ -144,7 +156,9 @@ def run(config: RunConfig) -> int:
             saved = folder.read_fold(name, i)
             if saved is None:
                 try:
-                    saved = _train_and_save(folder, spec, images, fold, i, settings, config, device, progress, len(folds))
+                    saved = _train_and_save(
+                        folder, spec, images, fold, i, settings, config, device, progress, len(folds)
+                    )
                 except OSError:
                     raise  # disk full, unwritable folder: stop the run, finished folds stay saved
                 except Exception as err:  # isolate a broken architecture; the others go on
@@ -165,8 +179,11 @@ def run(config: RunConfig) -> int:
     # Stages 5–6 — compare and write.
     entries = rank([summarise(o, config.patience) for o in outcomes], config.rank_by)
     run_info["wall_seconds"] = time.perf_counter() - started
-    oof_frame = pd.concat(oof, ignore_index=True)[["arch", "fold", "path", "label", "probability"]] if oof else pd.DataFrame(
-        columns=["arch", "fold", "path", "label", "probability"])
+    oof_frame = (
+        pd.concat(oof, ignore_index=True)[["arch", "fold", "path", "label", "probability"]]
+        if oof
+        else pd.DataFrame(columns=["arch", "fold", "path", "label", "probability"])
+    )
     table = folder.write_results(run_info, entries, records, oof_frame, config.rank_by)
     if not config.quiet:
         print(f"\n{table}\n\nRun folder: {folder.path}", flush=True)
@@ -179,7 +196,9 @@ def _train_and_save(folder, spec, images, fold, i, settings, config, device, pro
     report = progress.epoch(spec.name, i, n_folds, settings.epochs)
     model_path = folder.model_path(spec.name, i) if config.save_models else None
     started = time.perf_counter()
-    result = train_fold(spec.build, images, fold, settings, config.seed + i, model_path, report, backend.model_scope(device))
+    result = train_fold(
+        spec.build, images, fold, settings, config.seed + i, model_path, report, backend.model_scope(device)
+    )
     labels = images.labels[fold.score]
     record = {
         "arch": spec.name,
@@ -197,8 +216,13 @@ def _train_and_save(folder, spec, images, fold, i, settings, config, device, pro
         "n_val": len(fold.val),
         "n_score": len(fold.score),
     }
-    predictions = pd.DataFrame({"path": [images.paths[j] for j in fold.score], "label": labels.astype(int),
-                                "probability": result.probabilities})
+    predictions = pd.DataFrame(
+        {
+            "path": [images.paths[j] for j in fold.score],
+            "label": labels.astype(int),
+            "probability": result.probabilities,
+        }
+    )
     folder.write_fold(spec.name, i, record, result.history, predictions)
     progress.fold_done(spec.name, i, n_folds, record, time.perf_counter() - started)
     return record, result.history, predictions

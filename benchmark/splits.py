@@ -3,6 +3,7 @@
 The folds depend only on the labels, ``k`` and the seed, so every architecture
 of a run is scored on the same folds (a paired comparison).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -100,6 +101,9 @@ def load_splits(path, paths: tuple[str, ...]) -> list[Fold] | None:
         return None
     index = {p: i for i, p in enumerate(paths)}
     try:
-        return [Fold(*(np.array(sorted(index[p] for p in f[part]), dtype=np.int64) for part in ("train", "val", "score"))) for f in saved["folds"]]
+        return [
+            Fold(*(np.array(sorted(index[p] for p in f[part]), dtype=np.int64) for part in ("train", "val", "score")))
+            for f in saved["folds"]
+        ]
     except (KeyError, TypeError):
         return None

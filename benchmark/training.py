@@ -4,14 +4,15 @@ What the model is fitted on decides everything fitted from data: class weights
 and the output bias come from the fold's fit part only; early stopping watches
 the inner validation split; the score fold is only predicted, once, at the end.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -198,4 +199,3 @@ def train_fold(
         predict_seconds=predict_seconds,
         params=int(arch.count_params()),
     )
-

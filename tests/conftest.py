@@ -1,4 +1,5 @@
 """Shared fixtures: the real data beside the repository, and small folders made from it."""
+
 from __future__ import annotations
 
 import os
@@ -48,7 +49,9 @@ def write_image(path: Path, size: int = 20, mode: str = "L", value: int | None =
     if mode == "I;16":
         data = np.full(shape, value if value is not None else 40000, dtype=np.uint16)
     else:
-        data = np.full(shape, value, dtype=np.uint8) if value is not None else rng.integers(0, 256, shape, dtype=np.uint8)
+        data = (
+            np.full(shape, value, dtype=np.uint8) if value is not None else rng.integers(0, 256, shape, dtype=np.uint8)
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(data, mode=None if mode != "I;16" else "I;16").save(path)
     return path

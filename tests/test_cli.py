@@ -1,4 +1,5 @@
 """The command line's user errors: exit status 2, one paragraph, no traceback."""
+
 import re
 from pathlib import Path
 

@@ -87,7 +87,8 @@ def test_real_fullres_sample_matches_the_224_copy():
 def test_cache_is_written_once_and_corrupt_files_are_skipped(synthetic_folder, tmp_path):
     root = synthetic_folder({"NORMAL": 3, "PNEUMONIA": 3})
     (root / "train" / "NORMAL" / "truncated.jpeg").write_bytes(
-        (root / "train" / "NORMAL" / "NORMAL-0.png").read_bytes()[:40])
+        (root / "train" / "NORMAL" / "NORMAL-0.png").read_bytes()[:40]
+    )
     (root / "train" / "PNEUMONIA" / "empty.jpeg").write_bytes(b"")
     (root / "train" / "PNEUMONIA" / "text.jpeg").write_text("not an image")
     ds = discover(root)
@@ -95,8 +96,11 @@ def test_cache_is_written_once_and_corrupt_files_are_skipped(synthetic_folder, t
     images = load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=logs.append)
     assert images.pixels.shape == (6, 8, 8, 1)
     assert isinstance(images.pixels, np.memmap)
-    assert sorted(images.skipped) == ["train/NORMAL/truncated.jpeg", "train/PNEUMONIA/empty.jpeg",
-                                      "train/PNEUMONIA/text.jpeg"]
+    assert sorted(images.skipped) == [
+        "train/NORMAL/truncated.jpeg",
+        "train/PNEUMONIA/empty.jpeg",
+        "train/PNEUMONIA/text.jpeg",
+    ]
     assert images.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert len(logs) == 1  # decoded once
     again = load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=logs.append)

@@ -9,8 +9,15 @@ import architectures
 from architectures import Registry, RegistryError
 from tests.conftest import ROOT
 
-REQUIRED = {"baseline", "pyramid_up", "pyramid_down", "baseline_dropout", "baseline_batchnorm",
-            "baseline_bn_dropout", "separable"}
+REQUIRED = {
+    "baseline",
+    "pyramid_up",
+    "pyramid_down",
+    "baseline_dropout",
+    "baseline_batchnorm",
+    "baseline_bn_dropout",
+    "separable",
+}
 
 
 def tiny_builder(input_shape):
@@ -29,7 +36,7 @@ def make_registry():
 
 def test_builtin_registry_has_the_required_architectures_with_descriptions():
     names = set(architectures.list_architectures())
-    assert REQUIRED <= names
+    assert names >= REQUIRED
     assert all(architectures.get(n).description for n in names)
     assert architectures.list_architectures("pyramid_*") == ["pyramid_down", "pyramid_up"]
 
@@ -74,11 +81,13 @@ def test_package_modules_are_imported_automatically(tmp_path, monkeypatch):
     pkg = tmp_path / "my_archs"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("from architectures import Registry\nREG = Registry(package='my_archs')\n")
-    (pkg / "family.py").write_text(textwrap.dedent("""
+    (pkg / "family.py").write_text(
+        textwrap.dedent("""
         from my_archs import REG
         from tests.test_registry import tiny_builder
         REG.register("dropped_in", tags=("new",), description="added by one file")(tiny_builder)
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import my_archs
 
@@ -88,11 +97,13 @@ def test_package_modules_are_imported_automatically(tmp_path, monkeypatch):
 
 def test_arch_module_file_and_its_syntax_error(tmp_path):
     good = tmp_path / "extra.py"
-    good.write_text(textwrap.dedent("""
+    good.write_text(
+        textwrap.dedent("""
         from architectures import register
         from tests.test_registry import tiny_builder
         register("zz_from_file", description="kept outside the package")(tiny_builder)
-    """))
+    """)
+    )
     architectures.load_file(good)
     assert architectures.get("zz_from_file").description == "kept outside the package"
     reg = make_registry()
@@ -106,7 +117,8 @@ def test_arch_module_file_and_its_syntax_error(tmp_path):
 
 def test_a_file_dropped_into_architectures_is_listed(tmp_path):
     dropped = ROOT / "architectures" / "zz_pytest_dropin.py"
-    dropped.write_text(textwrap.dedent('''
+    dropped.write_text(
+        textwrap.dedent("""
         import keras
         from architectures import register
 
@@ -115,10 +127,16 @@ def test_a_file_dropped_into_architectures_is_listed(tmp_path):
             inputs = keras.Input(shape=input_shape)
             x = keras.layers.Flatten()(inputs)
             return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
-    '''))
+    """)
+    )
     try:
-        out = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "tag:test"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmark.cli", "list", "tag:test"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         dropped.unlink()
     assert out.returncode == 0, out.stderr

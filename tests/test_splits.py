@@ -34,7 +34,7 @@ def test_every_part_of_every_fold_is_stratified(folds):
 
 def test_same_labels_and_seed_give_the_same_folds_and_another_seed_differs(folds):
     again = NestedStratifiedKFold(5, 0.1, 42).split(LABELS)
-    for a, b in zip(folds, again):
+    for a, b in zip(folds, again, strict=False):
         for part in ("train", "val", "score"):
             np.testing.assert_array_equal(getattr(a, part), getattr(b, part))
     other = NestedStratifiedKFold(5, 0.1, 7).split(LABELS)
@@ -45,7 +45,7 @@ def test_splits_json_round_trip(tmp_path, folds):
     paths = tuple(f"train/{'NORMAL' if y == 0 else 'PNEUMONIA'}/{i}.jpeg" for i, y in enumerate(LABELS))
     save_splits(tmp_path / "splits.json", folds, paths, 5, 42, 0.1)
     loaded = load_splits(tmp_path / "splits.json", paths)
-    for a, b in zip(folds, loaded):
+    for a, b in zip(folds, loaded, strict=False):
         np.testing.assert_array_equal(a.score, b.score)
         np.testing.assert_array_equal(a.val, b.val)
     assert load_splits(tmp_path / "splits.json", paths[:-1]) is None  # a file vanished: stale

@@ -29,7 +29,9 @@ def bright_or_dark(n_neg=30, n_pos=60, size=12):
     """Negatives dark, positives bright: a problem any CNN learns in a few epochs."""
     rng = np.random.default_rng(0)
     labels = np.array([0] * n_neg + [1] * n_pos, dtype=np.int8)
-    pixels = (rng.integers(0, 60, (len(labels), size, size, 1)) + labels[:, None, None, None].astype(int) * 150).astype(np.uint8)
+    pixels = (rng.integers(0, 60, (len(labels), size, size, 1)) + labels[:, None, None, None].astype(int) * 150).astype(
+        np.uint8
+    )
     return Images(pixels=pixels, labels=labels, paths=tuple(f"{i}.png" for i in range(len(labels))))
 
 
@@ -69,8 +71,15 @@ def test_train_fold_learns_and_uses_the_fit_part_only(tmp_path):
     fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
     epochs_seen = []
     settings = TrainSettings(epochs=10, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=10, augment=True)
-    result = train_fold(small_cnn, images, fold, settings, seed=0, model_path=tmp_path / "model.keras",
-                        report=lambda e, logs: epochs_seen.append(e))
+    result = train_fold(
+        small_cnn,
+        images,
+        fold,
+        settings,
+        seed=0,
+        model_path=tmp_path / "model.keras",
+        report=lambda e, logs: epochs_seen.append(e),
+    )
     fit_labels = images.labels[fold.train]
     assert result.class_weight == class_weights(fit_labels)
     assert result.initial_bias == pytest.approx(np.log(fit_labels.sum() / (len(fit_labels) - fit_labels.sum())))

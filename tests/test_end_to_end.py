@@ -1,0 +1,237 @@
+"""End to end on the real chest X-rays: a small run (32 px, 60 images, 3 folds, 2 epochs)
+checked file by file, then resumed, killed and resumed, and run under the JAX backend."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.metrics import METRICS
+from tests.conftest import link_kaggle_subset
+
+ARGS = ["--folds", "3", "--epochs", "2", "--image-size", "32", "--rank-by", "roc_auc", "--patience", "2"]
+BROKEN = textwrap.dedent("""
+    from architectures import register
+
+    @register("zz_broken", description="raises while building")
+    def build(input_shape):
+        raise ValueError("this builder is broken on purpose")
+""")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return link_kaggle_subset(tmp_path_factory.mktemp("kaggle"), {"NORMAL": 24, "PNEUMONIA": 36})
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory):
+    """One run of two real architectures and one broken one."""
+    base = tmp_path_factory.mktemp("run")
+    broken = base / "broken.py"
+    broken.write_text(BROKEN)
+    out, cache = base / "out", base / "cache"
+    argv = [
+        "run",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--archs",
+        "baseline,pyramid_up,zz_broken",
+        "--arch-module",
+        str(broken),
+        *ARGS,
+    ]
+    code = main(argv)
+    return {"argv": argv, "code": code, "out": out, "data": data}
+
+
+def read(path):
+    return json.loads(Path(path).read_text())
+
+
+def test_run_folder_is_complete(run):
+    out = run["out"]
+    assert run["code"] == 1  # zz_broken failed; the others completed
+    for name in ("config.json", "splits.json", "folds.csv", "oof.csv", "results.json", "leaderboard.md"):
+        assert (out / name).is_file(), name
+    for arch in ("baseline", "pyramid_up"):
+        for i in range(3):
+            fold = out / arch / f"fold-{i}"
+            assert {p.name for p in fold.iterdir()} == {"history.csv", "metrics.json", "model.keras", "predictions.csv"}
+    config = read(out / "config.json")
+    assert config["settings"]["image_size"] == 32 and config["run"]["backend"] == "tensorflow"
+    assert config["run"]["counts"] == {"NORMAL": 24, "PNEUMONIA": 36}
+    assert {"keras", "numpy"} <= set(config["packages"])
+
+
+def test_splits_are_stratified_disjoint_and_relative_to_data(run):
+    splits = read(run["out"] / "splits.json")
+    assert splits["k"] == 3 and len(splits["folds"]) == 3
+    scored = [p for f in splits["folds"] for p in f["score"]]
+    assert len(scored) == len(set(scored)) == 60
+    for fold in splits["folds"]:
+        parts = [set(fold[p]) for p in ("train", "val", "score")]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+        assert all((run["data"] / p).is_file() for p in fold["score"])
+        assert sum("/NORMAL/" in p for p in fold["score"]) == 8  # 24 NORMAL over 3 folds
+        assert sum("/PNEUMONIA/" in p for p in fold["score"]) == 12
+
+
+def test_class_weights_and_bias_come_from_each_folds_fit_part(run):
+    splits = read(run["out"] / "splits.json")
+    for i, fold in enumerate(splits["folds"]):
+        n_neg = sum("/NORMAL/" in p for p in fold["train"])
+        n_pos = sum("/PNEUMONIA/" in p for p in fold["train"])
+        n = n_neg + n_pos
+        for arch in ("baseline", "pyramid_up"):
+            record = read(run["out"] / arch / f"fold-{i}" / "metrics.json")
+            assert record["class_weight"] == {"0": pytest.approx(n / (2 * n_neg)), "1": pytest.approx(n / (2 * n_pos))}
+            assert record["initial_bias"] == pytest.approx(np.log(n_pos / n_neg))
+            assert record["n_fit"] == n and record["seed"] == 42 + i
+
+
+def test_leaderboard_is_ranked_and_traceable_to_fold_files(run):
+    results = read(run["out"] / "results.json")
+    entries = results["architectures"]
+    ok = [e for e in entries if e["status"] == "ok"]
+    means = [e["metrics"]["roc_auc"]["mean"] for e in ok]
+    assert means == sorted(means, reverse=True) and [e["rank"] for e in ok] == [1, 2]
+    failed = entries[-1]
+    assert failed["name"] == "zz_broken" and failed["status"] == "failed" and failed["rank"] is None
+    assert "this builder is broken on purpose" in failed["error"]
+    folds = pd.read_csv(run["out"] / "folds.csv")
+    oof = pd.read_csv(run["out"] / "oof.csv")
+    for e in ok:
+        assert set(e["metrics"]) == set(METRICS)
+        assert len(e["curves"]["epochs"]) == 3 and len(e["fit_seconds"]) == 3
+        rows = folds[folds.arch == e["name"]]
+        for m in METRICS:
+            assert e["metrics"][m]["mean"] == pytest.approx(rows[m].mean())
+            assert e["metrics"][m]["std"] == pytest.approx(rows[m].std(ddof=1))
+        for i in range(3):
+            pred = pd.read_csv(run["out"] / e["name"] / f"fold-{i}" / "predictions.csv")
+            part = oof[(oof.arch == e["name"]) & (oof.fold == i)]
+            np.testing.assert_allclose(part.probability.to_numpy(), pred.probability.to_numpy())
+    board = (run["out"] / "leaderboard.md").read_text()
+    assert board.index(f"| {ok[0]['name']}") < board.index(f"| {ok[1]['name']}")
+    assert "zz_broken: fold 1: build failed: ValueError: this builder is broken on purpose" in board
+
+
+def test_rerun_resumes_without_retraining(run, capsys):
+    marker = run["out"] / "baseline" / "fold-0" / "metrics.json"
+    before = marker.stat().st_mtime_ns
+    results_before = read(run["out"] / "results.json")
+    assert main(run["argv"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("(saved)") == 6
+    assert marker.stat().st_mtime_ns == before
+    after = read(run["out"] / "results.json")
+    assert [e["metrics"] for e in after["architectures"][:2]] == [
+        e["metrics"] for e in results_before["architectures"][:2]
+    ]
+
+
+def test_resume_with_other_settings_is_refused(run, capsys):
+    argv = [a if a != "32" else "48" for a in run["argv"]]
+    assert main(argv) == 2
+    assert "image_size (32 → 48)" in capsys.readouterr().err
+
+
+def _cli(args, **env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmark.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def test_a_killed_run_resumes(data, tmp_path):
+    out = tmp_path / "out"
+    args = [
+        "run",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--archs",
+        "baseline",
+        "--folds",
+        "3",
+        "--epochs",
+        "3",
+        "--image-size",
+        "32",
+    ]
+    proc = _cli(args)
+    first = out / "baseline" / "fold-0" / "metrics.json"
+    deadline = time.time() + 240
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert first.exists() and not (out / "results.json").exists()
+    saved = first.read_text()
+    proc = _cli(args)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "baseline fold 1/3  (saved)" in stderr
+    assert first.read_text() == saved
+    assert read(out / "results.json")["architectures"][0]["folds_done"] == 3
+
+
+def test_jax_backend_runs_without_tensorflow(data, tmp_path):
+    out = tmp_path / "out"
+    code = textwrap.dedent(f"""
+        import sys
+        from benchmark.cli import main
+        rc = main({
+        [
+            "run",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--archs",
+            "pyramid_up",
+            "--folds",
+            "2",
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "-q",
+        ]!r
+    })
+        assert "tensorflow" not in sys.modules, "tensorflow was imported"
+        sys.exit(rc)
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = read(out / "config.json")
+    assert config["run"]["backend"] == "jax" and config["device"]["backend"] == "jax"
+    assert read(out / "results.json")["architectures"][0]["status"] == "ok"
