@@ -7,7 +7,7 @@ import pytest
 
 import architectures
 from architectures import Registry, RegistryError
-from tests.conftest import ROOT
+from tests.conftest import ROOT, link_kaggle_subset
 
 REQUIRED = {
     "baseline",
@@ -115,7 +115,7 @@ def test_arch_module_file_and_its_syntax_error(tmp_path):
         reg.load_file(tmp_path / "missing.py")
 
 
-def test_a_file_dropped_into_architectures_is_listed(tmp_path):
+def test_a_file_dropped_into_architectures_is_listed_and_runs(tmp_path):
     dropped = ROOT / "architectures" / "zz_pytest_dropin.py"
     dropped.write_text(
         textwrap.dedent("""
@@ -129,17 +129,45 @@ def test_a_file_dropped_into_architectures_is_listed(tmp_path):
             return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
     """)
     )
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 10, "PNEUMONIA": 10})
+    cli = [sys.executable, "-m", "benchmark.cli"]
+    run_args = ["run", "--archs", "zz_dropin", "--data", str(data), "--out", str(tmp_path / "out"), "--folds", "2"]
+    run_args += ["--epochs", "1", "--image-size", "16", "--cache-dir", str(tmp_path / "cache")]
     try:
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmark.cli", "list", "tag:test"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        listed = subprocess.run([*cli, "list", "tag:test"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        ran = subprocess.run([*cli, *run_args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     finally:
         dropped.unlink()
-    assert out.returncode == 0, out.stderr
-    row = next(line for line in out.stdout.splitlines() if line.startswith("zz_dropin"))
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if line.startswith("zz_dropin"))
     assert "Dropped in by the test suite." in row
     assert "4,097" in row  # 64×64 inputs + 1 bias at the default image size
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert (tmp_path / "out" / "zz_dropin" / "fold-1" / "metrics.json").is_file()
+
+
+def test_the_readme_example_architecture_file_works(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("# architectures/tiny_residual.py")
+    example = tmp_path / "tiny_residual.py"
+    example.write_text(readme[start : readme.index("```", start)])
+    architectures.load_file(example)
+    model = architectures.create("tiny_residual", (32, 32, 1))
+    assert model.output_shape == (None, 1)
+    assert architectures.get("tiny_residual").tags == ("residual",)
+
+
+def test_installed_plugins_register_through_entry_points(tmp_path, monkeypatch):
+    (tmp_path / "plugin_archs.py").write_text(
+        "from tests.test_registry import PLUGIN_REGISTRY, tiny_builder\n"
+        "PLUGIN_REGISTRY.register('from_plugin', description='installed elsewhere')(tiny_builder)\n"
+    )
+    dist = tmp_path / "plugin_archs-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: plugin-archs\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[benchmark.test_plugins]\nplugin = plugin_archs\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert PLUGIN_REGISTRY.list() == ["from_plugin"]
+
+
+PLUGIN_REGISTRY = Registry(entry_point_group="benchmark.test_plugins")
