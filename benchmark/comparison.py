@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from benchmark.metrics import LOWER_IS_BETTER, METRICS, curve_statistics
 
@@ -22,6 +23,7 @@ class ArchOutcome:
     tags: tuple[str, ...] = ()
     folds: list[dict] = field(default_factory=list)  # metrics.json records, in fold order
     histories: list[dict[str, list[float]]] = field(default_factory=list)
+    predictions: pd.DataFrame | None = None  # out-of-fold probabilities (oof.csv rows)
     error: str | None = None
 
 

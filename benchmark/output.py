@@ -148,6 +148,7 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
         headers=["rank", "architecture", *shown, "params", "epochs", "fit s/fold"],
         tablefmt="github",
         disable_numparse=True,
+        colalign=("right", "left", *["right"] * (len(shown) + 3)),
     )
     curve_rows = [
         [
@@ -174,6 +175,7 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
         ],
         tablefmt="github",
         disable_numparse=True,
+        colalign=("left", *["right"] * 6),
     )
     text = f"{table}\n\nLoss curves (across folds)\n\n{curves}"
     failed = [e for e in entries if e["status"] != "ok"]

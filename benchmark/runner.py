@@ -7,11 +7,13 @@ data → splits → training → metrics → comparison → output. Each finishe
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import architectures
@@ -55,6 +57,10 @@ class Progress:
 
         return report
 
+    def skip(self, n: int) -> None:
+        """Count ``n`` (arch, fold) pairs that will not run (their architecture failed)."""
+        self.done += n
+
     def fold_done(
         self, arch: str, fold: int, folds: int, record: dict | None, seconds: float | None, note: str = ""
     ) -> None:
@@ -94,18 +100,50 @@ def _check_run_folder(folder: RunFolder, config: RunConfig) -> None:
 
 def run(config: RunConfig) -> int:
     """Run the benchmark; return the exit status (0, or 1 when an architecture failed)."""
-    log = _log(config)
     for path in config.arch_modules:
         architectures.load_file(path)
     names = architectures.select(config.archs)
     dataset = discover(config.data, config.positive)
     splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed)
     splitter.check(dataset.train.labels)  # fail before the slow decode
+    folder = _prepare_folder(config)
+
+    # Stage 1 — data, decoded once for the whole run.
+    log = _log(config)
+    images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
+    warn_skipped(images.skipped, config.strict)
+    device = backend.setup(config.mixed_precision, config.deterministic, config.strategy)
+
+    # Stage 2 — one set of folds for every architecture, reused on resume.
+    folds = load_splits(folder.splits, images.paths) if folder.splits.exists() else None
+    if folds is None:
+        folds = splitter.split(images.labels)
+        save_splits(folder.splits, folds, images.paths, config.folds, config.seed, config.val_fraction)
+    run_info = _run_info(config, dataset, images, device)
+    write_json(folder.config, {"settings": config.to_dict(), "run": run_info, "device": vars(device), **environment()})
+
+    # Stages 3–4 — train and score every (architecture, fold), resuming finished ones.
+    started = time.perf_counter()
+    progress = Progress(total=len(names) * len(folds), quiet=config.quiet)
+    outcomes = [_cross_validate(name, folder, images, folds, config, device, progress) for name in names]
+
+    # Stages 5–6 — compare and write.
+    entries = rank([summarise(o, config.patience) for o in outcomes], config.rank_by)
+    run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation (a resumed run counts anew)
+    records = [r for o in outcomes for r in o.folds]
+    oof = pd.concat([o.predictions for o in outcomes if o.folds] or [pd.DataFrame(columns=OOF_COLUMNS)])
+    table = folder.write_results(run_info, entries, records, oof[OOF_COLUMNS], config.rank_by)
+    print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}", flush=True)
+    return 1 if any(e["status"] != "ok" for e in entries) else 0
+
+
+OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
+
+
+def _prepare_folder(config: RunConfig) -> RunFolder:
     folder = RunFolder(Path(config.out))
     _check_run_folder(folder, config)
     if config.overwrite and folder.path.exists():
-        import shutil
-
         shutil.rmtree(folder.path)
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
@@ -113,31 +151,31 @@ def run(config: RunConfig) -> int:
         raise UsageError(
             f"--out {folder.path}: cannot create the run folder ({err.strerror}). Choose a writable folder."
         ) from None
+    return folder
 
-    # Stage 1 — data, decoded once for the whole run.
-    images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
-    warn_skipped(images.skipped, config.strict)
-    device = backend.setup(config.mixed_precision, config.deterministic, config.strategy)
 
-    # Stage 2 — one set of folds for every architecture.
-    folds = load_splits(folder.splits, images.paths) if folder.splits.exists() else None
-    if folds is None:
-        folds = splitter.split(images.labels)
-        save_splits(folder.splits, folds, images.paths, config.folds, config.seed, config.val_fraction)
-
-    run_info = {
+def _run_info(config: RunConfig, dataset, images, device) -> dict:
+    """The ``run`` part of results.json: what was run, on which data, where."""
+    negative, positive = dataset.classes
+    return {
         **{k: v for k, v in config.to_dict().items() if k in ("data", "folds", "seed", "image_size", "rank_by")},
-        "classes": {"negative": dataset.classes[0], "positive": dataset.classes[1]},
+        "classes": {"negative": negative, "positive": positive},
         "n_images": len(images.paths),
-        "counts": {dataset.classes[0]: int((images.labels == 0).sum()), dataset.classes[1]: int(images.labels.sum())},
-        "test_counts": dataset.test.counts() if dataset.test else None,
+        "counts": _by_class(dataset.classes, images.labels),
+        "test_counts": _by_class(dataset.classes, dataset.test.labels) if dataset.test else None,
         "skipped": images.skipped,
         "backend": device.backend,
         "devices": list(device.devices),
     }
-    write_json(folder.config, {"settings": config.to_dict(), "run": run_info, "device": vars(device), **environment()})
 
-    # Stages 3–4 — train and score every (architecture, fold), resuming finished ones.
+
+def _by_class(classes: tuple[str, str], labels) -> dict[str, int]:
+    return dict(zip(classes, np.bincount(labels, minlength=2).tolist(), strict=True))
+
+
+def _cross_validate(name, folder, images, folds, config, device, progress) -> ArchOutcome:
+    """Every fold of one architecture: loaded when saved, trained otherwise; stops at its first failure."""
+    spec = architectures.get(name)
     settings = TrainSettings(
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -146,50 +184,29 @@ def run(config: RunConfig) -> int:
         patience=config.patience,
         augment=config.augment,
     )
-    progress = Progress(total=len(names) * len(folds), quiet=config.quiet)
-    outcomes, records, oof = [], [], []
-    started = time.perf_counter()
-    for name in names:
-        spec = architectures.get(name)
-        outcome = ArchOutcome(name, spec.description, spec.tags)
-        for i, fold in enumerate(folds):
-            saved = folder.read_fold(name, i)
-            if saved is None:
-                try:
-                    saved = _train_and_save(
-                        folder, spec, images, fold, i, settings, config, device, progress, len(folds)
-                    )
-                except OSError:
-                    raise  # disk full, unwritable folder: stop the run, finished folds stay saved
-                except Exception as err:  # isolate a broken architecture; the others go on
-                    reason = str(err) if isinstance(err, ArchitectureError) else f"{type(err).__name__}: {err}"
-                    outcome.error = f"fold {i + 1}: {reason}"
-                    progress.fold_done(name, i, len(folds), None, None, note=f"FAILED: {reason}")
-                    progress.done += len(folds) - i - 1
-                    break
-            else:
-                progress.fold_done(name, i, len(folds), saved[0], None, note="(saved) ")
-            record, history, predictions = saved
-            outcome.folds.append(record)
-            outcome.histories.append(history)
-            oof.append(predictions.assign(arch=name, fold=i))
-            records.append(record)
-        outcomes.append(outcome)
-
-    # Stages 5–6 — compare and write.
-    entries = rank([summarise(o, config.patience) for o in outcomes], config.rank_by)
-    run_info["wall_seconds"] = time.perf_counter() - started
-    oof_frame = (
-        pd.concat(oof, ignore_index=True)[["arch", "fold", "path", "label", "probability"]]
-        if oof
-        else pd.DataFrame(columns=["arch", "fold", "path", "label", "probability"])
-    )
-    table = folder.write_results(run_info, entries, records, oof_frame, config.rank_by)
-    if not config.quiet:
-        print(f"\n{table}\n\nRun folder: {folder.path}", flush=True)
-    else:
-        print(table, flush=True)
-    return 1 if any(e["status"] != "ok" for e in entries) else 0
+    outcome = ArchOutcome(name, spec.description, spec.tags)
+    predictions = []
+    for i, fold in enumerate(folds):
+        saved = folder.read_fold(name, i)
+        if saved is not None:
+            progress.fold_done(name, i, len(folds), saved[0], None, note="(saved) ")
+        else:
+            try:
+                saved = _train_and_save(folder, spec, images, fold, i, settings, config, device, progress, len(folds))
+            except OSError:
+                raise  # disk full, unwritable folder: stop the run; finished folds stay saved
+            except Exception as err:  # isolate a broken architecture; the others go on
+                reason = str(err) if isinstance(err, ArchitectureError) else f"{type(err).__name__}: {err}"
+                outcome.error = f"fold {i + 1}: {reason}"
+                progress.fold_done(name, i, len(folds), None, None, note=f"FAILED: {reason}")
+                progress.skip(len(folds) - i - 1)
+                break
+        record, history, fold_predictions = saved
+        outcome.folds.append(record)
+        outcome.histories.append(history)
+        predictions.append(fold_predictions.assign(arch=name, fold=i))
+    outcome.predictions = pd.concat(predictions, ignore_index=True) if predictions else None
+    return outcome
 
 
 def _train_and_save(folder, spec, images, fold, i, settings, config, device, progress, n_folds):
