@@ -130,7 +130,7 @@ def run_line(run: dict) -> str:
 
 
 def leaderboard(entries: list[dict], rank_by: str) -> str:
-    """The ranked table (GitHub markdown), then the loss-curve diagnostics, then failures."""
+    """The ranked table (markdown pipe table), then the loss-curve diagnostics, then failures."""
     shown = [rank_by] + [m for m in METRICS if m != rank_by]
     scored = [e for e in entries if "metrics" in e]
     rows = [
@@ -146,7 +146,7 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
     table = tabulate(
         rows,
         headers=["rank", "architecture", *shown, "params", "epochs", "fit s/fold"],
-        tablefmt="github",
+        tablefmt="pipe",
         disable_numparse=True,
         colalign=("right", "left", *["right"] * (len(shown) + 3)),
     )
@@ -173,7 +173,7 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
             "epochs per fold",
             "suggested patience",
         ],
-        tablefmt="github",
+        tablefmt="pipe",
         disable_numparse=True,
         colalign=("left", *["right"] * 6),
     )

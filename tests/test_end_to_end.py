@@ -33,29 +33,21 @@ def data(tmp_path_factory):
     return link_kaggle_subset(tmp_path_factory.mktemp("kaggle"), {"NORMAL": 24, "PNEUMONIA": 36})
 
 
+def run_argv(data, base, archs, *extra):
+    """``benchmark run`` arguments for a small run on ``data``, its folders under ``base``."""
+    folders = ["--out", str(base / "out"), "--cache-dir", str(base / "cache")]
+    return ["run", "--data", str(data), *folders, "--archs", archs, *extra]
+
+
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
     """One run of two real architectures and one broken one."""
     base = tmp_path_factory.mktemp("run")
     broken = base / "broken.py"
     broken.write_text(BROKEN)
-    out, cache = base / "out", base / "cache"
-    argv = [
-        "run",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--cache-dir",
-        str(cache),
-        "--archs",
-        "baseline,pyramid_up,zz_broken",
-        "--arch-module",
-        str(broken),
-        *ARGS,
-    ]
+    argv = run_argv(data, base, "baseline,pyramid_up,zz_broken", "--arch-module", str(broken), *ARGS)
     code = main(argv)
-    return {"argv": argv, "code": code, "out": out, "data": data}
+    return {"argv": argv, "code": code, "out": base / "out", "data": data}
 
 
 def read(path):
@@ -162,23 +154,7 @@ def _cli(args, **env):
 
 def test_a_killed_run_resumes(data, tmp_path):
     out = tmp_path / "out"
-    args = [
-        "run",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--archs",
-        "baseline",
-        "--folds",
-        "3",
-        "--epochs",
-        "3",
-        "--image-size",
-        "32",
-    ]
+    args = run_argv(data, tmp_path, "baseline", *["--folds", "3", "--epochs", "3", "--image-size", "32"])
     proc = _cli(args)
     first = out / "baseline" / "fold-0" / "metrics.json"
     deadline = time.time() + 240
@@ -189,7 +165,7 @@ def test_a_killed_run_resumes(data, tmp_path):
     assert first.exists() and not (out / "results.json").exists()
     saved = first.read_text()
     proc = _cli(args)
-    stdout, stderr = proc.communicate(timeout=300)
+    _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert "baseline fold 1/3  (saved)" in stderr
     assert first.read_text() == saved
@@ -198,29 +174,11 @@ def test_a_killed_run_resumes(data, tmp_path):
 
 def test_jax_backend_runs_without_tensorflow(data, tmp_path):
     out = tmp_path / "out"
+    argv = run_argv(data, tmp_path, "pyramid_up", *["--folds", "2", "--epochs", "1", "--image-size", "32", "-q"])
     code = textwrap.dedent(f"""
         import sys
         from benchmark.cli import main
-        rc = main({
-        [
-            "run",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--archs",
-            "pyramid_up",
-            "--folds",
-            "2",
-            "--epochs",
-            "1",
-            "--image-size",
-            "32",
-            "-q",
-        ]!r
-    })
+        rc = main({argv!r})
         assert "tensorflow" not in sys.modules, "tensorflow was imported"
         sys.exit(rc)
     """)
