@@ -92,11 +92,13 @@ def _subdirs(folder: Path) -> list[Path]:
 
 
 def _find_root(folder: Path) -> Path:
-    """Descend through wrapper folders (``chest_xray/chest_xray/``) to the one holding the data."""
+    """Descend through wrapper folders (``chest_xray/chest_xray/``) to the one holding the data.
+
+    A lone subfolder is a wrapper only if it has subfolders itself; otherwise it is a class folder.
+    """
     while True:
         subdirs = _subdirs(folder)
-        names = {p.name.lower() for p in subdirs}
-        if "train" in names or len(subdirs) != 1:
+        if any(p.name.lower() == "train" for p in subdirs) or len(subdirs) != 1 or not _subdirs(subdirs[0]):
             return folder
         folder = subdirs[0]
 

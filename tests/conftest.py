@@ -53,7 +53,7 @@ def write_image(path: Path, size: int = 20, mode: str = "L", value: int | None =
             np.full(shape, value, dtype=np.uint8) if value is not None else rng.integers(0, 256, shape, dtype=np.uint8)
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(data, mode=None if mode != "I;16" else "I;16").save(path)
+    Image.fromarray(data).save(path)  # uint16 arrays become mode I;16
     return path
 
 

@@ -50,6 +50,11 @@ def test_bad_folders_give_clear_errors(synthetic_folder, tmp_path, counts, messa
         discover(root)
 
 
+def test_a_lone_class_folder_is_not_mistaken_for_a_wrapper(synthetic_folder, tmp_path):
+    with pytest.raises(UsageError, match="found 1 class\\(es\\): NORMAL \\(4 images\\)"):
+        discover(synthetic_folder({"NORMAL": 4}, split=None))
+
+
 def test_missing_folder_and_unknown_positive(synthetic_folder, tmp_path):
     with pytest.raises(UsageError, match="no such folder.*Kaggle"):
         discover(tmp_path / "nope")
