@@ -32,6 +32,8 @@ def _gpu_count() -> int:
 
 def setup(mixed_precision: bool = False, deterministic: bool = False, strategy: str = "auto") -> DeviceInfo:
     """Prepare the backend once per run: GPU memory growth, precision policy, determinism."""
+    if strategy not in STRATEGIES:
+        raise UsageError(f"--strategy {strategy}: choose one of {', '.join(STRATEGIES)}.")
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -51,8 +53,6 @@ def setup(mixed_precision: bool = False, deterministic: bool = False, strategy: 
 
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
     gpus = _gpu_count()
-    if strategy not in STRATEGIES:
-        raise UsageError(f"--strategy {strategy}: choose one of {', '.join(STRATEGIES)}.")
     used = "mirrored" if strategy == "mirrored" or (strategy == "auto" and gpus > 1) else "none"
     if used == "mirrored" and backend == "torch":
         raise UsageError("--strategy mirrored: data parallelism is supported on the tensorflow and jax backends only.")

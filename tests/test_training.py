@@ -113,3 +113,28 @@ def test_same_seed_gives_the_same_model():
     a = train_fold(small_cnn, images, fold, SETTINGS, seed=3).probabilities
     b = train_fold(small_cnn, images, fold, SETTINGS, seed=3).probabilities
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_mixed_precision_keeps_probabilities_in_float32():
+    from benchmark import backend
+
+    try:
+        device = backend.setup(mixed_precision=True)
+        assert device.mixed_precision and keras.mixed_precision.global_policy().name == "mixed_float16"
+        model, arch = assemble(small_cnn, (8, 8, 1), augment=True)
+        assert arch.layers[1].compute_dtype == "float16"  # the convolution computes in half precision
+        assert model.layers[-1].compute_dtype == "float32"
+        out = model(np.zeros((2, 8, 8, 1), dtype="uint8"))
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    finally:
+        backend.setup(mixed_precision=False)
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_strategy_selection_on_a_cpu_machine():
+    from benchmark import UsageError, backend
+
+    device = backend.setup(strategy="auto")
+    assert device.gpus == 0 and device.strategy == "none" and device.backend == keras.backend.backend()
+    with pytest.raises(UsageError, match="--strategy bogus"):
+        backend.setup(strategy="bogus")
