@@ -26,8 +26,12 @@ class DeviceInfo:
     strategy: str  # what is actually used: "none" or "mirrored"
 
 
-def _gpu_count() -> int:
-    return sum(1 for d in keras.distribution.list_devices() if d.lower().startswith(("gpu", "cuda")))
+def _devices(backend: str) -> tuple[str, ...]:
+    if backend == "torch":  # keras.distribution has no torch implementation
+        import torch
+
+        return ("cpu:0", *(f"cuda:{i}" for i in range(torch.cuda.device_count())))
+    return tuple(keras.distribution.list_devices())
 
 
 def setup(mixed_precision: bool = False, deterministic: bool = False, strategy: str = "auto") -> DeviceInfo:
@@ -52,15 +56,17 @@ def setup(mixed_precision: bool = False, deterministic: bool = False, strategy: 
     # jax is deterministic on CPU; on GPU XLA_FLAGS=--xla_gpu_deterministic_ops=true must be set before start.
 
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed_precision else "float32")
-    gpus = _gpu_count()
-    used = "mirrored" if strategy == "mirrored" or (strategy == "auto" and gpus > 1) else "none"
+    devices = _devices(backend)
+    gpus = sum(1 for d in devices if d.lower().startswith(("gpu", "cuda")))
+    # auto: data parallelism when there are several GPUs and the backend supports it here
+    used = "mirrored" if strategy == "mirrored" or (strategy == "auto" and gpus > 1 and backend != "torch") else "none"
     if used == "mirrored" and backend == "torch":
         raise UsageError("--strategy mirrored: data parallelism is supported on the tensorflow and jax backends only.")
     if used == "mirrored" and backend == "jax":
         keras.distribution.set_distribution(keras.distribution.DataParallel())
     return DeviceInfo(
         backend=backend,
-        devices=tuple(keras.distribution.list_devices()),
+        devices=devices,
         gpus=gpus,
         mixed_precision=mixed_precision,
         deterministic=deterministic,
