@@ -50,7 +50,7 @@ class RunConfig:
     # Chosen so that the README's main job (7 architectures × 5 folds on the 5,216 Kaggle
     # training images) fits in 45 minutes on a 2-core CPU: see docs/results.md.
     epochs: int = 10
-    batch_size: int = 32
+    batch_size: int = 64
     lr: float = 1e-3
     lr_decay_epochs: float = 10.0
     patience: int = 3
