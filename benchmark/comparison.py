@@ -6,12 +6,13 @@ and ``history.csv``, so every aggregated number can be recomputed from those fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from benchmark.metrics import LOWER_IS_BETTER, METRICS, curve_statistics
+from benchmark.statistics import corrected_ttest, friedman
 
 
 @dataclass
@@ -77,3 +78,26 @@ def rank(entries: list[dict], rank_by: str) -> list[dict]:
     for i, entry in enumerate(ok, start=1):
         entry["rank"] = i
     return ok + failed
+
+
+def pairwise_comparison(entries: list[dict], records: list[dict], metric: str) -> dict | None:
+    """Statistics on ``metric`` between the ranked architectures (None with fewer than two).
+
+    Corrected resampled t-tests (Nadeau–Bengio) of the best against each other and
+    the p-value of every pair, with ``n_test / n_train`` taken from the saved fold
+    sizes; Friedman's test with average ranks and the Nemenyi critical difference.
+    """
+    ok = [e for e in entries if e["status"] == "ok"]  # in rank order
+    if len(ok) < 2:
+        return None
+    folds = {e["name"]: e["metrics"][metric]["folds"] for e in ok}
+    ratio = float(np.mean([r["n_score"] / r["n_fit"] for r in records]))
+    best = ok[0]["name"]
+    return {
+        "metric": metric,
+        "test_fraction": ratio,
+        "best": best,
+        "best_vs": {b: asdict(corrected_ttest(folds[best], folds[b], ratio)) for b in folds if b != best},
+        "p_values": {a: {b: corrected_ttest(folds[a], folds[b], ratio).p for b in folds if b != a} for a in folds},
+        "friedman": asdict(friedman(folds, higher_is_better=metric not in LOWER_IS_BETTER)),
+    }

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -77,13 +78,15 @@ class RunFolder:
         return record, history, predictions
 
     def write_results(
-        self, run: dict, entries: list[dict], records: list[dict], oof: pd.DataFrame, rank_by: str
+        self, run: dict, entries: list[dict], comparison: dict | None, records: list[dict], oof: pd.DataFrame
     ) -> str:
         """Write folds.csv, oof.csv, results.json and leaderboard.md; return the leaderboard text."""
         write_csv(self.path / "folds.csv", folds_table(records))
         write_csv(self.path / "oof.csv", oof)
-        write_json(self.path / "results.json", {"run": run, "architectures": entries})
-        text = leaderboard(entries, rank_by)
+        write_json(self.path / "results.json", {"run": run, "architectures": entries, "comparison": comparison})
+        text = leaderboard(entries, run["rank_by"])
+        if comparison:
+            text += "\n\n" + verdict(comparison)
         write_text(self.path / "leaderboard.md", f"# Leaderboard\n\n{run_line(run)}\n\n{text}\n")
         return text
 
@@ -181,4 +184,29 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
     failed = [e for e in entries if e["status"] != "ok"]
     if failed:
         text += "\n\nFailed\n\n" + "\n".join(f"- {e['name']}: {e['error']}" for e in failed)
+    return text
+
+
+def verdict(comparison: dict) -> str:
+    """The best against the runner-up, and Friedman over all, in words."""
+    metric, best = comparison["metric"], comparison["best"]
+    runner_up, r = next(iter(comparison["best_vs"].items()))
+    words = (
+        "significant at the 0.05 level."
+        if r["p"] < 0.05
+        else "not significant at the 0.05 level (with few folds the test has little power)."
+    )
+    text = (
+        f"{best} vs the runner-up {runner_up} on {metric}: difference {r['mean_difference']:+.4f} "
+        f"(95 % CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}), Nadeau–Bengio corrected resampled "
+        f"t-test p = {r['p']:.3g}: {words}"
+    )
+    f = comparison["friedman"]
+    if np.isfinite(f["statistic"]):
+        ranks = ", ".join(f"{n} {v:.1f}" for n, v in sorted(f["average_ranks"].items(), key=lambda kv: kv[1]))
+        text += (
+            f"\n\nFriedman test over {len(f['average_ranks'])} architectures: chi² = {f['statistic']:.2f}, "
+            f"p = {f['p']:.3g}. Average ranks (1 = best): {ranks}; two ranks differ significantly "
+            f"(Nemenyi, 0.05) when more than {f['critical_difference']:.2f} apart."
+        )
     return text

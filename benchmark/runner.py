@@ -18,7 +18,7 @@ import pandas as pd
 
 import architectures
 from benchmark import UsageError, backend
-from benchmark.comparison import ArchOutcome, rank, summarise
+from benchmark.comparison import ArchOutcome, pairwise_comparison, rank, summarise
 from benchmark.config import RunConfig, environment, settings_diff
 from benchmark.data import discover, load_images, warn_skipped
 from benchmark.files import read_json, write_json
@@ -132,7 +132,8 @@ def run(config: RunConfig) -> int:
     run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation (a resumed run counts anew)
     records = [r for o in outcomes for r in o.folds]
     oof = pd.concat([o.predictions for o in outcomes if o.folds] or [pd.DataFrame(columns=OOF_COLUMNS)])
-    table = folder.write_results(run_info, entries, records, oof[OOF_COLUMNS], config.rank_by)
+    comparison = pairwise_comparison(entries, records, config.rank_by)
+    table = folder.write_results(run_info, entries, comparison, records, oof[OOF_COLUMNS])
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}", flush=True)
     return 1 if any(e["status"] != "ok" for e in entries) else 0
 

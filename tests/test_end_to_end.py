@@ -120,6 +120,9 @@ def test_leaderboard_is_ranked_and_traceable_to_fold_files(run):
     board = (run["out"] / "leaderboard.md").read_text()
     assert board.index(f"| {ok[0]['name']}") < board.index(f"| {ok[1]['name']}")
     assert "zz_broken: fold 1: build failed: ValueError: this builder is broken on purpose" in board
+    comparison = results["comparison"]
+    assert comparison["best"] == ok[0]["name"] and comparison["metric"] == "roc_auc"
+    assert f"{ok[0]['name']} vs the runner-up {ok[1]['name']} on roc_auc" in board
 
 
 def test_rerun_resumes_without_retraining(run, capsys):

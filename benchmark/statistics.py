@@ -1,0 +1,96 @@
+"""Stage 5 helper — statistics: is one architecture really better than another?
+
+Fold scores of two architectures are paired (same folds) and correlated (the
+training sets overlap), so a plain paired t-test over folds is over-confident.
+These are the corrections the literature recommends for k-fold CV:
+
+- :func:`corrected_ttest`: Nadeau & Bengio (2003) corrected resampled t-test;
+- :func:`friedman`: Friedman's test over all architectures, with average ranks;
+- :func:`nemenyi_critical_difference`: Demšar (2006)'s critical difference
+  between average ranks (the CD diagram).
+
+With k = 5 folds every test has little power: "not significant" is weak evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A's score minus B's, over paired folds."""
+
+    mean_difference: float
+    t: float
+    p: float  # two-sided
+    ci_low: float  # corrected confidence interval of the mean difference
+    ci_high: float
+    df: int
+
+
+def corrected_ttest(a, b, test_fraction: float | None = None, confidence: float = 0.95) -> PairedTest:
+    """Nadeau–Bengio corrected resampled t-test of ``a − b`` over paired folds.
+
+    The variance of the fold differences is inflated by ``1/k + n_test/n_train``
+    instead of the naive ``1/k``; ``test_fraction`` is ``n_test / n_train``, by
+    default ``1 / (k − 1)`` as in k-fold cross-validation.
+
+    >>> r = corrected_ttest([0.91, 0.92, 0.90, 0.93, 0.91], [0.90, 0.90, 0.90, 0.90, 0.90])
+    >>> round(r.mean_difference, 3), round(r.t, 3), round(r.p, 3)
+    (0.014, 1.83, 0.141)
+    """
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    k = len(d)
+    ratio = 1 / (k - 1) if test_fraction is None else test_fraction
+    se = math.sqrt(np.var(d, ddof=1) * (1 / k + ratio))
+    mean = float(np.mean(d))
+    if se == 0:
+        t, p = (0.0, 1.0) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
+    else:
+        t = mean / se
+        p = float(2 * stats.t.sf(abs(t), k - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, k - 1) * se)
+    return PairedTest(mean, float(t), p, mean - half, mean + half, k - 1)
+
+
+@dataclass(frozen=True)
+class FriedmanResult:
+    statistic: float
+    p: float
+    average_ranks: dict[str, float]  # 1 = best
+    critical_difference: float  # Nemenyi, at alpha
+
+
+def friedman(scores: dict[str, list[float]], higher_is_better: bool = True, alpha: float = 0.05) -> FriedmanResult:
+    """Friedman's test over folds (blocks) and architectures (treatments), as
+    :func:`scipy.stats.friedmanchisquare`, plus each architecture's average rank
+    and the Nemenyi critical difference between average ranks."""
+    names = list(scores)
+    matrix = np.array([scores[n] for n in names], dtype=float)  # architectures × folds
+    ranks = stats.rankdata(-matrix if higher_is_better else matrix, axis=0)  # 1 = best in each fold
+    statistic, p = stats.friedmanchisquare(*matrix) if len(names) >= 3 else (float("nan"), float("nan"))
+    return FriedmanResult(
+        statistic=float(statistic),
+        p=float(p),
+        average_ranks={n: float(r) for n, r in zip(names, ranks.mean(axis=1), strict=True)},
+        critical_difference=nemenyi_critical_difference(len(names), matrix.shape[1], alpha),
+    )
+
+
+def nemenyi_critical_difference(n_models: int, n_blocks: int, alpha: float = 0.05) -> float:
+    """Demšar (2006): two average ranks differ significantly when they are more than
+    ``q_alpha · sqrt(k (k + 1) / (6 N))`` apart; ``q_alpha`` is the studentized range
+    quantile divided by √2.
+
+    >>> round(nemenyi_critical_difference(4, 14), 3)  # Demšar's q_0.05 = 2.569 for k = 4
+    1.254
+    """
+    if n_models < 2:
+        return float("nan")
+    q = stats.studentized_range.ppf(1 - alpha, n_models, np.inf) / math.sqrt(2)
+    return float(q * math.sqrt(n_models * (n_models + 1) / (6 * n_blocks)))

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmark.comparison import pairwise_comparison
+from benchmark.statistics import corrected_ttest, friedman, nemenyi_critical_difference
+
+
+def test_corrected_ttest_by_hand():
+    a = [0.91, 0.92, 0.90, 0.93, 0.91]
+    b = [0.90] * 5
+    # differences 0.01 0.02 0 0.03 0.01: mean 0.014, var (ddof 1) 1.3e-4,
+    # corrected variance 1.3e-4 · (1/5 + 1/4) = 5.85e-5
+    r = corrected_ttest(a, b)
+    assert r.mean_difference == pytest.approx(0.014)
+    assert r.t == pytest.approx(0.014 / np.sqrt(5.85e-5))
+    assert r.p == pytest.approx(2 * stats.t.sf(0.014 / np.sqrt(5.85e-5), 4))
+    half = stats.t.ppf(0.975, 4) * np.sqrt(5.85e-5)
+    assert (r.ci_low, r.ci_high) == pytest.approx((0.014 - half, 0.014 + half))
+    # the naive paired t-test is over-confident: its p is smaller
+    assert stats.ttest_rel(a, b).pvalue < r.p
+
+
+def test_corrected_ttest_reproduces_scikit_learns_published_example():
+    """scikit-learn's example "Statistical comparison of models using grid search" prints
+    "Corrected t-value: 0.750, Corrected p-value: 0.227" (one-sided) for rbf vs linear SVC."""
+    from sklearn.datasets import make_moons
+    from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
+    from sklearn.svm import SVC
+
+    X, y = make_moons(noise=0.352, random_state=1, n_samples=100)
+    cv = RepeatedStratifiedKFold(n_splits=10, n_repeats=10, random_state=0)
+    rbf = cross_val_score(SVC(kernel="rbf", random_state=0), X, y, scoring="roc_auc", cv=cv)
+    linear = cross_val_score(SVC(kernel="linear", random_state=0), X, y, scoring="roc_auc", cv=cv)
+    r = corrected_ttest(rbf, linear, test_fraction=10 / 90)
+    assert round(r.t, 3) == 0.750
+    assert round(r.p / 2, 3) == 0.227
+
+
+def test_friedman_matches_scipy_and_ranks_the_best_first():
+    scores = {"a": [0.9, 0.91, 0.92, 0.9, 0.93], "b": [0.8, 0.85, 0.82, 0.81, 0.84], "c": [0.85, 0.8, 0.9, 0.85, 0.8]}
+    r = friedman(scores)
+    expected = stats.friedmanchisquare(*scores.values())
+    assert r.statistic == pytest.approx(expected.statistic) and r.p == pytest.approx(expected.pvalue)
+    assert r.average_ranks == {"a": 1.0, "b": pytest.approx(2.6), "c": pytest.approx(2.4)}
+    losses = friedman({"x": [0.1, 0.2], "y": [0.3, 0.4]}, higher_is_better=False)
+    assert losses.average_ranks == {"x": 1.0, "y": 2.0}
+
+
+def test_nemenyi_critical_difference_matches_demsar_table():
+    # Demšar (2006), Table 5: q_0.05 = 1.960, 2.343, 2.569, 2.728 for k = 2..5
+    for k, q in [(2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728)]:
+        assert nemenyi_critical_difference(k, 10) == pytest.approx(q * np.sqrt(k * (k + 1) / 60), abs=2e-3)
+
+
+def test_pairwise_comparison_of_ranked_entries():
+    def entry(name, rank, f1):
+        return {"name": name, "rank": rank, "status": "ok", "metrics": {"f1": {"folds": f1}}}
+
+    entries = [entry("a", 1, [0.95, 0.96, 0.94]), entry("b", 2, [0.90, 0.92, 0.91]), entry("c", 3, [0.9, 0.9, 0.92])]
+    records = [{"arch": "a", "n_fit": 90, "n_score": 50}]
+    comp = pairwise_comparison(entries, records, "f1")
+    assert comp["metric"] == "f1" and comp["best"] == "a"
+    pair = comp["best_vs"]["b"]
+    expected = corrected_ttest([0.95, 0.96, 0.94], [0.90, 0.92, 0.91], test_fraction=50 / 90)
+    assert pair["p"] == pytest.approx(expected.p) and pair["mean_difference"] == pytest.approx(0.04)
+    assert comp["p_values"]["b"]["c"] == comp["p_values"]["c"]["b"]
+    assert comp["friedman"]["average_ranks"]["a"] == 1.0
