@@ -5,18 +5,19 @@ import keras
 from keras import layers
 
 from architectures import register
+from architectures.baseline import BN_MOMENTUM
 
 
 def separable_block(x, filters):
     x = layers.SeparableConv2D(filters, 3, activation="relu", padding="same")(x)
     x = layers.SeparableConv2D(filters, 3, activation="relu", padding="same")(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
     return layers.MaxPooling2D()(x)
 
 
 def dense_block(x, units, dropout):
     x = layers.Dense(units, activation="relu")(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
     return layers.Dropout(dropout)(x)
 
 

@@ -66,5 +66,5 @@ def test_list_shows_every_architecture_with_parameters(capsys):
     rows = [line for line in out.splitlines()[2:] if line.strip()]
     assert len(rows) >= 7
     baseline = next(r for r in rows if r.startswith("baseline "))
-    # 16·9+16 + 32·16·9+32 + 64·32·9+64 + 8·8·64·128+128 + 128+1 at 64 px, 1 channel
-    assert "547,841" in baseline
+    # 16·9+16 + 32·16·9+32 + 64·32·9+64 + 7·7·64·128+128 + 128+1 at 56 px, 1 channel
+    assert "424,961" in baseline

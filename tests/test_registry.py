@@ -141,7 +141,7 @@ def test_a_file_dropped_into_architectures_is_listed_and_runs(tmp_path):
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if line.startswith("zz_dropin"))
     assert "Dropped in by the test suite." in row
-    assert "4,097" in row  # 64×64 inputs + 1 bias at the default image size
+    assert "3,137" in row  # 56×56 inputs + 1 bias at the default image size
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert (tmp_path / "out" / "zz_dropin" / "fold-1" / "metrics.json").is_file()
 
