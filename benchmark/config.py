@@ -54,7 +54,7 @@ class RunConfig:
     batch_size: int = 64
     lr: float = 1e-3
     lr_decay_epochs: float = 10.0
-    patience: int = 3
+    patience: int = 5
     augment: bool = True
     rank_by: str = "f1"
     cache_dir: Path | None = None
