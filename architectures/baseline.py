@@ -6,7 +6,6 @@ from keras import layers
 
 from architectures import register
 
-
 # Keras's default 0.99 leaves the inference-time statistics far off after the ~60 steps of a
 # first epoch on one fold, so the validation loss is meaningless early and early stopping
 # ends training at a constant prediction. 0.9 (PyTorch's default) settles within an epoch.

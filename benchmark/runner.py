@@ -34,7 +34,7 @@ class Progress:
 
     total: int
     quiet: bool = False
-    stream: object = sys.stderr
+    stream: object = field(default_factory=lambda: sys.stderr)  # looked up when created, not at import
     done: int = 0
     trained_seconds: list[float] = field(default_factory=list)
 

@@ -77,6 +77,14 @@ class NestedStratifiedKFold:
                 f"{self.n_splits}-fold cross-validation needs at least {need} per class. "
                 "Add images or lower --folds."
             )
+        # The smallest fold training part must give a validation split holding both classes.
+        part = len(labels) - int(np.ceil(len(labels) / self.n_splits))
+        if np.ceil(self.val_fraction * part) < 2 or part - np.ceil(self.val_fraction * part) < 2:
+            raise UsageError(
+                f"--val-fraction {self.val_fraction}: a fold's training part of {part} images gives "
+                f"{int(np.ceil(self.val_fraction * part))} validation image(s); at least 2 are needed "
+                f"(one per class). Raise --val-fraction to {2 / part:.2f} or more, or add images."
+            )
 
 
 def save_splits(path, folds: list[Fold], paths: tuple[str, ...], k: int, seed: int, val_fraction: float) -> None:

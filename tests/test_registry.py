@@ -129,7 +129,7 @@ def test_a_file_dropped_into_architectures_is_listed_and_runs(tmp_path):
             return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
     """)
     )
-    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 10, "PNEUMONIA": 10})
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 20, "PNEUMONIA": 20})
     cli = [sys.executable, "-m", "benchmark.cli"]
     run_args = ["run", "--archs", "zz_dropin", "--data", str(data), "--out", str(tmp_path / "out"), "--folds", "2"]
     run_args += ["--epochs", "1", "--image-size", "16", "--cache-dir", str(tmp_path / "cache")]

@@ -57,6 +57,7 @@ def test_splits_json_round_trip(tmp_path, folds):
         (1, [0] * 10 + [1] * 10, "at least 2 folds"),
         (5, [0] * 4 + [1] * 10, "a class has only 4 image"),
         (2, [0] * 3 + [1] * 10, "needs at least 4 per class"),
+        (2, [0] * 10 + [1] * 10, "training part of 10 images gives 1 validation image"),
     ],
 )
 def test_impossible_splits_are_usage_errors(k, labels, message):
