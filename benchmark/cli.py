@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("--image-size", type=int, default=DEFAULTS.image_size, help="input size for the parameter count")
 
+    rep = sub.add_parser("report", help="rebuild report.md and report.html of a run folder (no training)")
+    rep.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
+    rep.add_argument("--open", action="store_true", help="open the HTML report in a browser")
+
     r = sub.add_parser(
         "run", help="cross-validate architectures and rank them", formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -104,6 +108,20 @@ def _list(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from benchmark.report import write_report
+
+    if not args.run_dir.is_dir():
+        raise UsageError(f"{args.run_dir}: no such run folder. Give the --out folder of a `benchmark run`.")
+    md, page = write_report(args.run_dir)
+    print(f"wrote {md} and {page}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(page.resolve().as_uri())
+    return 0
+
+
 def _run(args) -> int:
     from benchmark.runner import run
 
@@ -151,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     from architectures import RegistryError
 
     try:
-        return _list(args) if args.command == "list" else _run(args)
+        return {"list": _list, "report": _report, "run": _run}[args.command](args)
     except (UsageError, RegistryError) as err:
         print("error: " + textwrap.fill(str(err), width=100, subsequent_indent="       "), file=sys.stderr)
         return 2

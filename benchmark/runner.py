@@ -134,7 +134,10 @@ def run(config: RunConfig) -> int:
     oof = pd.concat([o.predictions for o in outcomes if o.folds] or [pd.DataFrame(columns=OOF_COLUMNS)])
     comparison = pairwise_comparison(entries, records, config.rank_by)
     table = folder.write_results(run_info, entries, comparison, records, oof[OOF_COLUMNS])
-    print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}", flush=True)
+    from benchmark.report import write_report  # matplotlib is imported only here
+
+    _, page = write_report(folder.path)
+    print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {page}", flush=True)
     return 1 if any(e["status"] != "ok" for e in entries) else 0
 
 

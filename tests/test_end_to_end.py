@@ -22,7 +22,7 @@ ARGS = ["--folds", "3", "--epochs", "2", "--image-size", "32", "--rank-by", "roc
 BROKEN = textwrap.dedent("""
     from architectures import register
 
-    @register("zz_broken", description="raises while building")
+    @register("zz_broken", description="<script>alert('raises while building')</script>")
     def build(input_shape):
         raise ValueError("this builder is broken on purpose")
 """)
@@ -123,6 +123,38 @@ def test_leaderboard_is_ranked_and_traceable_to_fold_files(run):
     comparison = results["comparison"]
     assert comparison["best"] == ok[0]["name"] and comparison["metric"] == "roc_auc"
     assert f"{ok[0]['name']} vs the runner-up {ok[1]['name']} on roc_auc" in board
+
+
+SECTIONS = [
+    "1. Summary",
+    "2. Leaderboard",
+    "3. Per-fold detail",
+    "4. Statistical comparison",
+    "5. Loss curves and diagnostics",
+    "6. Out-of-fold curves",
+    "9. Reproduce",
+]
+
+
+def test_reports_are_written_self_contained_and_escaped(run):
+    page = (run["out"] / "report.html").read_text()
+    markdown = (run["out"] / "report.md").read_text()
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in page and f"## {title}" in markdown
+    assert "<script>" not in page and "&lt;script&gt;alert(" in page
+    assert "http://" not in page and "https://" not in page  # nothing fetched from outside
+    assert page.count("src='data:image/png;base64,") == 3
+    for link in ("report_files/folds.png", "report_files/loss_curves.png", "report_files/roc_pr.png"):
+        assert f"]({link})" in markdown and (run["out"] / link).stat().st_size > 10_000
+    winner = read(run["out"] / "results.json")["architectures"][0]
+    assert f"Winner on roc_auc: {winner['name']}" in markdown
+
+
+def test_report_command_rebuilds_from_the_saved_files(run, capsys):
+    (run["out"] / "report.md").unlink()
+    assert main(["report", str(run["out"])]) == 0
+    assert "## 4. Statistical comparison" in (run["out"] / "report.md").read_text()
+    assert main(["report", str(run["out"] / "missing")]) == 2
 
 
 def test_rerun_resumes_without_retraining(run, capsys):

@@ -1,0 +1,360 @@
+"""Stage 7 — report: ``report.md`` and a self-contained ``report.html`` built from a run folder alone.
+
+Everything shown is read back from the saved files (results.json, folds.csv,
+oof.csv, each fold's history.csv), so ``benchmark report RUN_DIR`` rebuilds the
+report of a finished, resumed or partial run without training anything.
+
+A report is a list of :class:`Section` (paragraphs, tables, figures); one
+renderer writes it as markdown, another as HTML, so both say the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from tabulate import tabulate
+
+from benchmark.files import read_json, write_text
+from benchmark.metrics import LOWER_IS_BETTER, METRICS
+from benchmark.output import safe_name, verdict
+
+FIGURES = "report_files"
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list]
+    caption: str = ""
+
+
+@dataclass
+class Figure:
+    path: Path  # a PNG inside the run folder
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    parts: list = field(default_factory=list)  # str (a paragraph), Table or Figure
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and the t-distribution confidence interval over folds.
+
+    >>> [round(v, 4) for v in mean_ci([0.9, 0.92, 0.94])]
+    [0.92, 0.8703, 0.9697]
+    """
+    arr = np.asarray(values, dtype=float)
+    mean = float(arr.mean())
+    if len(arr) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr)))
+    return mean, mean - half, mean + half
+
+
+def _load(run_dir: Path) -> dict:
+    results = read_json(run_dir / "results.json")
+    if results is None:
+        from benchmark import UsageError
+
+        raise UsageError(
+            f"{run_dir}: no readable results.json. Give a run folder written by `benchmark run` "
+            "(rerun the same command with --out to finish a partial run)."
+        )
+    return {
+        "results": results,
+        "config": read_json(run_dir / "config.json") or {},
+        "folds": pd.read_csv(run_dir / "folds.csv") if (run_dir / "folds.csv").exists() else pd.DataFrame(),
+        "oof": pd.read_csv(run_dir / "oof.csv") if (run_dir / "oof.csv").exists() else pd.DataFrame(),
+    }
+
+
+def build_sections(run_dir: Path) -> list[Section]:
+    """Every section of the report, with its figures written under ``RUN/report_files/``."""
+    from benchmark import plots
+
+    run_dir = Path(run_dir)
+    data = _load(run_dir)
+    results, config = data["results"], data["config"]
+    run = results["run"]
+    rank_by = run["rank_by"]
+    entries = results["architectures"]
+    ok = [e for e in entries if e["status"] == "ok"]
+    figures = run_dir / FIGURES
+    figures.mkdir(exist_ok=True)
+    sections = [_summary(run, config, ok, results.get("comparison"))]
+
+    rows = []
+    for e in entries:
+        if "metrics" not in e:
+            rows.append([e["rank"] or "-", e["name"], *["-"] * len(METRICS), "-", "-", "-"])
+            continue
+        cells = []
+        for m in METRICS:
+            mean, lo, hi = mean_ci(e["metrics"][m]["folds"])
+            cells.append(f"{mean:.3f} ± {e['metrics'][m]['std']:.3f} [{lo:.3f}, {hi:.3f}]")
+        rows.append(
+            [
+                e["rank"] or "-",
+                e["name"] + ("" if e["status"] == "ok" else " (failed)"),
+                *cells,
+                f"{e['params']:,}",
+                f"{np.mean(e['curves']['epochs']):.1f}",
+                f"{np.mean(e['fit_seconds']):.0f}",
+            ]
+        )
+    board = Section(
+        "2. Leaderboard",
+        [
+            f"Ranked by {rank_by} ({'lower' if rank_by in LOWER_IS_BETTER else 'higher'} is better; ties go to the "
+            "lower std). Each cell: mean ± sample std over folds [95 % confidence interval, t-distribution].",
+            Table(["rank", "architecture", *METRICS, "params", "epochs", "fit s/fold"], rows),
+        ],
+    )
+    board.parts += [f"Failed: {e['name']}: {e['error']}" for e in entries if e["status"] != "ok"]
+    board.parts.append(
+        Table(
+            ["architecture", "tags", "description"],
+            [[e["name"], ", ".join(e["tags"]), e["description"]] for e in entries],
+        )
+    )
+    sections.append(board)
+
+    folds = data["folds"]
+    detail = Section("3. Per-fold detail", [f"{rank_by} of each architecture on each scored fold."])
+    if not folds.empty:
+        wide = folds.pivot(index="arch", columns="fold", values=rank_by)
+        detail.parts.append(
+            Table(
+                ["architecture", *[f"fold {c + 1}" for c in wide.columns]],
+                [[a, *[f"{v:.3f}" for v in wide.loc[a]]] for a in wide.index],
+            )
+        )
+        detail.parts.append(
+            Figure(
+                plots.fold_boxplots(folds, [e["name"] for e in ok], figures / "folds.png"),
+                "Fold-wise metrics: box plot per architecture, one dot per fold.",
+            )
+        )
+    sections.append(detail)
+    sections.append(_statistics(results.get("comparison")))
+
+    histories = {e["name"]: _histories(run_dir, e) for e in ok}
+    curves = Section(
+        "5. Loss curves and diagnostics",
+        [
+            "Training (dashed) and validation (solid) loss of every fold, thin; the across-fold mean of the "
+            "validation loss bold; a dot marks each fold's best epoch.",
+            Figure(plots.loss_curves(histories, figures / "loss_curves.png"), "Loss curves per architecture."),
+            Table(
+                [
+                    "architecture",
+                    "val-loss variance",
+                    "oscillation",
+                    "gap at best",
+                    "best epochs",
+                    "suggested patience",
+                ],
+                [
+                    [
+                        e["name"],
+                        f"{e['curves']['val_loss_variance']:.2g}",
+                        f"{e['curves']['oscillation']['mean']:.2f}",
+                        f"{e['curves']['gap']['mean']:+.3f}",
+                        " ".join(map(str, e["curves"]["best_epoch"])),
+                        e["curves"]["suggested_patience"],
+                    ]
+                    for e in ok
+                ],
+            ),
+        ],
+    )
+    sections.append(curves)
+
+    oof = data["oof"]
+    if not oof.empty:
+        sections.append(
+            Section(
+                "6. Out-of-fold curves",
+                [
+                    "ROC and precision–recall curves of the out-of-fold probabilities (every training image scored "
+                    "once, by the fold model that did not see it).",
+                    Figure(plots.roc_pr(oof, [e["name"] for e in ok], figures / "roc_pr.png"), "ROC and PR curves."),
+                ],
+            )
+        )
+    sections.append(
+        Section(
+            "9. Reproduce",
+            [
+                "Command: " + " ".join(config.get("argv", ["benchmark", "run"])),
+                "Files: config.json (settings, versions, machine), splits.json (the folds), <arch>/fold-<i>/ "
+                "(history.csv, predictions.csv, metrics.json, model.keras), folds.csv, oof.csv, results.json.",
+                "Rules: metrics at threshold 0.5 on each scored fold; mean ± sample std (ddof 1) over folds; "
+                "confidence intervals from the t-distribution with k − 1 degrees of freedom; Nadeau–Bengio "
+                "corrected resampled t-test with n_test/n_train from the saved fold sizes; Friedman's test and "
+                "the Nemenyi critical difference (Demšar 2006).",
+            ],
+        )
+    )
+    return sections
+
+
+def _summary(run: dict, config: dict, ok: list[dict], comparison: dict | None) -> Section:
+    parts = []
+    if ok:
+        best = ok[0]
+        m = best["metrics"][run["rank_by"]]
+        parts.append(f"Winner on {run['rank_by']}: {best['name']} ({m['mean']:.3f} ± {m['std']:.3f}).")
+    if comparison:
+        parts.append(verdict(comparison).split("\n\n")[0])
+    counts = ", ".join(f"{c} {n}" for c, n in run.get("counts", {}).items())
+    test = ", ".join(f"{c} {n}" for c, n in (run.get("test_counts") or {}).items()) or "none"
+    settings = config.get("settings", {})
+    parts.append(
+        f"Data: {run['data']} — cross-validation images: {counts}; held-out test images: {test}; "
+        f"skipped unreadable files: {len(run.get('skipped', {}))}."
+    )
+    parts.append(
+        "Settings: "
+        + ", ".join(
+            f"{k} {settings[k]}"
+            for k in ("folds", "seed", "image_size", "epochs", "patience", "batch_size", "lr")
+            if k in settings
+        )
+        + f"; backend {run.get('backend')} on {', '.join(run.get('devices', []))}; "
+        f"wall time {run.get('wall_seconds', 0) / 60:.1f} min."
+    )
+    packages = config.get("packages", {})
+    parts.append(
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in packages.items())
+        + f"; machine: {config.get('machine', {}).get('platform', '?')}."
+    )
+    return Section("1. Summary", parts)
+
+
+def _statistics(comparison: dict | None) -> Section:
+    section = Section("4. Statistical comparison")
+    if not comparison:
+        section.parts.append("Fewer than two architectures completed: nothing to compare.")
+        return section
+    section.parts.append(
+        "How to read this: a p-value below 0.05 says the difference on "
+        f"{comparison['metric']} is unlikely to be fold-to-fold noise; the corrected t-test accounts for the "
+        "overlap of training sets between folds, which a plain t-test ignores. With k folds there are only k "
+        "paired values, so a large p-value is weak evidence of equality, not proof."
+    )
+    best = comparison["best"]
+    section.parts.append(
+        Table(
+            [f"{best} vs", "mean difference", "95 % interval", "t", "p"],
+            [
+                [
+                    name,
+                    f"{r['mean_difference']:+.4f}",
+                    f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
+                    f"{r['t']:.2f}",
+                    f"{r['p']:.3g}",
+                ]
+                for name, r in comparison["best_vs"].items()
+            ],
+            caption="The best against each other architecture (Nadeau–Bengio corrected resampled t-test).",
+        )
+    )
+    names = list(comparison["p_values"])
+    section.parts.append(
+        Table(
+            ["p-value", *names],
+            [[a, *["-" if a == b else f"{comparison['p_values'][a][b]:.3g}" for b in names]] for a in names],
+            caption="Corrected t-test p-value of every pair.",
+        )
+    )
+    f = comparison["friedman"]
+    if np.isfinite(f["statistic"]):
+        section.parts.append(verdict(comparison).split("\n\n")[1])
+    return section
+
+
+def _histories(run_dir: Path, entry: dict) -> list[pd.DataFrame]:
+    return [
+        pd.read_csv(run_dir / safe_name(entry["name"]) / f"fold-{i}" / "history.csv")
+        for i in range(entry["folds_done"])
+    ]
+
+
+def to_markdown(sections: list[Section], title: str, base: Path) -> str:
+    out = [f"# {title}"]
+    for s in sections:
+        out.append(f"## {s.title}")
+        for part in s.parts:
+            if isinstance(part, Table):
+                out.append(
+                    (f"{part.caption}\n\n" if part.caption else "")
+                    + tabulate(part.rows, headers=part.headers, tablefmt="pipe", disable_numparse=True)
+                )
+            elif isinstance(part, Figure):
+                out.append(f"![{part.caption}]({part.path.relative_to(base).as_posix()})")
+            else:
+                out.append(str(part))
+    return "\n\n".join(out) + "\n"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:1em 0;display:block;overflow-x:auto}
+th,td{border:1px solid #ddd;padding:.3em .5em;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+caption{caption-side:top;text-align:left;font-style:italic;padding:.3em 0}
+img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{font-style:italic;font-size:.9em}
+@media print{body{max-width:none}h2{page-break-after:avoid}img{page-break-inside:avoid}}
+"""
+
+
+def to_html(sections: list[Section], title: str) -> str:
+    """One self-contained page: inline CSS, images as base64 PNG, every string escaped."""
+    esc = html.escape
+    out = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"
+    ]
+    for s in sections:
+        out.append(f"<section><h2>{esc(s.title)}</h2>")
+        for part in s.parts:
+            if isinstance(part, Table):
+                head = "".join(f"<th>{esc(str(h))}</th>" for h in part.headers)
+                body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in part.rows)
+                caption = f"<caption>{esc(part.caption)}</caption>" if part.caption else ""
+                out.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            elif isinstance(part, Figure):
+                data = base64.b64encode(part.path.read_bytes()).decode("ascii")
+                out.append(
+                    f"<figure><img alt='{esc(part.caption, quote=True)}' src='data:image/png;base64,{data}'>"
+                    f"<figcaption>{esc(part.caption)}</figcaption></figure>"
+                )
+            else:
+                out.append(f"<p>{esc(str(part))}</p>")
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into ``run_dir``; return their paths."""
+    run_dir = Path(run_dir)
+    sections = build_sections(run_dir)
+    title = f"CNN benchmark report — {run_dir.name}"
+    md, page = run_dir / "report.md", run_dir / "report.html"
+    write_text(md, to_markdown(sections, title, run_dir))
+    write_text(page, to_html(sections, title))
+    return md, page
