@@ -122,23 +122,30 @@ def run(config: RunConfig) -> int:
     run_info = _run_info(config, dataset, images, device)
     write_json(folder.config, {"settings": config.to_dict(), "run": run_info, "device": vars(device), **environment()})
 
-    # Stages 3–4 — train and score every (architecture, fold), resuming finished ones.
+    # Stages 3–7 — train and score every (architecture, fold), resuming finished ones; after each
+    # architecture, compare and write results and reports, so a long run can be read early.
     started = time.perf_counter()
     progress = Progress(total=len(names) * len(folds), quiet=config.quiet)
-    outcomes = [_cross_validate(name, folder, images, folds, config, device, progress) for name in names]
+    outcomes = []
+    for name in names:
+        outcomes.append(_cross_validate(name, folder, images, folds, config, device, progress))
+        run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation (a resume counts anew)
+        entries, table = _publish(folder, run_info, outcomes, config)
+    print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.path / 'report.html'}")
+    return 1 if any(e["status"] != "ok" for e in entries) else 0
 
-    # Stages 5–6 — compare and write.
+
+def _publish(folder: RunFolder, run_info: dict, outcomes: list[ArchOutcome], config: RunConfig):
+    """Stages 5–7: rank, compare, write results.json and the tables, then the reports."""
+    from benchmark.report import write_report  # matplotlib is imported only here
+
     entries = rank([summarise(o, config.patience) for o in outcomes], config.rank_by)
-    run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation (a resumed run counts anew)
     records = [r for o in outcomes for r in o.folds]
     oof = pd.concat([o.predictions for o in outcomes if o.folds] or [pd.DataFrame(columns=OOF_COLUMNS)])
     comparison = pairwise_comparison(entries, records, config.rank_by)
     table = folder.write_results(run_info, entries, comparison, records, oof[OOF_COLUMNS])
-    from benchmark.report import write_report  # matplotlib is imported only here
-
-    _, page = write_report(folder.path)
-    print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {page}", flush=True)
-    return 1 if any(e["status"] != "ok" for e in entries) else 0
+    write_report(folder.path)
+    return entries, table
 
 
 OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
