@@ -21,8 +21,9 @@ from scipy import stats
 from tabulate import tabulate
 
 from benchmark.files import read_json, write_text
-from benchmark.metrics import LOWER_IS_BETTER, METRICS
-from benchmark.output import safe_name, verdict
+from benchmark.heldout import read_heldout
+from benchmark.metrics import LOWER_IS_BETTER, METRICS, binary_metrics, max_f1_threshold
+from benchmark.output import RunFolder, safe_name, verdict
 
 FIGURES = "report_files"
 
@@ -191,6 +192,9 @@ def build_sections(run_dir: Path) -> list[Section]:
                 ],
             )
         )
+    heldout = _heldout(run_dir, ok, oof, run["folds"], figures)
+    if heldout:
+        sections.append(heldout)
     sections.append(
         Section(
             "9. Reproduce",
@@ -282,6 +286,72 @@ def _statistics(comparison: dict | None) -> Section:
     if np.isfinite(f["statistic"]):
         section.parts.append(verdict(comparison).split("\n\n")[1])
     return section
+
+
+HELDOUT_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
+GAP_FLAG = 0.05  # a CV-vs-test difference this large is worth a look
+
+
+def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, figures: Path) -> Section | None:
+    """Section 7: the fold ensemble and each fold model on the test split, at 0.5 and at the OOF threshold."""
+    from benchmark import plots
+
+    rows, fold_rows, gap_rows, curves = [], [], [], []
+    for e in ok:
+        runs = read_heldout(RunFolder(run_dir), e["name"], n_folds)
+        if runs is None:
+            continue
+        labels = runs[0].label.to_numpy()
+        ensemble = np.mean([r.probability.to_numpy() for r in runs], axis=0)
+        arch_oof = oof[oof.arch == e["name"]]
+        threshold = max_f1_threshold(arch_oof.label, arch_oof.probability)
+        for t in (0.5, threshold):
+            m = binary_metrics(labels, ensemble, t)
+            rows.append([e["name"], f"{t:.3f}", *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
+        singles = [binary_metrics(labels, r.probability.to_numpy()) for r in runs]
+        fold_rows.append([e["name"], *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in singles]])
+        at_half = binary_metrics(labels, ensemble)
+        for k in HELDOUT_METRICS:
+            cv = e["metrics"][k]["mean"]
+            gap = at_half[k] - cv
+            flag = "large" if abs(gap) >= GAP_FLAG else ""
+            gap_rows.append([e["name"], k, f"{cv:.3f}", f"{at_half[k]:.3f}", f"{gap:+.3f}", flag])
+        curves.append(pd.DataFrame({"arch": e["name"], "label": labels, "probability": ensemble}))
+    if not rows:
+        return None
+    test_curves = pd.concat(curves)
+    return Section(
+        "7. Held-out test (not used for ranking)",
+        [
+            "The official test split, scored once after cross-validation by each architecture's fold models; "
+            "nothing here fed back into training, thresholds or ranks. Fold ensemble = the mean of the fold "
+            "models' probabilities. The second row of each architecture uses the threshold with the highest F1 "
+            "on its out-of-fold predictions (chosen before looking at the test split).",
+            Table(["architecture", "threshold", *HELDOUT_METRICS], rows, caption="Fold ensemble on the test split."),
+            Table(
+                ["architecture", *[f"fold {i + 1}" for i in range(n_folds)]],
+                fold_rows,
+                caption="Each fold model alone at 0.5: ROC-AUC / accuracy.",
+            ),
+            Table(
+                [
+                    "architecture",
+                    "metric",
+                    "CV mean",
+                    "test (ensemble, 0.5)",
+                    "gap",
+                    f"flag (gap ≥ {GAP_FLAG} either way)",
+                ],
+                gap_rows,
+                caption="Cross-validation against the test split. Kaggle's test split was collected differently "
+                "from its training split, so large gaps are expected; they say how far CV figures transfer.",
+            ),
+            Figure(
+                plots.roc_pr(test_curves, list(test_curves.arch.unique()), figures / "test_roc_pr.png"),
+                "ROC and precision-recall curves of the fold ensembles on the test split.",
+            ),
+        ],
+    )
 
 
 def _histories(run_dir: Path, entry: dict) -> list[pd.DataFrame]:

@@ -22,6 +22,7 @@ from benchmark.comparison import ArchOutcome, pairwise_comparison, rank, summari
 from benchmark.config import RunConfig, environment, settings_diff
 from benchmark.data import discover, load_images, warn_skipped
 from benchmark.files import read_json, write_json
+from benchmark.heldout import predict_heldout
 from benchmark.metrics import best_epoch, binary_metrics
 from benchmark.output import RunFolder
 from benchmark.splits import NestedStratifiedKFold, load_splits, save_splits
@@ -131,6 +132,14 @@ def run(config: RunConfig) -> int:
         outcomes.append(_cross_validate(name, folder, images, folds, config, device, progress))
         run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation (a resume counts anew)
         entries, table = _publish(folder, run_info, outcomes, config)
+
+    # Stage 6 — the held-out test split, scored once by the saved fold models, after all training.
+    if dataset.test is not None and config.save_models:
+        test = load_images(dataset.root, dataset.test, config.image_size, config.channels, config.cache_dir, log=log)
+        warn_skipped(test.skipped, config.strict)
+        ok = [e["name"] for e in entries if e["status"] == "ok"]
+        if predict_heldout(folder, ok, len(folds), test, config.batch_size, log):
+            entries, table = _publish(folder, run_info, outcomes, config)
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.path / 'report.html'}")
     return 1 if any(e["status"] != "ok" for e in entries) else 0
 

@@ -30,7 +30,7 @@ BROKEN = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return link_kaggle_subset(tmp_path_factory.mktemp("kaggle"), {"NORMAL": 24, "PNEUMONIA": 36})
+    return link_kaggle_subset(tmp_path_factory.mktemp("kaggle"), {"NORMAL": 24, "PNEUMONIA": 36}, test_per_class=6)
 
 
 def run_argv(data, base, archs, *extra):
@@ -62,10 +62,12 @@ def test_run_folder_is_complete(run):
     for arch in ("baseline", "pyramid_up"):
         for i in range(3):
             fold = out / arch / f"fold-{i}"
-            assert {p.name for p in fold.iterdir()} == {"history.csv", "metrics.json", "model.keras", "predictions.csv"}
+            files = {"history.csv", "metrics.json", "model.keras", "predictions.csv", "test_predictions.csv"}
+            assert {p.name for p in fold.iterdir()} == files
     config = read(out / "config.json")
     assert config["settings"]["image_size"] == 32 and config["run"]["backend"] == "tensorflow"
     assert config["run"]["counts"] == {"NORMAL": 24, "PNEUMONIA": 36}
+    assert config["run"]["test_counts"] == {"NORMAL": 6, "PNEUMONIA": 6}
     assert {"keras", "numpy"} <= set(config["packages"])
 
 
@@ -143,7 +145,7 @@ def test_reports_are_written_self_contained_and_escaped(run):
         assert f"<h2>{title}</h2>" in page and f"## {title}" in markdown
     assert "<script>" not in page and "&lt;script&gt;alert(" in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from outside
-    assert page.count("src='data:image/png;base64,") == 3
+    assert page.count("src='data:image/png;base64,") == 4
     for link in ("report_files/folds.png", "report_files/loss_curves.png", "report_files/roc_pr.png"):
         assert f"]({link})" in markdown and (run["out"] / link).stat().st_size > 10_000
     winner = read(run["out"] / "results.json")["architectures"][0]

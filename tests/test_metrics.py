@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from benchmark.metrics import METRICS, binary_metrics, curve_statistics, longest_wait, oscillation_index
+from benchmark.metrics import (
+    METRICS,
+    binary_metrics,
+    curve_statistics,
+    longest_wait,
+    max_f1_threshold,
+    oscillation_index,
+)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -69,3 +76,12 @@ def test_curve_statistics_on_hand_made_folds():
     assert s["oscillation"]["folds"] == pytest.approx([0.5, 0.0])
     assert s["suggested_patience"] == 2
     assert s["patience"] == 2
+
+
+def test_max_f1_threshold_is_the_best_of_all_thresholds():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    p = np.clip(0.35 * y + rng.random(300) * 0.65, 0, 1)
+    t = max_f1_threshold(y, p)
+    best = max(binary_metrics(y, p, c)["f1"] for c in np.unique(p))
+    assert binary_metrics(y, p, t)["f1"] == pytest.approx(best)
