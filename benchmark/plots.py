@@ -23,30 +23,34 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _panels(n: int, width: float, height: float, cols: int = 3):
+    """A figure with ``n`` panels, at most ``cols`` a row; unused grid cells are hidden."""
+    cols = min(cols, max(1, n))
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
 def fold_boxplots(folds: pd.DataFrame, order: list[str], path: Path) -> Path:
     """One panel per metric: a box per architecture and a dot per fold."""
     long = folds[folds.arch.isin(order)].melt(id_vars=["arch", "fold"], value_vars=list(METRICS), var_name="metric")
-    cols = 3
-    fig, axes = plt.subplots(int(np.ceil(len(METRICS) / cols)), cols, figsize=(13, 3.2 * np.ceil(len(METRICS) / cols)))
-    for ax, metric in zip(axes.flat, METRICS, strict=False):
+    fig, axes = _panels(len(METRICS), 4.4, 3.2)
+    for ax, metric in zip(axes, METRICS, strict=True):
         part = long[long.metric == metric]
         sns.boxplot(data=part, x="value", y="arch", order=order, ax=ax, color="#dde6f0", fliersize=0)
         sns.stripplot(data=part, x="value", y="arch", order=order, ax=ax, color="#1f4e79", size=4)
         ax.set_title(metric)
         ax.set_xlabel("")
         ax.set_ylabel("")
-    for ax in list(axes.flat)[len(METRICS) :]:
-        ax.axis("off")
     return _save(fig, path)
 
 
 def loss_curves(histories: dict[str, list[pd.DataFrame]], path: Path) -> Path:
     """Per architecture: every fold's training and validation loss, the mean validation loss, best epochs."""
-    names = list(histories)
-    cols = min(3, max(1, len(names)))
-    rows = int(np.ceil(len(names) / cols)) or 1
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=False):
+    fig, axes = _panels(len(histories), 4.4, 3.2)
+    for ax, name in zip(axes, histories, strict=True):
         runs = histories[name]
         for i, h in enumerate(runs):
             color = plt.cm.tab10(i % 10)
@@ -63,8 +67,6 @@ def loss_curves(histories: dict[str, list[pd.DataFrame]], path: Path) -> Path:
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
-    for ax in list(axes.flat)[len(names) :]:
-        ax.axis("off")
     return _save(fig, path)
 
 
