@@ -132,9 +132,14 @@ def run_line(run: dict) -> str:
     )
 
 
+def ranked_metrics(rank_by: str) -> list[str]:
+    """Every metric, the ranking one first."""
+    return [rank_by] + [m for m in METRICS if m != rank_by]
+
+
 def leaderboard(entries: list[dict], rank_by: str) -> str:
     """The ranked table (markdown pipe table), then the loss-curve diagnostics, then failures."""
-    shown = [rank_by] + [m for m in METRICS if m != rank_by]
+    shown = ranked_metrics(rank_by)
     scored = [e for e in entries if "metrics" in e]
     rows = [
         [e["rank"] or "-", e["name"] + ("" if e["status"] == "ok" else " (failed)")]

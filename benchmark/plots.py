@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from benchmark.metrics import METRICS  # noqa: E402
@@ -83,4 +84,17 @@ def roc_pr(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
     roc_ax.set(xlabel="false positive rate (1 − specificity)", ylabel="true positive rate (recall)", title="ROC")
     pr_ax.set(xlabel="recall", ylabel="precision", title="Precision–recall")
     roc_ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def reliability(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
+    """Calibration of the out-of-fold probabilities: observed positive rate per predicted-probability bin."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for name in order:
+        part = oof[oof.arch == name]
+        observed, predicted = calibration_curve(part.label, part.probability, n_bins=10, strategy="uniform")
+        ax.plot(predicted, observed, "o-", ms=3, lw=1.1, label=name)
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Reliability")
+    ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)

@@ -22,8 +22,8 @@ from tabulate import tabulate
 
 from benchmark.files import read_json, write_text
 from benchmark.heldout import read_heldout
-from benchmark.metrics import LOWER_IS_BETTER, METRICS, binary_metrics, max_f1_threshold
-from benchmark.output import RunFolder, safe_name, verdict
+from benchmark.metrics import LOWER_IS_BETTER, METRICS, binary_metrics, confusion, max_f1_threshold
+from benchmark.output import RunFolder, ranked_metrics, safe_name, verdict
 
 FIGURES = "report_files"
 
@@ -99,7 +99,7 @@ def build_sections(run_dir: Path) -> list[Section]:
             rows.append([e["rank"] or "-", e["name"], *["-"] * len(METRICS), "-", "-", "-"])
             continue
         cells = []
-        for m in METRICS:
+        for m in ranked_metrics(rank_by):
             mean, lo, hi = mean_ci(e["metrics"][m]["folds"])
             cells.append(f"{mean:.3f} ± {e['metrics'][m]['std']:.3f} [{lo:.3f}, {hi:.3f}]")
         rows.append(
@@ -117,7 +117,7 @@ def build_sections(run_dir: Path) -> list[Section]:
         [
             f"Ranked by {rank_by} ({'lower' if rank_by in LOWER_IS_BETTER else 'higher'} is better; ties go to the "
             "lower std). Each cell: mean ± sample std over folds [95 % confidence interval, t-distribution].",
-            Table(["rank", "architecture", *METRICS, "params", "epochs", "fit s/fold"], rows),
+            Table(["rank", "architecture", *ranked_metrics(rank_by), "params", "epochs", "fit s/fold"], rows),
         ],
     )
     board.parts += [f"Failed: {e['name']}: {e['error']}" for e in entries if e["status"] != "ok"]
@@ -133,6 +133,7 @@ def build_sections(run_dir: Path) -> list[Section]:
     detail = Section("3. Per-fold detail", [f"{rank_by} of each architecture on each scored fold."])
     if not folds.empty:
         wide = folds.pivot(index="arch", columns="fold", values=rank_by)
+        wide = wide.reindex([e["name"] for e in entries if e["name"] in wide.index])  # rank order
         detail.parts.append(
             Table(
                 ["architecture", *[f"fold {c + 1}" for c in wide.columns]],
@@ -182,16 +183,7 @@ def build_sections(run_dir: Path) -> list[Section]:
 
     oof = data["oof"]
     if not oof.empty:
-        sections.append(
-            Section(
-                "6. Out-of-fold curves",
-                [
-                    "ROC and precision–recall curves of the out-of-fold probabilities (every training image scored "
-                    "once, by the fold model that did not see it).",
-                    Figure(plots.roc_pr(oof, [e["name"] for e in ok], figures / "roc_pr.png"), "ROC and PR curves."),
-                ],
-            )
-        )
+        sections.append(_out_of_fold(oof, [e["name"] for e in ok], figures))
     heldout = _heldout(run_dir, ok, oof, run["folds"], figures)
     if heldout:
         sections.append(heldout)
@@ -234,8 +226,9 @@ def _summary(run: dict, config: dict, ok: list[dict], comparison: dict | None) -
             for k in ("folds", "seed", "image_size", "epochs", "patience", "batch_size", "lr")
             if k in settings
         )
-        + f"; backend {run.get('backend')} on {', '.join(run.get('devices', []))}; "
-        f"wall time {run.get('wall_seconds', 0) / 60:.1f} min."
+        + f"; backend {run.get('backend')} on {', '.join(run.get('devices', []))}; training time (sum of "
+        f"fit over all folds) {sum(sum(e['fit_seconds']) for e in ok) / 60:.1f} min; wall time of the last "
+        f"invocation {run.get('wall_seconds', 0) / 60:.1f} min."
     )
     packages = config.get("packages", {})
     parts.append(
@@ -286,6 +279,36 @@ def _statistics(comparison: dict | None) -> Section:
     if np.isfinite(f["statistic"]):
         section.parts.append(verdict(comparison).split("\n\n")[1])
     return section
+
+
+def _out_of_fold(oof: pd.DataFrame, names: list[str], figures: Path) -> Section:
+    """Section 6: curves, confusion matrices and calibration of the out-of-fold probabilities."""
+    from benchmark import plots
+
+    rows = []
+    for name in names:
+        part = oof[oof.arch == name]
+        threshold = max_f1_threshold(part.label, part.probability)
+        for t, rule in ((0.5, "0.5"), (threshold, "max F1")):
+            c = confusion(part.label, part.probability, t)
+            rows.append([name, f"{t:.3f} ({rule})", c["tn"], c["fp"], c["fn"], c["tp"]])
+    return Section(
+        "6. Out-of-fold curves",
+        [
+            "Every training image scored once, by the fold model that did not see it (oof.csv).",
+            Figure(plots.roc_pr(oof, names, figures / "roc_pr.png"), "ROC and precision-recall curves."),
+            Table(
+                ["architecture", "threshold", "TN", "FP", "FN", "TP"],
+                rows,
+                caption="Confusion matrices of the out-of-fold predictions at 0.5 and at the threshold with the "
+                "highest out-of-fold F1 (the rule used for the held-out split).",
+            ),
+            Figure(
+                plots.reliability(oof, names, figures / "reliability.png"),
+                "Reliability: mean predicted probability against the observed PNEUMONIA rate, 10 equal-width bins.",
+            ),
+        ],
+    )
 
 
 HELDOUT_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
@@ -383,12 +406,18 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:12
 color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:.85em;margin:1em 0;display:block;overflow-x:auto}
-th,td{border:1px solid #ddd;padding:.3em .5em;text-align:right;white-space:nowrap}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;white-space:nowrap}
+th{background:#f3f3f3}td.num{text-align:right}
 caption{caption-side:top;text-align:left;font-style:italic;padding:.3em 0}
 img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{font-style:italic;font-size:.9em}
 @media print{body{max-width:none}h2{page-break-after:avoid}img{page-break-inside:avoid}}
 """
+
+
+def _cell(value) -> str:
+    text = str(value)
+    numeric = bool(text) and (text[0].isdigit() or text[0] in "+-") and text != "-"
+    return f"<td class='num'>{html.escape(text)}</td>" if numeric else f"<td>{html.escape(text)}</td>"
 
 
 def to_html(sections: list[Section], title: str) -> str:
@@ -403,7 +432,7 @@ def to_html(sections: list[Section], title: str) -> str:
         for part in s.parts:
             if isinstance(part, Table):
                 head = "".join(f"<th>{esc(str(h))}</th>" for h in part.headers)
-                body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in part.rows)
+                body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in part.rows)
                 caption = f"<caption>{esc(part.caption)}</caption>" if part.caption else ""
                 out.append(f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             elif isinstance(part, Figure):

@@ -145,7 +145,7 @@ def test_reports_are_written_self_contained_and_escaped(run):
         assert f"<h2>{title}</h2>" in page and f"## {title}" in markdown
     assert "<script>" not in page and "&lt;script&gt;alert(" in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from outside
-    assert page.count("src='data:image/png;base64,") == 4
+    assert page.count("src='data:image/png;base64,") == 5
     for link in ("report_files/folds.png", "report_files/loss_curves.png", "report_files/roc_pr.png"):
         assert f"]({link})" in markdown and (run["out"] / link).stat().st_size > 10_000
     winner = read(run["out"] / "results.json")["architectures"][0]
