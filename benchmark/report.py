@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 from tabulate import tabulate
 
+from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
 from benchmark.files import read_json, write_text
 from benchmark.heldout import read_heldout
 from benchmark.metrics import LOWER_IS_BETTER, METRICS, binary_metrics, confusion, max_f1_threshold
@@ -178,6 +179,15 @@ def build_sections(run_dir: Path) -> list[Section]:
                 ],
             ),
         ],
+    )
+    settings = config.get("settings", {})
+    for e in ok:
+        found = flags(e, rank_by, settings.get("epochs", 0), settings.get("patience", 0))
+        curves.parts.append(f"{e['name']}: " + ("; ".join(found) if found else "no flags") + ".")
+    curves.parts.append(
+        f"Flag rules: oscillation index above {OSCILLATION}; validation − training loss above {OVERFIT_GAP} "
+        f"at the best epoch; best epoch = last epoch = --epochs; best epoch 1 in at least {EARLY_BEST:.0%} of "
+        f"folds; std of {rank_by} over folds above {FOLD_STD}; a fold that waited the full patience."
     )
     sections.append(curves)
 

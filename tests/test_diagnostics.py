@@ -1,0 +1,34 @@
+from benchmark.diagnostics import flags
+
+
+def entry(oscillation=0.2, gap=-0.05, best=(4, 5, 6), epochs=(8, 9, 10), suggested=2, std=0.01):
+    return {
+        "curves": {
+            "oscillation": {"mean": oscillation},
+            "gap": {"mean": gap},
+            "best_epoch": list(best),
+            "epochs": list(epochs),
+            "suggested_patience": suggested,
+        },
+        "metrics": {"f1": {"std": std}},
+    }
+
+
+def test_smooth_curves_raise_no_flag():
+    assert flags(entry(), "f1", max_epochs=10, patience=3) == []
+
+
+def test_each_flag_names_its_number_and_remedy():
+    found = flags(entry(best=(1, 1, 6), std=0.09, suggested=3), "f1", max_epochs=12, patience=3)
+    assert found == [
+        "best validation loss at epoch 1 in 2/3 folds: the validation loss is unstable early; "
+        "try a lower --lr or a longer --patience",
+        "folds disagree (std of f1 0.09): compare with care; more folds narrow it",
+        "a fold needed the full patience of 3 epochs before improving again (suggested patience 3): "
+        "a longer --patience may pay off",
+    ]
+
+
+def test_thresholds_are_exclusive():
+    assert flags(entry(oscillation=0.5, gap=0.1, std=0.05), "f1", max_epochs=10, patience=3) == []
+    assert "oscillates (index 0.51)" in flags(entry(oscillation=0.51), "f1", 10, 3)[0]
