@@ -15,7 +15,10 @@ A fold's ``metrics.json`` is written last, so its presence marks the fold finish
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from benchmark import UsageError
 from benchmark.files import read_json, write_csv, write_json, write_text
 from benchmark.metrics import METRICS
 
@@ -53,6 +57,39 @@ class RunFolder:
 
     def model_path(self, arch: str, fold: int) -> Path:
         return self.fold_dir(arch, fold) / "model.keras"
+
+    @contextmanager
+    def locked(self):
+        """Hold ``.lock`` (this process's pid) while a run writes here. A second run on the same
+        folder is refused; a lock left by a process that no longer exists is taken over."""
+        lock = self.path / ".lock"
+        mine = self.path / f".lock.{os.getpid()}"
+        mine.write_text(str(os.getpid()))  # linked into place whole, so a lock is never seen empty
+        try:
+            while True:
+                try:
+                    os.link(mine, lock)
+                    break
+                except FileExistsError:
+                    pid = _lock_pid(lock)
+                    if pid is not None and _alive(pid):
+                        raise UsageError(
+                            f"--out {self.path} is in use by another run (pid {pid}). Wait for it to finish, "
+                            f"or choose another --out. If no such run exists, delete {lock}."
+                        ) from None
+                    lock.unlink(missing_ok=True)  # stale: its process is gone
+        finally:
+            mine.unlink()
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Remove everything in the folder but the lock (``--overwrite``)."""
+        for child in self.path.iterdir():
+            if not child.name.startswith(".lock"):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     def write_fold(self, arch: str, fold: int, record: dict, history: dict, predictions: pd.DataFrame) -> None:
         folder = self.fold_dir(arch, fold)
@@ -89,6 +126,23 @@ class RunFolder:
             text += "\n\n" + verdict(comparison)
         write_text(self.path / "leaderboard.md", f"# Leaderboard\n\n{run_line(run)}\n\n{text}\n")
         return text
+
+
+def _lock_pid(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def folds_table(records: list[dict]) -> pd.DataFrame:

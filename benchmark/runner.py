@@ -7,7 +7,6 @@ data → splits → training → metrics → comparison → output. Each finishe
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -108,7 +107,13 @@ def run(config: RunConfig) -> int:
     splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed)
     splitter.check(dataset.train.labels)  # fail before the slow decode
     folder = _prepare_folder(config)
+    with folder.locked():
+        if config.overwrite:
+            folder.clear()
+        return _benchmark(config, names, dataset, splitter, folder)
 
+
+def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: RunFolder) -> int:
     # Stage 1 — data, decoded once for the whole run.
     log = _log(config)
     images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
@@ -163,8 +168,6 @@ OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
 def _prepare_folder(config: RunConfig) -> RunFolder:
     folder = RunFolder(Path(config.out))
     _check_run_folder(folder, config)
-    if config.overwrite and folder.path.exists():
-        shutil.rmtree(folder.path)
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -173,6 +173,24 @@ def test_rerun_resumes_without_retraining(run, capsys):
     ]
 
 
+def test_a_second_run_on_the_same_folder_is_refused(run, capsys):
+    lock = run["out"] / ".lock"
+    lock.write_text(str(os.getpid()))  # a live process holds the folder
+    try:
+        assert main(run["argv"]) == 2
+    finally:
+        lock.unlink()
+    assert f"is in use by another run (pid {os.getpid()})" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over(run):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run["out"] / ".lock").write_text(str(dead.pid))
+    assert main(run["argv"]) == 1  # resumes (zz_broken still fails)
+    assert not list(run["out"].glob(".lock*"))
+
+
 def test_resume_with_other_settings_is_refused(run, capsys):
     argv = [a if a != "32" else "48" for a in run["argv"]]
     assert main(argv) == 2
