@@ -23,7 +23,7 @@ from tabulate import tabulate
 from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
 from benchmark.files import read_json, write_text
 from benchmark.heldout import read_heldout
-from benchmark.metrics import LOWER_IS_BETTER, METRICS, binary_metrics, confusion, max_f1_threshold
+from benchmark.metrics import LOWER_IS_BETTER, binary_metrics, confusion, max_f1_threshold
 from benchmark.output import RunFolder, ranked_metrics, safe_name, verdict
 
 FIGURES = "report_files"
@@ -94,32 +94,38 @@ def build_sections(run_dir: Path) -> list[Section]:
     figures.mkdir(exist_ok=True)
     sections = [_summary(run, config, ok, results.get("comparison"))]
 
-    rows = []
-    for e in entries:
-        if "metrics" not in e:
-            rows.append([e["rank"] or "-", e["name"], *["-"] * len(METRICS), "-", "-", "-"])
-            continue
-        cells = []
-        for m in ranked_metrics(rank_by):
-            mean, lo, hi = mean_ci(e["metrics"][m]["folds"])
-            cells.append(f"{mean:.3f} ± {e['metrics'][m]['std']:.3f} [{lo:.3f}, {hi:.3f}]")
-        rows.append(
-            [
-                e["rank"] or "-",
-                e["name"] + ("" if e["status"] == "ok" else " (failed)"),
-                *cells,
-                f"{e['params']:,}",
-                f"{np.mean(e['curves']['epochs']):.1f}",
-                f"{np.mean(e['fit_seconds']):.0f}",
-            ]
-        )
     board = Section(
         "2. Leaderboard",
         [
             f"Ranked by {rank_by} ({'lower' if rank_by in LOWER_IS_BETTER else 'higher'} is better; ties go to the "
-            "lower std). Each cell: mean ± sample std over folds [95 % confidence interval, t-distribution].",
-            Table(["rank", "architecture", *ranked_metrics(rank_by), "params", "epochs", "fit s/fold"], rows),
+            "lower std). Each cell: mean ± sample std over folds [95 % confidence interval, t-distribution]."
         ],
+    )
+    shown = ranked_metrics(rank_by)
+    groups = [
+        ("At threshold 0.5", [m for m in shown if m not in THRESHOLD_FREE]),
+        ("Threshold-free", [m for m in shown if m in THRESHOLD_FREE]),
+    ]
+    for caption, metrics in sorted(groups, key=lambda g: rank_by not in g[1]):  # the ranking metric's group first
+        board.parts.append(
+            Table(["rank", "architecture", *metrics], [_board_row(e, metrics) for e in entries], caption)
+        )
+    board.parts.append(
+        Table(
+            ["rank", "architecture", "params", "mean epochs", "fit s/fold"],
+            [
+                [
+                    e["rank"] or "-",
+                    e["name"],
+                    f"{e['params']:,}",
+                    f"{np.mean(e['curves']['epochs']):.1f}",
+                    f"{np.mean(e['fit_seconds']):.0f}",
+                ]
+                for e in entries
+                if "metrics" in e
+            ],
+            "Cost.",
+        )
     )
     board.parts += [f"Failed: {e['name']}: {e['error']}" for e in entries if e["status"] != "ok"]
     board.parts.append(
@@ -212,6 +218,20 @@ def build_sections(run_dir: Path) -> list[Section]:
         )
     )
     return sections
+
+
+THRESHOLD_FREE = ("roc_auc", "pr_auc", "log_loss")
+
+
+def _board_row(entry: dict, metrics: list[str]) -> list:
+    name = entry["name"] + ("" if entry["status"] == "ok" else " (failed)")
+    if "metrics" not in entry:
+        return [entry["rank"] or "-", name, *["-"] * len(metrics)]
+    cells = []
+    for m in metrics:
+        mean, lo, hi = mean_ci(entry["metrics"][m]["folds"])
+        cells.append(f"{mean:.3f} ± {entry['metrics'][m]['std']:.3f} [{lo:.3f}, {hi:.3f}]")
+    return [entry["rank"] or "-", name, *cells]
 
 
 def _summary(run: dict, config: dict, ok: list[dict], comparison: dict | None) -> Section:
