@@ -227,6 +227,22 @@ def test_a_killed_run_resumes(data, tmp_path):
     assert read(out / "results.json")["architectures"][0]["folds_done"] == 3
 
 
+def test_ctrl_c_keeps_finished_folds_and_says_how_to_resume(data, tmp_path):
+    out = tmp_path / "out"
+    args = run_argv(data, tmp_path, "baseline", *["--folds", "3", "--epochs", "3", "--image-size", "32"])
+    proc = _cli(args)
+    first = out / "baseline" / "fold-0" / "metrics.json"
+    deadline = time.time() + 240
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert f"Resume with the same command and --out {out}" in stderr
+    assert "Traceback" not in stderr
+    assert first.exists() and not list(out.glob(".lock*"))
+
+
 def test_jax_backend_runs_where_tensorflow_is_missing(data, tmp_path):
     out = tmp_path / "out"
     argv = run_argv(data, tmp_path, "pyramid_up", *["--folds", "2", "--epochs", "1", "--image-size", "32", "-q"])
