@@ -135,16 +135,18 @@ def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: R
     outcomes = []
     for name in names:
         outcomes.append(_cross_validate(name, folder, images, folds, config, device, progress))
-        run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation (a resume counts anew)
-        entries, table = _publish(folder, run_info, outcomes, config)
+        if name != names[-1]:  # the last one is published below, with the held-out predictions
+            run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation
+            _publish(folder, run_info, outcomes, config)
 
     # Stage 6 — the held-out test split, scored once by the saved fold models, after all training.
     if dataset.test is not None and config.save_models:
         test = load_images(dataset.root, dataset.test, config.image_size, config.channels, config.cache_dir, log=log)
         warn_skipped(test.skipped, config.strict)
-        ok = [e["name"] for e in entries if e["status"] == "ok"]
-        if predict_heldout(folder, ok, len(folds), test, config.batch_size, log):
-            entries, table = _publish(folder, run_info, outcomes, config)
+        ok = [o.name for o in outcomes if not o.error]
+        predict_heldout(folder, ok, len(folds), test, config.batch_size, log)
+    run_info["wall_seconds"] = time.perf_counter() - started
+    entries, table = _publish(folder, run_info, outcomes, config)
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.path / 'report.html'}")
     return 1 if any(e["status"] != "ok" for e in entries) else 0
 

@@ -207,7 +207,8 @@ def _cli(args, **env):
     )
 
 
-def test_a_killed_run_resumes(data, tmp_path):
+def _start_and_wait_for_the_first_fold(data, tmp_path):
+    """A 3-fold run in a subprocess, returned once its first fold is saved."""
     out = tmp_path / "out"
     args = run_argv(data, tmp_path, "baseline", *["--folds", "3", "--epochs", "3", "--image-size", "32"])
     proc = _cli(args)
@@ -215,6 +216,11 @@ def test_a_killed_run_resumes(data, tmp_path):
     deadline = time.time() + 240
     while not first.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
+    return proc, args, out, first
+
+
+def test_a_killed_run_resumes(data, tmp_path):
+    proc, args, out, first = _start_and_wait_for_the_first_fold(data, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert first.exists() and not (out / "results.json").exists()
@@ -228,13 +234,7 @@ def test_a_killed_run_resumes(data, tmp_path):
 
 
 def test_ctrl_c_keeps_finished_folds_and_says_how_to_resume(data, tmp_path):
-    out = tmp_path / "out"
-    args = run_argv(data, tmp_path, "baseline", *["--folds", "3", "--epochs", "3", "--image-size", "32"])
-    proc = _cli(args)
-    first = out / "baseline" / "fold-0" / "metrics.json"
-    deadline = time.time() + 240
-    while not first.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
+    proc, _, out, first = _start_and_wait_for_the_first_fold(data, tmp_path)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
