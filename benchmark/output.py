@@ -191,6 +191,31 @@ def ranked_metrics(rank_by: str) -> list[str]:
     return [rank_by] + [m for m in METRICS if m != rank_by]
 
 
+CURVE_HEADERS = [
+    "architecture",
+    "val-loss variance",
+    "oscillation",
+    "gap at best",
+    "best epoch per fold",
+    "epochs per fold",
+    "suggested patience",
+]
+
+
+def curve_row(entry: dict) -> list:
+    """One architecture's loss-curve diagnostics, as the CURVE_HEADERS columns."""
+    c = entry["curves"]
+    return [
+        entry["name"],
+        f"{c['val_loss_variance']:.2g}",
+        f"{c['oscillation']['mean']:.2f}",
+        f"{c['gap']['mean']:+.3f}",
+        " ".join(map(str, c["best_epoch"])),
+        " ".join(map(str, c["epochs"])),
+        c["suggested_patience"],
+    ]
+
+
 def leaderboard(entries: list[dict], rank_by: str) -> str:
     """The ranked table (markdown pipe table), then the loss-curve diagnostics, then failures."""
     shown = ranked_metrics(rank_by)
@@ -212,32 +237,12 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
         disable_numparse=True,
         colalign=("right", "left", *["right"] * (len(shown) + 3)),
     )
-    curve_rows = [
-        [
-            e["name"],
-            f"{e['curves']['val_loss_variance']:.2g}",
-            f"{e['curves']['oscillation']['mean']:.2f}",
-            f"{e['curves']['gap']['mean']:+.3f}",
-            " ".join(map(str, e["curves"]["best_epoch"])),
-            " ".join(map(str, e["curves"]["epochs"])),
-            e["curves"]["suggested_patience"],
-        ]
-        for e in scored
-    ]
     curves = tabulate(
-        curve_rows,
-        headers=[
-            "architecture",
-            "val-loss variance",
-            "oscillation",
-            "gap at best",
-            "best epoch per fold",
-            "epochs per fold",
-            "suggested patience",
-        ],
+        [curve_row(e) for e in scored],
+        headers=CURVE_HEADERS,
         tablefmt="pipe",
         disable_numparse=True,
-        colalign=("left", *["right"] * 6),
+        colalign=("left", *["right"] * (len(CURVE_HEADERS) - 1)),
     )
     text = f"{table}\n\nLoss curves (across folds)\n\n{curves}"
     failed = [e for e in entries if e["status"] != "ok"]
@@ -246,8 +251,8 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
     return text
 
 
-def verdict(comparison: dict) -> str:
-    """The best against the runner-up, and Friedman over all, in words."""
+def runner_up_verdict(comparison: dict) -> str:
+    """The best against the runner-up on the ranking metric, in words."""
     metric, best = comparison["metric"], comparison["best"]
     runner_up, r = next(iter(comparison["best_vs"].items()))
     words = (
@@ -255,17 +260,26 @@ def verdict(comparison: dict) -> str:
         if r["p"] < 0.05
         else "not significant at the 0.05 level (with few folds the test has little power)."
     )
-    text = (
+    return (
         f"{best} vs the runner-up {runner_up} on {metric}: difference {r['mean_difference']:+.4f} "
         f"(95 % CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}), Nadeau–Bengio corrected resampled "
         f"t-test p = {r['p']:.3g}: {words}"
     )
+
+
+def friedman_sentence(comparison: dict) -> str | None:
+    """Friedman's test over all architectures in words; None with fewer than three."""
     f = comparison["friedman"]
-    if np.isfinite(f["statistic"]):
-        ranks = ", ".join(f"{n} {v:.1f}" for n, v in sorted(f["average_ranks"].items(), key=lambda kv: kv[1]))
-        text += (
-            f"\n\nFriedman test over {len(f['average_ranks'])} architectures: chi² = {f['statistic']:.2f}, "
-            f"p = {f['p']:.3g}. Average ranks (1 = best): {ranks}; two ranks differ significantly "
-            f"(Nemenyi, 0.05) when more than {f['critical_difference']:.2f} apart."
-        )
-    return text
+    if not np.isfinite(f["statistic"]):
+        return None
+    ranks = ", ".join(f"{n} {v:.1f}" for n, v in sorted(f["average_ranks"].items(), key=lambda kv: kv[1]))
+    return (
+        f"Friedman test over {len(f['average_ranks'])} architectures: chi² = {f['statistic']:.2f}, "
+        f"p = {f['p']:.3g}. Average ranks (1 = best): {ranks}; two ranks differ significantly "
+        f"(Nemenyi, 0.05) when more than {f['critical_difference']:.2f} apart."
+    )
+
+
+def verdict(comparison: dict) -> str:
+    """The best against the runner-up, and Friedman over all, in words."""
+    return "\n\n".join(s for s in (runner_up_verdict(comparison), friedman_sentence(comparison)) if s)

@@ -24,7 +24,15 @@ from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP
 from benchmark.files import read_json, write_text
 from benchmark.heldout import read_heldout
 from benchmark.metrics import LOWER_IS_BETTER, binary_metrics, confusion, max_f1_threshold
-from benchmark.output import RunFolder, ranked_metrics, safe_name, verdict
+from benchmark.output import (
+    CURVE_HEADERS,
+    RunFolder,
+    curve_row,
+    friedman_sentence,
+    ranked_metrics,
+    runner_up_verdict,
+    safe_name,
+)
 
 FIGURES = "report_files"
 
@@ -163,27 +171,7 @@ def build_sections(run_dir: Path) -> list[Section]:
             "Training (dashed) and validation (solid) loss of every fold, thin; the across-fold mean of the "
             "validation loss bold; a dot marks each fold's best epoch.",
             Figure(plots.loss_curves(histories, figures / "loss_curves.png"), "Loss curves per architecture."),
-            Table(
-                [
-                    "architecture",
-                    "val-loss variance",
-                    "oscillation",
-                    "gap at best",
-                    "best epochs",
-                    "suggested patience",
-                ],
-                [
-                    [
-                        e["name"],
-                        f"{e['curves']['val_loss_variance']:.2g}",
-                        f"{e['curves']['oscillation']['mean']:.2f}",
-                        f"{e['curves']['gap']['mean']:+.3f}",
-                        " ".join(map(str, e["curves"]["best_epoch"])),
-                        e["curves"]["suggested_patience"],
-                    ]
-                    for e in ok
-                ],
-            ),
+            Table(CURVE_HEADERS, [curve_row(e) for e in ok]),
         ],
     )
     settings = config.get("settings", {})
@@ -241,7 +229,7 @@ def _summary(run: dict, config: dict, ok: list[dict], comparison: dict | None) -
         m = best["metrics"][run["rank_by"]]
         parts.append(f"Winner on {run['rank_by']}: {best['name']} ({m['mean']:.3f} ± {m['std']:.3f}).")
     if comparison:
-        parts.append(verdict(comparison).split("\n\n")[0])
+        parts.append(runner_up_verdict(comparison))
     counts = ", ".join(f"{c} {n}" for c, n in run.get("counts", {}).items())
     test = ", ".join(f"{c} {n}" for c, n in (run.get("test_counts") or {}).items()) or "none"
     settings = config.get("settings", {})
@@ -305,9 +293,9 @@ def _statistics(comparison: dict | None) -> Section:
             caption="Corrected t-test p-value of every pair.",
         )
     )
-    f = comparison["friedman"]
-    if np.isfinite(f["statistic"]):
-        section.parts.append(verdict(comparison).split("\n\n")[1])
+    friedman = friedman_sentence(comparison)
+    if friedman:
+        section.parts.append(friedman)
     return section
 
 
