@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="run folder; rerun with the same --out to resume (default reports/<timestamp>)"
     )
     g.add_argument("--rank-by", default=d.rank_by, choices=METRICS)
+    g.add_argument("--test-top", type=int, metavar="N", help="score only the N best on the held-out test split")
+    g.add_argument(
+        "--gradcam-archs",
+        default=d.gradcam_archs,
+        help="Grad-CAM panels on the test split for: winner, none, or names/patterns/tag:NAME",
+    )
     g.add_argument(
         "--no-save-models", dest="save_models", action="store_false", help="do not save model.keras per fold"
     )
@@ -143,6 +149,8 @@ def _run(args) -> int:
         patience=args.patience,
         augment=args.augment,
         rank_by=args.rank_by,
+        test_top=args.test_top,
+        gradcam_archs=args.gradcam_archs,
         cache_dir=args.cache_dir,
         save_models=args.save_models,
         strict=args.strict,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics import LOWER_IS_BETTER, METRICS, curve_statistics
-from benchmark.statistics import corrected_ttest, friedman
+from benchmark.statistics import bayesian_correlated_ttest, corrected_ttest, friedman
 
 
 @dataclass
@@ -85,7 +85,8 @@ def pairwise_comparison(entries: list[dict], records: list[dict], metric: str) -
 
     Corrected resampled t-tests (Nadeau–Bengio) of the best against each other and
     the p-value of every pair, with ``n_test / n_train`` taken from the saved fold
-    sizes; Friedman's test with average ranks and the Nemenyi critical difference.
+    sizes; Friedman's test with average ranks and the Nemenyi critical difference;
+    the Bayesian correlated t-test of the best against each other when baycomp is installed.
     """
     ok = [e for e in entries if e["status"] == "ok"]  # in rank order
     if len(ok) < 2:
@@ -93,11 +94,17 @@ def pairwise_comparison(entries: list[dict], records: list[dict], metric: str) -
     folds = {e["name"]: e["metrics"][metric]["folds"] for e in ok}
     ratio = float(np.mean([r["n_score"] / r["n_fit"] for r in records]))
     best = ok[0]["name"]
+    higher = metric not in LOWER_IS_BETTER
     return {
         "metric": metric,
         "test_fraction": ratio,
         "best": best,
         "best_vs": {b: asdict(corrected_ttest(folds[best], folds[b], ratio)) for b in folds if b != best},
         "p_values": {a: {b: corrected_ttest(folds[a], folds[b], ratio).p for b in folds if b != a} for a in folds},
-        "friedman": asdict(friedman(folds, higher_is_better=metric not in LOWER_IS_BETTER)),
+        "friedman": asdict(friedman(folds, higher_is_better=higher)),
+        "bayesian": {  # absent when the optional baycomp is not installed
+            b: asdict(test)
+            for b in folds
+            if b != best and (test := bayesian_correlated_ttest(folds[best], folds[b], higher_is_better=higher))
+        },
     }

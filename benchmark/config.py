@@ -57,6 +57,8 @@ class RunConfig:
     patience: int = 5
     augment: bool = True
     rank_by: str = "f1"
+    test_top: int | None = None  # held-out scoring of the N best only (None: all)
+    gradcam_archs: str = "winner"  # "winner", "none" or an --archs expression
     cache_dir: Path | None = None
     save_models: bool = True
     strict: bool = False
@@ -75,6 +77,8 @@ class RunConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: give a positive whole number.")
         if self.channels not in (1, 3):
             raise UsageError(f"--channels {self.channels}: give 1 (greyscale) or 3 (RGB).")
+        if self.test_top is not None and self.test_top < 1:
+            raise UsageError(f"--test-top {self.test_top}: give a positive whole number (or leave it out for all).")
         if self.lr <= 0 or self.lr_decay_epochs <= 0:
             raise UsageError("--lr and --lr-decay-epochs must be positive.")
 

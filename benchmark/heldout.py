@@ -17,6 +17,7 @@ from benchmark.files import write_csv
 from benchmark.output import RunFolder
 
 TEST_PREDICTIONS = "test_predictions.csv"
+GRADCAM = "gradcam.npz"  # written by benchmark.gradcam
 
 
 def predict_heldout(
@@ -47,3 +48,15 @@ def read_heldout(folder: RunFolder, name: str, n_folds: int) -> list[pd.DataFram
     if not all(p.exists() for p in paths):
         return None
     return [pd.read_csv(p) for p in paths]
+
+
+def read_gradcam(folder: RunFolder, name: str) -> dict | None:
+    """The saved Grad-CAM panel of ``name`` (pixels, heatmaps, kinds, paths, labels, probabilities), or None."""
+    path = folder.arch_dir(name) / GRADCAM
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError):  # unreadable: the next run redoes it
+        return None

@@ -4,7 +4,9 @@
 
     RUN/config.json             every setting, versions, machine, git commit, backend, devices
     RUN/splits.json             the folds as paths relative to --data
-    RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras
+    RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras,
+                                test_predictions.csv (the held-out split)
+    RUN/<arch>/gradcam.npz      Grad-CAM heat maps of chosen test images (the report's section 8)
     RUN/folds.csv               one row per architecture × fold
     RUN/oof.csv                 out-of-fold probabilities: arch, fold, path, label, probability
     RUN/results.json            the aggregated, ranked results (the contract reports build on)
@@ -52,8 +54,11 @@ class RunFolder:
     def splits(self) -> Path:
         return self.path / "splits.json"
 
+    def arch_dir(self, arch: str) -> Path:
+        return self.path / safe_name(arch)
+
     def fold_dir(self, arch: str, fold: int) -> Path:
-        return self.path / safe_name(arch) / f"fold-{fold}"
+        return self.arch_dir(arch) / f"fold-{fold}"
 
     def model_path(self, arch: str, fold: int) -> Path:
         return self.fold_dir(arch, fold) / "model.keras"

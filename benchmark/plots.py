@@ -98,3 +98,74 @@ def reliability(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
     ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Reliability")
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
+
+
+def curve_bars(entries: list[dict], oscillation_flag: float, path: Path) -> Path:
+    """Per architecture: the across-fold validation-loss variance and the mean oscillation index."""
+    names = [e["name"] for e in entries]
+    fig, (var_ax, osc_ax) = plt.subplots(1, 2, figsize=(11, 0.8 + 0.4 * len(names)), sharey=True)
+    var_ax.barh(names, [e["curves"]["val_loss_variance"] for e in entries], color="#1f4e79")
+    var_ax.set(xlabel="across-fold variance of the validation loss", title="Fold-to-fold spread")
+    osc_ax.barh(names, [e["curves"]["oscillation"]["mean"] for e in entries], color="#c55a11")
+    osc_ax.axvline(oscillation_flag, ls=":", color="grey")
+    osc_ax.set(xlabel=f"oscillation index (flag above {oscillation_flag})", title="Oscillation", xlim=(0, 1))
+    var_ax.invert_yaxis()  # rank order, best on top
+    return _save(fig, path)
+
+
+def critical_difference(average_ranks: dict[str, float], cd: float, path: Path) -> Path:
+    """Demšar's critical-difference diagram: average ranks on an axis (1 = best, left); a bar joins
+    architectures whose average ranks differ by less than the Nemenyi critical difference."""
+    names = sorted(average_ranks, key=average_ranks.get)
+    k = len(names)
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.28 * k))
+    ax.set_xlim(0.3 - 1.6, k + 0.7 + 1.6)
+    ax.set_ylim(1.0 + 0.28 * (k + 1) / 2 + 0.2, -0.55)
+    ax.axis("off")
+    ax.hlines(0, 1, k, color="black", lw=1)
+    for r in range(1, k + 1):
+        ax.vlines(r, -0.06, 0, color="black", lw=1)
+        ax.text(r, -0.1, str(r), ha="center", va="bottom", fontsize=9)
+    ax.hlines(-0.42, 1, 1 + cd, color="black", lw=1.5)
+    ax.text(1 + cd / 2, -0.46, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
+    half = (k + 1) // 2
+    for i, name in enumerate(names):
+        r = average_ranks[name]
+        left = i < half
+        y = 0.5 + 0.28 * (i if left else k - 1 - i)
+        end = 0.3 - 0.2 if left else k + 0.7 + 0.2
+        ax.plot([r, r, end], [0, y, y], color="black", lw=0.8)
+        ax.text(end, y, f"{name} ({r:.2f})", ha="right" if left else "left", va="center", fontsize=9)
+    for level, group in enumerate(cd_groups(average_ranks, cd)):
+        ranks = [average_ranks[n] for n in group]
+        ax.hlines(0.15 + 0.08 * level, min(ranks) - 0.05, max(ranks) + 0.05, lw=3)
+    return _save(fig, path)
+
+
+def cd_groups(average_ranks: dict[str, float], cd: float) -> list[list[str]]:
+    """The bars of a CD diagram: maximal runs of architectures (by average rank) that lie within
+    ``cd`` of each other, i.e. that the Nemenyi test cannot tell apart.
+
+    >>> cd_groups({"a": 1.2, "b": 2.0, "c": 2.9, "d": 4.5}, cd=1.0)
+    [['a', 'b'], ['b', 'c']]
+    """
+    names = sorted(average_ranks, key=average_ranks.get)
+    groups, covered = [], -1
+    for i in range(len(names)):
+        j = max(j for j in range(i, len(names)) if average_ranks[names[j]] - average_ranks[names[i]] < cd)
+        if j > i and j > covered:
+            groups.append(names[i : j + 1])
+            covered = j
+    return groups
+
+
+def gradcam_panel(panel: dict, positive: str, path: Path, cols: int = 4) -> Path:
+    """Test images with their Grad-CAM heat map over them, titled by kind and probability."""
+    n = len(panel["kinds"])
+    fig, axes = _panels(n, 2.6, 2.9, cols=cols)
+    for ax, i in zip(axes, range(n), strict=True):
+        ax.imshow(panel["pixels"][i].mean(axis=-1), cmap="gray", vmin=0, vmax=255)
+        ax.imshow(panel["heatmaps"][i], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        ax.set_title(f"{panel['kinds'][i]}\np({positive}) = {panel['probabilities'][i]:.2f}", fontsize=8)
+        ax.axis("off")
+    return _save(fig, path)

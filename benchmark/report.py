@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
 from benchmark.files import read_json, write_text
-from benchmark.heldout import read_heldout
+from benchmark.heldout import read_gradcam, read_heldout
 from benchmark.metrics import LOWER_IS_BETTER, binary_metrics, confusion, max_f1_threshold
 from benchmark.output import (
     CURVE_HEADERS,
@@ -162,7 +162,7 @@ def build_sections(run_dir: Path) -> list[Section]:
             )
         )
     sections.append(detail)
-    sections.append(_statistics(results.get("comparison")))
+    sections.append(_statistics(results.get("comparison"), figures))
 
     histories = {e["name"]: _histories(run_dir, e) for e in ok}
     curves = Section(
@@ -171,6 +171,11 @@ def build_sections(run_dir: Path) -> list[Section]:
             "Training (dashed) and validation (solid) loss of every fold, thin; the across-fold mean of the "
             "validation loss bold; a dot marks each fold's best epoch.",
             Figure(plots.loss_curves(histories, figures / "loss_curves.png"), "Loss curves per architecture."),
+            Figure(
+                plots.curve_bars(ok, OSCILLATION, figures / "curve_bars.png"),
+                "Across-fold variance of the validation loss (mean over the epochs every fold ran) and the "
+                "oscillation index (share of epochs where the validation loss turns around).",
+            ),
             Table(CURVE_HEADERS, [curve_row(e) for e in ok]),
         ],
     )
@@ -188,9 +193,8 @@ def build_sections(run_dir: Path) -> list[Section]:
     oof = data["oof"]
     if not oof.empty:
         sections.append(_out_of_fold(oof, [e["name"] for e in ok], figures))
-    heldout = _heldout(run_dir, ok, oof, run["folds"], figures)
-    if heldout:
-        sections.append(heldout)
+    sections.append(_heldout(run_dir, ok, oof, run["folds"], figures))
+    sections.append(_gradcam(run_dir, ok, run["classes"]["positive"], figures))
     sections.append(
         Section(
             "9. Reproduce",
@@ -257,7 +261,9 @@ def _summary(run: dict, config: dict, ok: list[dict], comparison: dict | None) -
     return Section("1. Summary", parts)
 
 
-def _statistics(comparison: dict | None) -> Section:
+def _statistics(comparison: dict | None, figures: Path) -> Section:
+    from benchmark import plots
+
     section = Section("4. Statistical comparison")
     if not comparison:
         section.parts.append("Fewer than two architectures completed: nothing to compare.")
@@ -296,6 +302,29 @@ def _statistics(comparison: dict | None) -> Section:
     friedman = friedman_sentence(comparison)
     if friedman:
         section.parts.append(friedman)
+        f = comparison["friedman"]
+        section.parts.append(
+            Figure(
+                plots.critical_difference(f["average_ranks"], f["critical_difference"], figures / "cd.png"),
+                "Critical-difference diagram: average rank over folds (1 = best); a bar joins architectures "
+                "whose average ranks differ by less than the Nemenyi critical difference (not significantly "
+                "different at 0.05).",
+            )
+        )
+    bayesian = comparison.get("bayesian")
+    if bayesian:
+        rope = next(iter(bayesian.values()))["rope"]
+        section.parts.append(
+            Table(
+                [f"{best} vs", f"P({best} better)", "P(practically equal)", "P(other better)"],
+                [[n, f"{b['better']:.3f}", f"{b['equivalent']:.3f}", f"{b['worse']:.3f}"] for n, b in bayesian.items()],
+                caption=f"Bayesian correlated t-test (Corani & Benavoli 2015, baycomp) on {comparison['metric']}, "
+                f"rope ±{rope}: differences smaller than {rope} count as practically equal. Read the probabilities "
+                "directly: above 0.95 is a confident statement, anything else says the folds cannot decide.",
+            )
+        )
+    elif "bayesian" in comparison:
+        section.parts.append("Install baycomp (`pip install baycomp`) for the Bayesian correlated t-test.")
     return section
 
 
@@ -333,7 +362,10 @@ HELDOUT_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_
 GAP_FLAG = 0.05  # a CV-vs-test difference this large is worth a look
 
 
-def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, figures: Path) -> Section | None:
+HELDOUT_TITLE = "7. Held-out test (not used for ranking)"
+
+
+def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, figures: Path) -> Section:
     """Section 7: the fold ensemble and each fold model on the test split, at 0.5 and at the OOF threshold."""
     from benchmark import plots
 
@@ -359,10 +391,12 @@ def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, fig
             gap_rows.append([e["name"], k, f"{cv:.3f}", f"{at_half[k]:.3f}", f"{gap:+.3f}", flag])
         curves.append(pd.DataFrame({"arch": e["name"], "label": labels, "probability": ensemble}))
     if not rows:
-        return None
+        return Section(
+            HELDOUT_TITLE, ["No held-out predictions: the data has no test/ split, or models were not saved."]
+        )
     test_curves = pd.concat(curves)
     return Section(
-        "7. Held-out test (not used for ranking)",
+        HELDOUT_TITLE,
         [
             "The official test split, scored once after cross-validation by each architecture's fold models; "
             "nothing here fed back into training, thresholds or ranks. Fold ensemble = the mean of the fold "
@@ -393,6 +427,43 @@ def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, fig
             ),
         ],
     )
+
+
+def _gradcam(run_dir: Path, ok: list[dict], positive: str, figures: Path) -> Section:
+    """Section 8: the saved Grad-CAM panels (``<arch>/gradcam.npz``)."""
+    from benchmark import plots
+
+    section = Section(
+        "8. Grad-CAM",
+        [
+            "Where the fold models look: the gradient of the predicted class's score with respect to the last "
+            "convolutional feature map, averaged over space, weights its channels; the rectified weighted sum is "
+            "drawn over the test image (red = most influence), averaged over the fold models. Images: the most "
+            "confident true positives, true negatives, false positives and false negatives of the fold ensemble "
+            "at 0.5. A model that looks outside the lungs (labels, borders) is learning a shortcut.",
+        ],
+    )
+    for e in ok:
+        panel = read_gradcam(RunFolder(run_dir), e["name"])
+        if panel is None:
+            continue
+        path = figures / f"gradcam-{safe_name(e['name'])}.png"
+        section.parts.append(
+            Figure(plots.gradcam_panel(panel, positive, path), f"{e['name']}: Grad-CAM at layer {panel['layer']}.")
+        )
+        section.parts.append(
+            Table(
+                ["kind", "file", f"P({positive})"],
+                [
+                    [k, p, f"{q:.3f}"]
+                    for k, p, q in zip(panel["kinds"], panel["paths"], panel["probabilities"], strict=True)
+                ],
+                caption=f"{e['name']}: the images above, left to right and top to bottom.",
+            )
+        )
+    if len(section.parts) == 1:
+        section.parts.append("No Grad-CAM panels: no held-out test split, or `--gradcam-archs none`.")
+    return section
 
 
 def _histories(run_dir: Path, entry: dict) -> list[pd.DataFrame]:

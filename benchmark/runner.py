@@ -21,6 +21,7 @@ from benchmark.comparison import ArchOutcome, pairwise_comparison, rank, summari
 from benchmark.config import RunConfig, environment, settings_diff
 from benchmark.data import discover, load_images, warn_skipped
 from benchmark.files import read_json, write_json
+from benchmark.gradcam import explain_heldout
 from benchmark.heldout import predict_heldout
 from benchmark.metrics import best_epoch, binary_metrics
 from benchmark.output import RunFolder
@@ -103,6 +104,7 @@ def run(config: RunConfig) -> int:
     for path in config.arch_modules:
         architectures.load_file(path)
     names = architectures.select(config.archs)
+    _gradcam_names(config.gradcam_archs, names)  # a typo fails now, not after hours of training
     dataset = discover(config.data, config.positive)
     splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed)
     splitter.check(dataset.train.labels)  # fail before the slow decode
@@ -139,16 +141,31 @@ def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: R
             run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation
             _publish(folder, run_info, outcomes, config)
 
-    # Stage 6 — the held-out test split, scored once by the saved fold models, after all training.
+    # Stage 6 — the held-out test split, scored once by the saved fold models, after all training
+    # and ranking; Grad-CAM explains the chosen architectures on it.
     if dataset.test is not None and config.save_models:
         test = load_images(dataset.root, dataset.test, config.image_size, config.channels, config.cache_dir, log=log)
         warn_skipped(test.skipped, config.strict)
-        ok = [o.name for o in outcomes if not o.error]
-        predict_heldout(folder, ok, len(folds), test, config.batch_size, log)
+        entries = rank([summarise(o, config.patience) for o in outcomes], config.rank_by)
+        ranked = [e["name"] for e in entries if e["status"] == "ok"]
+        explained = _gradcam_names(config.gradcam_archs, ranked)
+        scored = [n for n in ranked if n in ranked[: config.test_top] or n in explained]
+        predict_heldout(folder, scored, len(folds), test, config.batch_size, log)
+        explain_heldout(folder, explained, len(folds), test, log)
     run_info["wall_seconds"] = time.perf_counter() - started
     entries, table = _publish(folder, run_info, outcomes, config)
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.path / 'report.html'}")
     return 1 if any(e["status"] != "ok" for e in entries) else 0
+
+
+def _gradcam_names(expression: str, ranked: list[str]) -> list[str]:
+    """The architectures to explain with Grad-CAM: ``winner`` (the first of ``ranked``), ``none``, or an
+    ``--archs`` expression (kept to those in ``ranked``)."""
+    if expression == "none" or not ranked:
+        return []
+    if expression == "winner":
+        return ranked[:1]
+    return [n for n in architectures.select(expression) if n in ranked]
 
 
 def _publish(folder: RunFolder, run_info: dict, outcomes: list[ArchOutcome], config: RunConfig):

@@ -7,7 +7,9 @@ These are the corrections the literature recommends for k-fold CV:
 - :func:`corrected_ttest`: Nadeau & Bengio (2003) corrected resampled t-test;
 - :func:`friedman`: Friedman's test over all architectures, with average ranks;
 - :func:`nemenyi_critical_difference`: Demšar (2006)'s critical difference
-  between average ranks (the CD diagram).
+  between average ranks (the CD diagram);
+- :func:`bayesian_correlated_ttest`: Corani & Benavoli (2015)'s Bayesian
+  correlated t-test, through the optional ``baycomp`` package.
 
 With k = 5 folds every test has little power: "not significant" is weak evidence.
 """
@@ -94,3 +96,33 @@ def nemenyi_critical_difference(n_models: int, n_blocks: int, alpha: float = 0.0
         return float("nan")
     q = stats.studentized_range.ppf(1 - alpha, n_models, np.inf) / math.sqrt(2)
     return float(q * math.sqrt(n_models * (n_models + 1) / (6 * n_blocks)))
+
+
+ROPE = 0.01  # region of practical equivalence: differences under one point of F1 (or AUC…) do not matter
+
+
+@dataclass(frozen=True)
+class BayesianTest:
+    """Posterior probabilities that A is better, practically equivalent (within the rope), or B is better."""
+
+    better: float
+    equivalent: float
+    worse: float
+    rope: float
+
+
+def bayesian_correlated_ttest(a, b, rope: float = ROPE, higher_is_better: bool = True) -> BayesianTest | None:
+    """Bayesian correlated t-test of A against B over paired folds; None without ``baycomp``.
+
+    The posterior of the mean difference is a Student t with k − 1 degrees of
+    freedom whose scale carries the same fold-overlap correction (ρ = 1/k) as
+    the corrected t-test; it answers "how probable is it that A is better by
+    more than the rope?" directly, instead of a p-value.
+    """
+    try:
+        import baycomp
+    except ImportError:
+        return None
+    x, y = (np.asarray(a, float), np.asarray(b, float)) if higher_is_better else (-np.asarray(a), -np.asarray(b))
+    better, equivalent, worse = baycomp.two_on_single(x, y, rope=rope)
+    return BayesianTest(float(better), float(equivalent), float(worse), rope)

@@ -110,6 +110,19 @@ def assemble(build: Callable, input_shape: tuple[int, int, int], augment: bool) 
     return keras.Model(inputs, outputs, name=arch.name), arch
 
 
+def split_input(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(preprocessing, architecture) of a model made by :func:`assemble` (e.g. a saved fold model).
+
+    The preprocessing model maps uint8 pixels to what the architecture receives
+    (augmentation is inactive outside training).
+    """
+    arch = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "augmentation"][-1]
+    before = [
+        layer for layer in model.layers[: model.layers.index(arch)] if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    return keras.Sequential(before, name="preprocessing"), arch
+
+
 def set_output_bias(arch: keras.Model, bias: float) -> bool:
     """Set the bias of the last layer with a one-unit bias; False when there is none."""
     for layer in reversed(arch.layers):

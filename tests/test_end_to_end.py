@@ -3,6 +3,7 @@ checked file by file, then resumed, killed and resumed, and run under the JAX ba
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from benchmark.cli import main
 from benchmark.metrics import METRICS
@@ -134,6 +136,8 @@ SECTIONS = [
     "4. Statistical comparison",
     "5. Loss curves and diagnostics",
     "6. Out-of-fold curves",
+    "7. Held-out test (not used for ranking)",
+    "8. Grad-CAM",
     "9. Reproduce",
 ]
 
@@ -145,11 +149,40 @@ def test_reports_are_written_self_contained_and_escaped(run):
         assert f"<h2>{title}</h2>" in page and f"## {title}" in markdown
     assert "<script>" not in page and "&lt;script&gt;alert(" in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from outside
-    assert page.count("src='data:image/png;base64,") == 5
-    for link in ("report_files/folds.png", "report_files/loss_curves.png", "report_files/roc_pr.png"):
-        assert f"]({link})" in markdown and (run["out"] / link).stat().st_size > 10_000
+    # folds, loss curves, curve bars, OOF roc/pr, reliability, test roc/pr, the winner's Grad-CAM
+    # (no critical-difference diagram: Friedman's test needs three architectures)
+    assert page.count("src='data:image/png;base64,") == 7
     winner = read(run["out"] / "results.json")["architectures"][0]
+    figures = ["folds", "loss_curves", "curve_bars", "roc_pr", "reliability", "test_roc_pr"]
+    for link in [f"report_files/{f}.png" for f in figures] + [f"report_files/gradcam-{winner['name']}.png"]:
+        assert f"]({link})" in markdown and (run["out"] / link).stat().st_size > 10_000
     assert f"Winner on roc_auc: {winner['name']}" in markdown
+    assert "P(practically equal)" in markdown  # baycomp is a test dependency
+
+
+def test_gradcam_explains_the_winner_on_test_images(run):
+    winner, runner_up = [e["name"] for e in read(run["out"] / "results.json")["architectures"][:2]]
+    assert not (run["out"] / runner_up / "gradcam.npz").exists()  # default --gradcam-archs winner
+    with np.load(run["out"] / winner / "gradcam.npz") as panel:
+        kinds, paths = list(panel["kinds"]), list(panel["paths"])
+        assert panel["pixels"].shape == (len(kinds), 32, 32, 1) and panel["heatmaps"].shape == (len(kinds), 32, 32)
+        assert panel["heatmaps"].min() >= 0 and panel["heatmaps"].max() <= 1
+        probabilities, labels = panel["probabilities"], panel["labels"]
+    assert 2 <= len(kinds) <= 8 and all("/test/" in p for p in paths)
+    # The ensemble probabilities in the panel are the mean of the saved test predictions.
+    tests = [pd.read_csv(run["out"] / winner / f"fold-{i}" / "test_predictions.csv") for i in range(3)]
+    ensemble = pd.concat(tests).groupby("path").probability.mean()
+    np.testing.assert_allclose(probabilities, ensemble[paths].to_numpy(), rtol=1e-6)
+    for kind, label, p in zip(kinds, labels, probabilities, strict=True):
+        assert (
+            kind
+            == {
+                (1, True): "true positive",
+                (0, False): "true negative",
+                (0, True): "false positive",
+                (1, False): "false negative",
+            }[(int(label), bool(p >= 0.5))]
+        )
 
 
 def test_report_command_rebuilds_from_the_saved_files(run, capsys):
@@ -157,6 +190,15 @@ def test_report_command_rebuilds_from_the_saved_files(run, capsys):
     assert main(["report", str(run["out"])]) == 0
     assert "## 4. Statistical comparison" in (run["out"] / "report.md").read_text()
     assert main(["report", str(run["out"] / "missing")]) == 2
+
+
+def test_report_open_hands_the_page_to_the_browser(run, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    assert main(["report", str(run["out"]), "--open"]) == 0
+    assert opened == [(run["out"] / "report.html").resolve().as_uri()]
 
 
 def test_rerun_resumes_without_retraining(run, capsys):
@@ -272,3 +314,20 @@ def test_jax_backend_runs_where_tensorflow_is_missing(data, tmp_path):
     config = read(out / "config.json")
     assert config["run"]["backend"] == "jax" and config["device"]["backend"] == "jax"
     assert read(out / "results.json")["architectures"][0]["status"] == "ok"
+
+
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    page = (run["out"] / "report.html").resolve().as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2400"]
+    env = {**os.environ, "HOME": str(tmp_path)}  # chromium writes its profile under HOME
+    dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120, env=env)
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in dom.stdout, title
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", page], capture_output=True, timeout=120, env=env)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (2400, 1280)
+    assert pixels.std() > 20 and (pixels < 128).mean() > 0.01  # text and figures drawn, not a blank page

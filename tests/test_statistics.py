@@ -3,7 +3,8 @@ import pytest
 from scipy import stats
 
 from benchmark.comparison import pairwise_comparison
-from benchmark.statistics import corrected_ttest, friedman, nemenyi_critical_difference
+from benchmark.plots import cd_groups
+from benchmark.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, nemenyi_critical_difference
 
 
 def test_corrected_ttest_by_hand():
@@ -66,3 +67,24 @@ def test_pairwise_comparison_of_ranked_entries():
     assert pair["p"] == pytest.approx(expected.p) and pair["mean_difference"] == pytest.approx(0.04)
     assert comp["p_values"]["b"]["c"] == comp["p_values"]["c"]["b"]
     assert comp["friedman"]["average_ranks"]["a"] == 1.0
+
+
+def test_bayesian_correlated_ttest_is_the_corrected_student_posterior():
+    a = [0.91, 0.92, 0.90, 0.93, 0.91]
+    b = [0.90, 0.905, 0.91, 0.90, 0.90]
+    # differences 0.01 0.015 -0.01 0.03 0.01: posterior t(4, mean, sqrt((1/5 + ρ/(1-ρ)) var)), ρ = 1/5
+    d = np.subtract(a, b)
+    posterior = stats.t(4, loc=d.mean(), scale=np.sqrt((1 / 5 + 0.25) * d.var(ddof=1)))
+    r = bayesian_correlated_ttest(a, b, rope=0.01)
+    assert r.worse == pytest.approx(posterior.cdf(-0.01), rel=1e-6)
+    assert r.better == pytest.approx(posterior.sf(0.01), rel=1e-6)
+    assert r.better + r.equivalent + r.worse == pytest.approx(1)
+    # For a loss, lower is better: the same numbers read the other way round.
+    flipped = bayesian_correlated_ttest(a, b, rope=0.01, higher_is_better=False)
+    assert (flipped.better, flipped.worse) == pytest.approx((r.worse, r.better))
+
+
+def test_critical_difference_groups():
+    ranks = {"a": 1.0, "b": 1.6, "c": 2.4, "d": 4.0, "e": 5.0}
+    assert cd_groups(ranks, cd=1.5) == [["a", "b", "c"], ["d", "e"]]
+    assert cd_groups(ranks, cd=0.5) == []  # every pair differs significantly
