@@ -81,3 +81,20 @@ def model_scope(device: DeviceInfo):
 
         return tf.distribute.MirroredStrategy().scope()
     return contextlib.nullcontext()
+
+
+# How TensorFlow (ResourceExhaustedError, "OOM when allocating"), JAX/XLA ("RESOURCE_EXHAUSTED: Out of
+# memory") and PyTorch (torch.cuda.OutOfMemoryError, "CUDA out of memory") report an exhausted device.
+OUT_OF_MEMORY_SIGNS = ("ResourceExhausted", "RESOURCE_EXHAUSTED", "OutOfMemory", "out of memory", "OOM when allocating")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is a device out-of-memory error of any backend.
+
+    >>> is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    True
+    >>> is_out_of_memory(ValueError("shapes (3,) and (4,) not aligned"))
+    False
+    """
+    text = f"{type(err).__name__}: {err}"
+    return any(sign in text for sign in OUT_OF_MEMORY_SIGNS)

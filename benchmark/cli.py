@@ -163,6 +163,11 @@ def _run(args) -> int:
     )
     try:
         return run(config)
+    except OSError as err:  # a full disk, lost permissions: what was written stays valid (atomic writes)
+        raise UsageError(
+            f"could not write {err.filename or out}: {err.strerror or err}. Finished folds are saved in {out}. "
+            f"Free disk space (or fix the permissions) and rerun the same command with --out {out} to resume."
+        ) from None
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: finished folds are saved in {out}. Resume with the same command and --out {out}.",
@@ -179,7 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"list": _list, "report": _report, "run": _run}[args.command](args)
     except (UsageError, RegistryError) as err:
-        print("error: " + textwrap.fill(str(err), width=100, subsequent_indent="       "), file=sys.stderr)
+        print(
+            "error: "
+            + textwrap.fill(
+                str(err), width=100, subsequent_indent="       ", break_long_words=False, break_on_hyphens=False
+            ),
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -473,20 +473,28 @@ def _histories(run_dir: Path, entry: dict) -> list[pd.DataFrame]:
     ]
 
 
+def _md(value, cell: bool = False) -> str:
+    """Text safe in markdown: HTML-escaped (a forge renders raw HTML), ``|`` escaped inside tables."""
+    text = html.escape(str(value), quote=False)
+    return text.replace("|", "\\|") if cell else text
+
+
 def to_markdown(sections: list[Section], title: str, base: Path) -> str:
-    out = [f"# {title}"]
+    out = [f"# {_md(title)}"]
     for s in sections:
-        out.append(f"## {s.title}")
+        out.append(f"## {_md(s.title)}")
         for part in s.parts:
             if isinstance(part, Table):
+                rows = [[_md(c, cell=True) for c in row] for row in part.rows]
+                headers = [_md(h, cell=True) for h in part.headers]
                 out.append(
-                    (f"{part.caption}\n\n" if part.caption else "")
-                    + tabulate(part.rows, headers=part.headers, tablefmt="pipe", disable_numparse=True)
+                    (f"{_md(part.caption)}\n\n" if part.caption else "")
+                    + tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True)
                 )
             elif isinstance(part, Figure):
-                out.append(f"![{part.caption}]({part.path.relative_to(base).as_posix()})")
+                out.append(f"![{_md(part.caption)}]({part.path.relative_to(base).as_posix()})")
             else:
-                out.append(str(part))
+                out.append(_md(part))
     return "\n\n".join(out) + "\n"
 
 

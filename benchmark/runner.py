@@ -7,11 +7,13 @@ data → splits → training → metrics → comparison → output. Each finishe
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 
@@ -255,9 +257,24 @@ def _train_and_save(folder, spec, images, fold, i, settings, config, device, pro
     report = progress.epoch(spec.name, i, n_folds, settings.epochs)
     model_path = folder.model_path(spec.name, i) if config.save_models else None
     started = time.perf_counter()
-    result = train_fold(
-        spec.build, images, fold, settings, config.seed + i, model_path, report, backend.model_scope(device)
-    )
+    try:
+        result = train_fold(
+            spec.build, images, fold, settings, config.seed + i, model_path, report, backend.model_scope(device)
+        )
+    except Exception as err:
+        if not backend.is_out_of_memory(err) or settings.batch_size < 2:
+            raise
+        # Once, with half the batch: the fold's record keeps the batch size it trained with.
+        smaller = dataclasses.replace(settings, batch_size=settings.batch_size // 2)
+        _log(config)(
+            f"{spec.name} fold {i + 1}: out of memory at batch size {settings.batch_size}; retrying once "
+            f"with {smaller.batch_size}"
+        )
+        keras.backend.clear_session()  # free what the failed attempt held
+        settings = smaller
+        result = train_fold(
+            spec.build, images, fold, settings, config.seed + i, model_path, report, backend.model_scope(device)
+        )
     labels = images.labels[fold.score]
     record = {
         "arch": spec.name,
@@ -271,6 +288,7 @@ def _train_and_save(folder, spec, images, fold, i, settings, config, device, pro
         "predict_seconds": result.predict_seconds,
         "params": result.params,
         "seed": config.seed + i,
+        "batch_size": settings.batch_size,
         "n_fit": len(fold.train),
         "n_val": len(fold.val),
         "n_score": len(fold.score),

@@ -35,6 +35,7 @@ def link_kaggle_subset(dest: Path, per_class: dict[str, int], test_per_class: in
                 (folder / f.name).symlink_to(f)
             if count:
                 (folder / ".DS_Store").write_bytes(b"junk")
+                (folder / "Thumbs.db").write_bytes(b"junk")
                 (folder / f"._{f.name}").write_bytes(b"junk")
     if wrapper:
         (dest / "chest_xray" / "__MACOSX" / "train" / "NORMAL").mkdir(parents=True)

@@ -20,7 +20,7 @@ def test_wrapper_folder_and_archive_junk_are_skipped(tmp_path):
     ds = discover(data)
     assert ds.train.counts() == [4, 5] and ds.test.counts() == [2, 2]
     assert all(p.startswith("chest_xray/chest_xray/train/") for p in ds.train.paths)
-    assert not any("__MACOSX" in p or "/._" in p or "DS_Store" in p for p in ds.train.paths)
+    assert not any("__MACOSX" in p or "/._" in p or "DS_Store" in p or "Thumbs" in p for p in ds.train.paths)
 
 
 def test_val_is_pooled_into_train_and_classes_without_train_split(synthetic_folder, tmp_path):

@@ -253,7 +253,7 @@ def _start_and_wait_for_the_first_fold(data, tmp_path):
     """A 3-fold run in a subprocess, returned once its first fold is saved."""
     out = tmp_path / "out"
     args = run_argv(data, tmp_path, "baseline", *["--folds", "3", "--epochs", "3", "--image-size", "32"])
-    proc = _cli(args)
+    proc = _cli([*args, "--deterministic"])
     first = out / "baseline" / "fold-0" / "metrics.json"
     deadline = time.time() + 240
     while not first.exists() and time.time() < deadline and proc.poll() is None:
@@ -267,12 +267,17 @@ def test_a_killed_run_resumes(data, tmp_path):
     proc.communicate()
     assert first.exists() and not (out / "results.json").exists()
     saved = first.read_text()
-    proc = _cli(args)
+    proc = _cli([*args, "--deterministic"])
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert "baseline fold 1/3  (saved)" in stderr
     assert first.read_text() == saved
-    assert read(out / "results.json")["architectures"][0]["folds_done"] == 3
+    resumed = read(out / "results.json")["architectures"][0]
+    assert resumed["folds_done"] == 3
+    # With --deterministic, the killed-and-resumed run gives exactly the numbers of an uninterrupted one.
+    whole = tmp_path / "uninterrupted"
+    assert main([*args, "--deterministic", "--out", str(whole), "-q"]) == 0
+    assert resumed["metrics"] == read(whole / "results.json")["architectures"][0]["metrics"]
 
 
 def test_ctrl_c_keeps_finished_folds_and_says_how_to_resume(data, tmp_path):

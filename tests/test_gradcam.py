@@ -50,7 +50,10 @@ def check_every_registry_architecture() -> None:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (3, SIZE, SIZE, 1), dtype=np.uint8)
     for name in architectures.list_architectures():
-        model, _ = assemble(architectures.get(name).build, (SIZE, SIZE, 1), augment=True)
+        spec = architectures.get(name)
+        if not spec.build.__module__.startswith("architectures."):
+            continue  # one loaded by another test from a file (e.g. a broken one)
+        model, _ = assemble(spec.build, (SIZE, SIZE, 1), augment=True)
         preprocess, arch = split_input(model)
         images = keras.ops.convert_to_numpy(preprocess(pixels, training=False))
         np.testing.assert_allclose(images, pixels / 255, atol=1e-6)  # augmentation is off outside training
