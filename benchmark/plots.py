@@ -118,9 +118,9 @@ def critical_difference(average_ranks: dict[str, float], cd: float, path: Path) 
     architectures whose average ranks differ by less than the Nemenyi critical difference."""
     names = sorted(average_ranks, key=average_ranks.get)
     k = len(names)
-    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.28 * k))
+    fig, ax = plt.subplots(figsize=(9, 1.4 + 0.2 * k))
     ax.set_xlim(0.3 - 1.6, k + 0.7 + 1.6)
-    ax.set_ylim(1.0 + 0.28 * (k + 1) / 2 + 0.2, -0.55)
+    ax.set_ylim(0.5 + 0.28 * (k + 1) // 2 + 0.1, -0.55)
     ax.axis("off")
     ax.hlines(0, 1, k, color="black", lw=1)
     for r in range(1, k + 1):
@@ -138,7 +138,7 @@ def critical_difference(average_ranks: dict[str, float], cd: float, path: Path) 
         ax.text(end, y, f"{name} ({r:.2f})", ha="right" if left else "left", va="center", fontsize=9)
     for level, group in enumerate(cd_groups(average_ranks, cd)):
         ranks = [average_ranks[n] for n in group]
-        ax.hlines(0.15 + 0.08 * level, min(ranks) - 0.05, max(ranks) + 0.05, lw=3)
+        ax.hlines(0.15 + 0.08 * level, min(ranks) - 0.05, max(ranks) + 0.05, lw=3, color="black")
     return _save(fig, path)
 
 

@@ -213,6 +213,7 @@ def build_sections(run_dir: Path) -> list[Section]:
 
 
 THRESHOLD_FREE = ("roc_auc", "pr_auc", "log_loss")
+RANGES = {"mcc": (-1.0, 1.0), "log_loss": (0.0, float("inf"))}  # the others lie in [0, 1]
 
 
 def _board_row(entry: dict, metrics: list[str]) -> list:
@@ -222,6 +223,8 @@ def _board_row(entry: dict, metrics: list[str]) -> list:
     cells = []
     for m in metrics:
         mean, lo, hi = mean_ci(entry["metrics"][m]["folds"])
+        low_bound, high_bound = RANGES.get(m, (0.0, 1.0))  # a t-interval can overshoot a metric's range
+        lo, hi = max(lo, low_bound), min(hi, high_bound)
         cells.append(f"{mean:.3f} ± {entry['metrics'][m]['std']:.3f} [{lo:.3f}, {hi:.3f}]")
     return [entry["rank"] or "-", name, *cells]
 
@@ -506,6 +509,7 @@ table{border-collapse:collapse;font-size:.85em;margin:1em 0;display:block;overfl
 th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;white-space:nowrap}
 th{background:#f3f3f3}td.num{text-align:right}
 caption{caption-side:top;text-align:left;font-style:italic;padding:.3em 0}
+nav ul{columns:3;font-size:.9em;padding-left:1.2em}
 img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{font-style:italic;font-size:.9em}
 @media print{body{max-width:none}h2{page-break-after:avoid}img{page-break-inside:avoid}}
 """
@@ -514,7 +518,11 @@ img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{font-style:italic;
 def _cell(value) -> str:
     text = str(value)
     numeric = bool(text) and (text[0].isdigit() or text[0] in "+-") and text != "-"
-    return f"<td class='num'>{html.escape(text)}</td>" if numeric else f"<td>{html.escape(text)}</td>"
+    if not numeric:
+        return f"<td>{html.escape(text)}</td>"
+    value, _, interval = text.partition(" [")  # a confidence interval goes on a second, smaller line
+    second = f"<br><small>[{html.escape(interval)}</small>" if interval else ""
+    return f"<td class='num'>{html.escape(value)}{second}</td>"
 
 
 def to_html(sections: list[Section], title: str) -> str:
@@ -524,8 +532,13 @@ def to_html(sections: list[Section], title: str) -> str:
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
         f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"
     ]
-    for s in sections:
-        out.append(f"<section><h2>{esc(s.title)}</h2>")
+    out.append(
+        "<nav><ul>"
+        + "".join(f"<li><a href='#section-{i}'>{esc(s.title)}</a></li>" for i, s in enumerate(sections, 1))
+        + "</ul></nav>"
+    )
+    for i, s in enumerate(sections, 1):
+        out.append(f"<section id='section-{i}'><h2>{esc(s.title)}</h2>")
         for part in s.parts:
             if isinstance(part, Table):
                 head = "".join(f"<th>{esc(str(h))}</th>" for h in part.headers)
