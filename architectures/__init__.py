@@ -170,6 +170,8 @@ class Registry:
             raise RegistryError(f"--arch-module {path}: no such file. Give the path of a .py file.")
         self._discover()  # so that duplicate names are detected against the built-ins
         module_name = f"_benchmark_arch_{path.stem}_{abs(hash(str(path.resolve())))}"
+        if module_name in sys.modules:
+            return  # already loaded (a worker process reused for another task)
         spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(spec)
         try:

@@ -83,6 +83,45 @@ def model_scope(device: DeviceInfo):
     return contextlib.nullcontext()
 
 
+def gpu_scope(gpu: int | None):
+    """Run what is inside on GPU ``gpu`` (a worker's share of a several-GPU machine); None: as usual."""
+    if gpu is None:
+        return contextlib.nullcontext()
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.device(f"/GPU:{gpu}")
+    if backend == "jax":
+        import jax
+
+        return jax.default_device(jax.devices("gpu")[gpu])
+    import torch
+
+    return torch.cuda.device(gpu)
+
+
+def limit_threads(threads: int | None) -> None:
+    """Use at most ``threads`` CPU threads for one training (a worker's share of the cores).
+
+    TensorFlow takes it until its runtime starts; joblib also caps the BLAS/OpenMP
+    pools of its workers, and XLA's CPU pool follows the cores it is given.
+    """
+    backend = keras.backend.backend()
+    if threads is None:
+        return
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with contextlib.suppress(RuntimeError):  # already set in this worker process
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+    elif backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 # How TensorFlow (ResourceExhaustedError, "OOM when allocating"), JAX/XLA ("RESOURCE_EXHAUSTED: Out of
 # memory") and PyTorch (torch.cuda.OutOfMemoryError, "CUDA out of memory") report an exhausted device.
 OUT_OF_MEMORY_SIGNS = ("ResourceExhausted", "RESOURCE_EXHAUSTED", "OutOfMemory", "out of memory", "OOM when allocating")

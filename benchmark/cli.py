@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--strategy", default=d.strategy, choices=("auto", "none", "mirrored"), help="multi-GPU data parallelism"
     )
+    g = r.add_argument_group("execution")
+    g.add_argument("--jobs", type=int, default=d.jobs, help="trainings at once, in worker processes")
+    g.add_argument(
+        "--backend", default=d.backend, choices=("local", "dask"), help="where trainings run: here or a Dask cluster"
+    )
+    g.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler (with --backend dask)")
     g = r.add_argument_group("output")
     g.add_argument(
         "--out", type=Path, help="run folder; rerun with the same --out to resume (default reports/<timestamp>)"
@@ -157,6 +163,9 @@ def _run(args) -> int:
         deterministic=args.deterministic,
         mixed_precision=args.mixed_precision,
         strategy=args.strategy,
+        jobs=args.jobs,
+        backend=args.backend,
+        scheduler=args.scheduler,
         arch_modules=tuple(args.arch_module),
         overwrite=args.overwrite,
         quiet=args.quiet,

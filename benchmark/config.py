@@ -65,6 +65,9 @@ class RunConfig:
     deterministic: bool = False
     mixed_precision: bool = False
     strategy: str = "auto"
+    jobs: int = 1  # trainings at once in worker processes (local backend)
+    backend: str = "local"  # or "dask": the tasks go to the Dask cluster at `scheduler`
+    scheduler: str | None = None
     arch_modules: tuple[str, ...] = ()
     overwrite: bool = False
     quiet: bool = False
@@ -77,6 +80,15 @@ class RunConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: give a positive whole number.")
         if self.channels not in (1, 3):
             raise UsageError(f"--channels {self.channels}: give 1 (greyscale) or 3 (RGB).")
+        if self.jobs < 1:
+            raise UsageError(f"--jobs {self.jobs}: give a positive whole number of worker processes.")
+        if self.backend not in ("local", "dask"):
+            raise UsageError(f"--backend {self.backend}: choose local or dask.")
+        if self.backend == "dask" and not self.scheduler:
+            raise UsageError(
+                "--backend dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786), the address of a running "
+                "Dask scheduler whose workers can read --data and the image cache at the same paths."
+            )
         if self.test_top is not None and self.test_top < 1:
             raise UsageError(f"--test-top {self.test_top}: give a positive whole number (or leave it out for all).")
         if self.lr <= 0 or self.lr_decay_epochs <= 0:

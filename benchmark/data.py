@@ -80,6 +80,18 @@ class Images:
     paths: tuple[str, ...]
     skipped: dict[str, str] = field(default_factory=dict)  # path → reason
 
+    def __reduce__(self):
+        # Sent to a worker process (joblib, Dask), a memory-mapped cache travels as its path and the
+        # worker maps the same file: no copy of the pixels, and workers read the data from a shared path.
+        filename = getattr(self.pixels, "filename", None)
+        if filename is None:
+            return Images, (self.pixels, self.labels, self.paths, self.skipped)
+        return _mapped_images, (str(filename), self.labels, self.paths, self.skipped)
+
+
+def _mapped_images(filename: str, labels: np.ndarray, paths: tuple[str, ...], skipped: dict) -> Images:
+    return Images(np.load(filename, mmap_mode="r"), labels, paths, skipped)
+
 
 def _is_junk(name: str) -> bool:
     return name.startswith(".") or name.lower() in JUNK_NAMES

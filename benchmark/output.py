@@ -29,7 +29,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmark import UsageError
-from benchmark.files import read_json, write_csv, write_json, write_text
+from benchmark.files import read_json, write_bytes, write_csv, write_json, write_text
 from benchmark.metrics import METRICS
 
 
@@ -96,8 +96,12 @@ class RunFolder:
             if not child.name.startswith(".lock"):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
 
-    def write_fold(self, arch: str, fold: int, record: dict, history: dict, predictions: pd.DataFrame) -> None:
+    def write_fold(
+        self, arch: str, fold: int, record: dict, history: dict, predictions: pd.DataFrame, model: bytes | None = None
+    ) -> None:
         folder = self.fold_dir(arch, fold)
+        if model is not None:
+            write_bytes(self.model_path(arch, fold), model)
         frame = pd.DataFrame(history)
         frame.insert(0, "epoch", range(1, len(frame) + 1))
         write_csv(folder / "history.csv", frame)

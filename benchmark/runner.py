@@ -7,13 +7,12 @@ data → splits → training → metrics → comparison → output. Each finishe
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
@@ -22,13 +21,13 @@ from benchmark import UsageError, backend
 from benchmark.comparison import ArchOutcome, pairwise_comparison, rank, summarise
 from benchmark.config import RunConfig, environment, settings_diff
 from benchmark.data import discover, load_images, warn_skipped
+from benchmark.execution import FoldTask, execute, worker_settings
 from benchmark.files import read_json, write_json
 from benchmark.gradcam import explain_heldout
 from benchmark.heldout import predict_heldout
-from benchmark.metrics import best_epoch, binary_metrics
 from benchmark.output import RunFolder
 from benchmark.splits import NestedStratifiedKFold, load_splits, save_splits
-from benchmark.training import ArchitectureError, TrainSettings, train_fold
+from benchmark.training import TrainSettings
 
 
 @dataclass
@@ -37,6 +36,7 @@ class Progress:
 
     total: int
     quiet: bool = False
+    jobs: int = 1  # trainings running at once
     stream: object = field(default_factory=lambda: sys.stderr)  # looked up when created, not at import
     done: int = 0
     trained_seconds: list[float] = field(default_factory=list)
@@ -44,7 +44,7 @@ class Progress:
     def _eta(self) -> str:
         if not self.trained_seconds:
             return "ETA after the first fold"
-        left = sum(self.trained_seconds) / len(self.trained_seconds) * (self.total - self.done)
+        left = sum(self.trained_seconds) / len(self.trained_seconds) * (self.total - self.done) / self.jobs
         return f"ETA {left / 60:.0f} min" if left >= 60 else f"ETA {left:.0f} s"
 
     def _prefix(self, arch: str, fold: int, folds: int) -> str:
@@ -132,16 +132,44 @@ def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: R
     run_info = _run_info(config, dataset, images, device)
     write_json(folder.config, {"settings": config.to_dict(), "run": run_info, "device": vars(device), **environment()})
 
-    # Stages 3–7 — train and score every (architecture, fold), resuming finished ones; after each
-    # architecture, compare and write results and reports, so a long run can be read early.
+    # Stages 3–7 — train and score every (architecture, fold) not saved yet, here or in workers; when
+    # an architecture is complete, compare and write results and reports, so a long run can be read early.
     started = time.perf_counter()
-    progress = Progress(total=len(names) * len(folds), quiet=config.quiet)
-    outcomes = []
-    for name in names:
-        outcomes.append(_cross_validate(name, folder, images, folds, config, device, progress))
-        if name != names[-1]:  # the last one is published below, with the held-out predictions
+    progress = Progress(total=len(names) * len(folds), quiet=config.quiet, jobs=config.jobs)
+    tasks = _tasks(names, folds, folder, config, device, progress)
+    pending = Counter(t.arch for t in tasks)
+    errors: dict[str, str] = {}
+    local = config.backend == "local" and config.jobs == 1
+    outputs = execute(
+        tasks,
+        images,
+        config.jobs,
+        config.backend,
+        config.scheduler,
+        threads=tasks[0].worker["threads"] if tasks and tasks[0].worker else None,
+        skip=lambda task: task.arch in errors,  # an architecture stops at its first failure
+        report=lambda t: progress.epoch(t.arch, t.fold, len(folds), config.epochs),
+        scope=backend.model_scope(device),
+    )
+    for out in outputs:
+        arch, i = out.task.arch, out.task.fold
+        for line in out.log:
+            log(line)
+        pending[arch] -= 1
+        if out.error:
+            errors.setdefault(arch, f"fold {i + 1}: {out.error}")
+            progress.fold_done(arch, i, len(folds), None, None, note=f"FAILED: {out.error}")
+            if local:  # its remaining folds will be skipped
+                progress.skip(pending[arch])
+                pending[arch] = 0
+        else:
+            folder.write_fold(arch, i, out.record, out.history, out.predictions, out.model)
+            progress.fold_done(arch, i, len(folds), out.record, out.record["task_seconds"])
+        if pending[arch] == 0 and sum(pending.values()):  # the last one is published below, once
             run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation
-            _publish(folder, run_info, outcomes, config)
+            done = [n for n in names if not pending[n]]
+            _publish(folder, run_info, [_outcome(n, folder, len(folds), errors.get(n)) for n in done], config)
+    outcomes = [_outcome(n, folder, len(folds), errors.get(n)) for n in names]
 
     # Stage 6 — the held-out test split, scored once by the saved fold models, after all training
     # and ranking; Grad-CAM explains the chosen architectures on it.
@@ -217,9 +245,8 @@ def _by_class(classes: tuple[str, str], labels) -> dict[str, int]:
     return dict(zip(classes, np.bincount(labels, minlength=2).tolist(), strict=True))
 
 
-def _cross_validate(name, folder, images, folds, config, device, progress) -> ArchOutcome:
-    """Every fold of one architecture: loaded when saved, trained otherwise; stops at its first failure."""
-    spec = architectures.get(name)
+def _tasks(names, folds, folder: RunFolder, config: RunConfig, device, progress) -> list[FoldTask]:
+    """The (architecture, fold) pairs still to train, in order; saved ones are counted as done."""
     settings = TrainSettings(
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -228,78 +255,39 @@ def _cross_validate(name, folder, images, folds, config, device, progress) -> Ar
         patience=config.patience,
         augment=config.augment,
     )
-    outcome = ArchOutcome(name, spec.description, spec.tags)
+    workers = None
+    if config.backend != "local" or config.jobs > 1:
+        workers = worker_settings(
+            config.jobs, config.backend, config.mixed_precision, config.deterministic, device.gpus
+        )
+    tasks = []
+    for name in names:
+        for i, fold in enumerate(folds):
+            saved = folder.read_fold(name, i)
+            if saved is not None:
+                progress.fold_done(name, i, len(folds), saved[0], None, note="(saved) ")
+                continue
+            worker = workers[len(tasks) % len(workers)] if workers else None
+            tasks.append(
+                FoldTask(name, i, fold, config.seed + i, settings, config.save_models, config.arch_modules, worker)
+            )
+    return tasks
+
+
+def _outcome(name: str, folder: RunFolder, n_folds: int, error: str | None) -> ArchOutcome:
+    """One architecture's results, read back from its saved folds (in order, up to the first missing)."""
+    spec = architectures.get(name)
+    outcome = ArchOutcome(name, spec.description, spec.tags, error=error)
     predictions = []
-    for i, fold in enumerate(folds):
+    for i in range(n_folds):
         saved = folder.read_fold(name, i)
-        if saved is not None:
-            progress.fold_done(name, i, len(folds), saved[0], None, note="(saved) ")
-        else:
-            try:
-                saved = _train_and_save(folder, spec, images, fold, i, settings, config, device, progress, len(folds))
-            except OSError:
-                raise  # disk full, unwritable folder: stop the run; finished folds stay saved
-            except Exception as err:  # isolate a broken architecture; the others go on
-                reason = str(err) if isinstance(err, ArchitectureError) else f"{type(err).__name__}: {err}"
-                outcome.error = f"fold {i + 1}: {reason}"
-                progress.fold_done(name, i, len(folds), None, None, note=f"FAILED: {reason}")
-                progress.skip(len(folds) - i - 1)
-                break
+        if saved is None:
+            break
         record, history, fold_predictions = saved
         outcome.folds.append(record)
         outcome.histories.append(history)
         predictions.append(fold_predictions.assign(arch=name, fold=i))
+    if not error and len(outcome.folds) < n_folds:
+        outcome.error = f"fold {len(outcome.folds) + 1}: not trained"
     outcome.predictions = pd.concat(predictions, ignore_index=True) if predictions else None
     return outcome
-
-
-def _train_and_save(folder, spec, images, fold, i, settings, config, device, progress, n_folds):
-    report = progress.epoch(spec.name, i, n_folds, settings.epochs)
-    model_path = folder.model_path(spec.name, i) if config.save_models else None
-    started = time.perf_counter()
-    try:
-        result = train_fold(
-            spec.build, images, fold, settings, config.seed + i, model_path, report, backend.model_scope(device)
-        )
-    except Exception as err:
-        if not backend.is_out_of_memory(err) or settings.batch_size < 2:
-            raise
-        # Once, with half the batch: the fold's record keeps the batch size it trained with.
-        smaller = dataclasses.replace(settings, batch_size=settings.batch_size // 2)
-        _log(config)(
-            f"{spec.name} fold {i + 1}: out of memory at batch size {settings.batch_size}; retrying once "
-            f"with {smaller.batch_size}"
-        )
-        keras.backend.clear_session()  # free what the failed attempt held
-        settings = smaller
-        result = train_fold(
-            spec.build, images, fold, settings, config.seed + i, model_path, report, backend.model_scope(device)
-        )
-    labels = images.labels[fold.score]
-    record = {
-        "arch": spec.name,
-        "fold": i,
-        "metrics": binary_metrics(labels, result.probabilities),
-        "class_weight": {str(k): v for k, v in result.class_weight.items()},
-        "initial_bias": result.initial_bias,
-        "best_epoch": best_epoch(result.history["val_loss"]) + 1,
-        "epochs": len(result.history["val_loss"]),
-        "fit_seconds": result.fit_seconds,
-        "predict_seconds": result.predict_seconds,
-        "params": result.params,
-        "seed": config.seed + i,
-        "batch_size": settings.batch_size,
-        "n_fit": len(fold.train),
-        "n_val": len(fold.val),
-        "n_score": len(fold.score),
-    }
-    predictions = pd.DataFrame(
-        {
-            "path": [images.paths[j] for j in fold.score],
-            "label": labels.astype(int),
-            "probability": result.probabilities,
-        }
-    )
-    folder.write_fold(spec.name, i, record, result.history, predictions)
-    progress.fold_done(spec.name, i, n_folds, record, time.perf_counter() - started)
-    return record, result.history, predictions

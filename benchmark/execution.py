@@ -1,0 +1,194 @@
+"""Where the (architecture, fold) trainings run: here, in worker processes, or on a Dask cluster.
+
+A :class:`FoldTask` carries everything one training needs (the architecture's name,
+the fold's indices, the seed and the settings); :func:`run_fold` trains and scores
+it and returns a :class:`FoldOutput` — the fold's record, history, out-of-fold
+predictions and the saved model as bytes, or the error that stopped it. Workers
+never write into the run folder: the driver does, the same way whichever executor
+ran the task. The decoded images travel as the path of their memory-mapped cache
+(see :class:`benchmark.data.Images`), so workers read them from a shared path.
+
+Executors (``--jobs``, ``--backend``):
+
+- ``local``, 1 job: one after another in this process, with live epoch progress;
+- ``local``, N jobs: N joblib (loky) worker processes, the CPU threads split among them
+  and, with several GPUs, task *i* on GPU *i mod n*;
+- ``dask``: joblib's Dask backend on the cluster at ``--scheduler``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.data import Images
+from benchmark.metrics import best_epoch, binary_metrics
+from benchmark.splits import Fold
+from benchmark.training import ArchitectureError, TrainSettings
+
+BACKENDS = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class FoldTask:
+    arch: str
+    fold: int
+    split: Fold
+    seed: int
+    settings: TrainSettings
+    save_model: bool = True
+    arch_modules: tuple[str, ...] = ()  # files a worker process must load to know the architecture
+    worker: dict | None = None  # in a worker: backend set-up (mixed_precision, deterministic, threads, gpu)
+
+
+@dataclass
+class FoldOutput:
+    task: FoldTask
+    record: dict | None = None  # metrics.json
+    history: dict | None = None
+    predictions: pd.DataFrame | None = None  # the score fold: path, label, probability
+    model: bytes | None = None  # model.keras
+    error: str | None = None
+    log: tuple[str, ...] = ()  # what happened on the way (an out-of-memory retry)
+
+
+def run_fold(task: FoldTask, images: Images, report: Callable | None = None, scope=None) -> FoldOutput:
+    """Train and score one (architecture, fold); an out-of-memory error is retried once with half the batch.
+
+    Any other failure of the architecture is returned as ``FoldOutput.error``; only
+    KeyboardInterrupt and errors of this machine's own files propagate.
+    """
+    import keras
+
+    import architectures
+    from benchmark import backend
+    from benchmark.training import train_fold
+
+    log = []
+    if task.worker is not None:
+        for path in task.arch_modules:
+            architectures.load_file(path)
+        backend.setup(task.worker["mixed_precision"], task.worker["deterministic"], "none")
+        backend.limit_threads(task.worker["threads"])
+    build = architectures.get(task.arch).build
+    settings = task.settings
+    folder = Path(tempfile.mkdtemp(prefix="benchmark-fold-"))
+    model_path = folder / "model.keras" if task.save_model else None
+    gpu = task.worker["gpu"] if task.worker else None
+    try:
+        started = time.perf_counter()
+        try:
+            result = None
+            while result is None:
+                try:
+                    with backend.gpu_scope(gpu):
+                        result = train_fold(build, images, task.split, settings, task.seed, model_path, report, scope)
+                except Exception as err:
+                    if log or not backend.is_out_of_memory(err) or settings.batch_size < 2:
+                        raise
+                    smaller = replace(settings, batch_size=settings.batch_size // 2)
+                    log.append(
+                        f"{task.arch} fold {task.fold + 1}: out of memory at batch size {settings.batch_size}; "
+                        f"retrying once with {smaller.batch_size}"
+                    )
+                    keras.backend.clear_session()  # free what the failed attempt held
+                    settings = smaller
+        except Exception as err:  # the architecture's failure, not the run's
+            reason = str(err) if isinstance(err, ArchitectureError) else f"{type(err).__name__}: {err}"
+            return FoldOutput(task, error=reason, log=tuple(log))
+        seconds = time.perf_counter() - started
+        labels = images.labels[task.split.score]
+        record = {
+            "arch": task.arch,
+            "fold": task.fold,
+            "metrics": binary_metrics(labels, result.probabilities),
+            "class_weight": {str(k): v for k, v in result.class_weight.items()},
+            "initial_bias": result.initial_bias,
+            "best_epoch": best_epoch(result.history["val_loss"]) + 1,
+            "epochs": len(result.history["val_loss"]),
+            "fit_seconds": result.fit_seconds,
+            "predict_seconds": result.predict_seconds,
+            "task_seconds": seconds,
+            "params": result.params,
+            "seed": task.seed,
+            "batch_size": settings.batch_size,
+            "n_fit": len(task.split.train),
+            "n_val": len(task.split.val),
+            "n_score": len(task.split.score),
+        }
+        predictions = pd.DataFrame(
+            {
+                "path": [images.paths[j] for j in task.split.score],
+                "label": labels.astype(int),
+                "probability": result.probabilities,
+            }
+        )
+        model = model_path.read_bytes() if model_path else None
+        return FoldOutput(task, record, result.history, predictions, model, log=tuple(log))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def execute(
+    tasks: list[FoldTask],
+    images: Images,
+    jobs: int = 1,
+    backend: str = "local",
+    scheduler: str | None = None,
+    threads: int | None = None,
+    skip: Callable[[FoldTask], bool] = lambda task: False,
+    report: Callable[[FoldTask], Callable | None] = lambda task: None,
+    scope=None,
+) -> Iterator[FoldOutput]:
+    """Run ``tasks`` and yield each output as it finishes.
+
+    In this process (one local job), ``skip`` is asked before each task starts (an
+    architecture that failed stops there) and ``report(task)`` gives its per-epoch
+    callback; worker processes receive every task at once.
+    """
+    if backend == "local" and jobs == 1:
+        for task in tasks:
+            if not skip(task):
+                yield run_fold(task, images, report(task), scope)
+        return
+    from joblib import Parallel, delayed, parallel_config
+
+    if backend == "dask":
+        from distributed import Client
+
+        client = Client(scheduler)
+        try:
+            with parallel_config(backend="dask"):
+                yield from Parallel(n_jobs=-1, return_as="generator_unordered")(
+                    delayed(run_fold)(task, images) for task in tasks
+                )
+        finally:
+            client.close()
+        return
+    with parallel_config(backend="loky", inner_max_num_threads=threads):
+        yield from Parallel(n_jobs=jobs, return_as="generator_unordered")(
+            delayed(run_fold)(task, images) for task in tasks
+        )
+
+
+def worker_settings(jobs: int, backend: str, mixed_precision: bool, deterministic: bool, gpus: int) -> list[dict]:
+    """The set-up of each task's worker, by task index modulo the list's length.
+
+    >>> worker_settings(2, "local", False, True, gpus=0)[0]["threads"] == max(1, (os.cpu_count() or 1) // 2)
+    True
+    >>> [w["gpu"] for w in worker_settings(4, "local", False, False, gpus=2)]
+    [0, 1]
+    """
+    common = {"mixed_precision": mixed_precision, "deterministic": deterministic}
+    if backend == "dask":
+        return [{**common, "threads": None, "gpu": None}]  # the cluster's workers size themselves
+    if gpus > 1:
+        return [{**common, "threads": None, "gpu": g} for g in range(gpus)]
+    return [{**common, "threads": max(1, (os.cpu_count() or 1) // jobs), "gpu": None}]
