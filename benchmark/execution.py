@@ -37,6 +37,17 @@ BACKENDS = ("local", "dask")
 
 
 @dataclass(frozen=True)
+class Setup:
+    """The backend set-up of the process (or thread) that runs a task."""
+
+    mixed_precision: bool = False
+    deterministic: bool = False
+    strategy: str = "none"
+    threads: int | None = None  # CPU threads for one training (None: all)
+    gpu: int | None = None  # this task's GPU on a several-GPU machine (None: the default)
+
+
+@dataclass(frozen=True)
 class FoldTask:
     arch: str
     fold: int
@@ -45,7 +56,7 @@ class FoldTask:
     settings: TrainSettings
     save_model: bool = True
     arch_modules: tuple[str, ...] = ()  # files a worker process must load to know the architecture
-    worker: dict | None = None  # in a worker: backend set-up (mixed_precision, deterministic, threads, gpu)
+    setup: Setup = Setup()
 
 
 @dataclass
@@ -72,16 +83,19 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
     from benchmark.training import train_fold
 
     log = []
-    if task.worker is not None:
-        for path in task.arch_modules:
-            architectures.load_file(path)
-        backend.setup(task.worker["mixed_precision"], task.worker["deterministic"], "none")
-        backend.limit_threads(task.worker["threads"])
+    # Every task starts from a clean Keras state, whichever process or thread runs it and whatever
+    # ran there before: the same task then gives the same numbers here, in loky workers and on Dask
+    # (whose worker threads would otherwise each keep their own Keras state).
+    keras.backend.clear_session()
+    backend.setup(task.setup.mixed_precision, task.setup.deterministic, task.setup.strategy)
+    backend.limit_threads(task.setup.threads)
+    for path in task.arch_modules:
+        architectures.load_file(path)
     build = architectures.get(task.arch).build
     settings = task.settings
     folder = Path(tempfile.mkdtemp(prefix="benchmark-fold-"))
     model_path = folder / "model.keras" if task.save_model else None
-    gpu = task.worker["gpu"] if task.worker else None
+    gpu = task.setup.gpu
     try:
         started = time.perf_counter()
         try:
@@ -178,17 +192,19 @@ def execute(
         )
 
 
-def worker_settings(jobs: int, backend: str, mixed_precision: bool, deterministic: bool, gpus: int) -> list[dict]:
-    """The set-up of each task's worker, by task index modulo the list's length.
+def setups(jobs: int, backend: str, mixed_precision: bool, deterministic: bool, strategy: str, gpus: int) -> list:
+    """The :class:`Setup` of task *i* is ``setups(...)[i % len]``.
 
-    >>> worker_settings(2, "local", False, True, gpus=0)[0]["threads"] == max(1, (os.cpu_count() or 1) // 2)
+    >>> setups(2, "local", False, True, "auto", gpus=0)[0].threads == max(1, (os.cpu_count() or 1) // 2)
     True
-    >>> [w["gpu"] for w in worker_settings(4, "local", False, False, gpus=2)]
+    >>> [s.gpu for s in setups(4, "local", False, False, "auto", gpus=2)]
     [0, 1]
     """
     common = {"mixed_precision": mixed_precision, "deterministic": deterministic}
+    if backend == "local" and jobs == 1:
+        return [Setup(**common, strategy=strategy)]  # this process: all its threads and GPUs
     if backend == "dask":
-        return [{**common, "threads": None, "gpu": None}]  # the cluster's workers size themselves
+        return [Setup(**common)]  # the cluster's workers size themselves
     if gpus > 1:
-        return [{**common, "threads": None, "gpu": g} for g in range(gpus)]
-    return [{**common, "threads": max(1, (os.cpu_count() or 1) // jobs), "gpu": None}]
+        return [Setup(**common, gpu=g) for g in range(gpus)]
+    return [Setup(**common, threads=max(1, (os.cpu_count() or 1) // jobs))]

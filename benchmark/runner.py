@@ -21,7 +21,7 @@ from benchmark import UsageError, backend
 from benchmark.comparison import ArchOutcome, pairwise_comparison, rank, summarise
 from benchmark.config import RunConfig, environment, settings_diff
 from benchmark.data import discover, load_images, warn_skipped
-from benchmark.execution import FoldTask, execute, worker_settings
+from benchmark.execution import FoldTask, execute, setups
 from benchmark.files import read_json, write_json
 from benchmark.gradcam import explain_heldout
 from benchmark.heldout import predict_heldout
@@ -146,7 +146,7 @@ def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: R
         config.jobs,
         config.backend,
         config.scheduler,
-        threads=tasks[0].worker["threads"] if tasks and tasks[0].worker else None,
+        threads=tasks[0].setup.threads if tasks else None,
         skip=lambda task: task.arch in errors,  # an architecture stops at its first failure
         report=lambda t: progress.epoch(t.arch, t.fold, len(folds), config.epochs),
         scope=backend.model_scope(device),
@@ -255,11 +255,9 @@ def _tasks(names, folds, folder: RunFolder, config: RunConfig, device, progress)
         patience=config.patience,
         augment=config.augment,
     )
-    workers = None
-    if config.backend != "local" or config.jobs > 1:
-        workers = worker_settings(
-            config.jobs, config.backend, config.mixed_precision, config.deterministic, device.gpus
-        )
+    each = setups(
+        config.jobs, config.backend, config.mixed_precision, config.deterministic, config.strategy, device.gpus
+    )
     tasks = []
     for name in names:
         for i, fold in enumerate(folds):
@@ -267,9 +265,9 @@ def _tasks(names, folds, folder: RunFolder, config: RunConfig, device, progress)
             if saved is not None:
                 progress.fold_done(name, i, len(folds), saved[0], None, note="(saved) ")
                 continue
-            worker = workers[len(tasks) % len(workers)] if workers else None
+            setup = each[len(tasks) % len(each)]
             tasks.append(
-                FoldTask(name, i, fold, config.seed + i, settings, config.save_models, config.arch_modules, worker)
+                FoldTask(name, i, fold, config.seed + i, settings, config.save_models, config.arch_modules, setup)
             )
     return tasks
 
