@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import textwrap
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -170,8 +172,21 @@ def _run(args) -> int:
         overwrite=args.overwrite,
         quiet=args.quiet,
     )
+    interrupted = threading.Event()
+
+    def on_ctrl_c(signum, frame):
+        interrupted.set()  # checked after every epoch and fold, in case this KeyboardInterrupt is swallowed
+        raise KeyboardInterrupt
+
+    def quiet_unraisable(unraisable):  # a KeyboardInterrupt raised inside a finalizer is re-raised by the check
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            sys.__unraisablehook__(unraisable)
+
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if main_thread else None
+    sys.unraisablehook = quiet_unraisable
     try:
-        return run(config)
+        return run(config, interrupted)
     except OSError as err:  # a full disk, lost permissions: what was written stays valid (atomic writes)
         raise UsageError(
             f"could not write {err.filename or out}: {err.strerror or err}. Finished folds are saved in {out}. "
@@ -183,6 +198,10 @@ def _run(args) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        sys.unraisablehook = sys.__unraisablehook__
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ data → splits → training → metrics → comparison → output. Each finishe
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class Progress:
     total: int
     quiet: bool = False
     jobs: int = 1  # trainings running at once
+    interrupted: threading.Event = field(default_factory=threading.Event)  # set by the Ctrl-C handler
     stream: object = field(default_factory=lambda: sys.stderr)  # looked up when created, not at import
     done: int = 0
     trained_seconds: list[float] = field(default_factory=list)
@@ -53,12 +55,19 @@ class Progress:
 
     def epoch(self, arch: str, fold: int, folds: int, epochs: int):
         def report(epoch: int, logs: dict) -> None:
+            self.check()
             if not self.quiet and self.stream.isatty():
                 val_loss = logs.get("val_loss", float("nan"))
                 line = f"{self._prefix(arch, fold, folds)}  epoch {epoch}/{epochs}  val_loss {val_loss:.4f}"
                 print(f"\r{line}  {self._eta()}\033[K", end="", file=self.stream, flush=True)
 
         return report
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt after a Ctrl-C, even one whose own KeyboardInterrupt was swallowed
+        (raised inside a finalizer, Python ignores it)."""
+        if self.interrupted.is_set():
+            raise KeyboardInterrupt
 
     def skip(self, n: int) -> None:
         """Count ``n`` (arch, fold) pairs that will not run (their architecture failed)."""
@@ -67,6 +76,7 @@ class Progress:
     def fold_done(
         self, arch: str, fold: int, folds: int, record: dict | None, seconds: float | None, note: str = ""
     ) -> None:
+        self.check()
         if seconds is not None:
             self.trained_seconds.append(seconds)
         prefix = self._prefix(arch, fold, folds)
@@ -101,8 +111,11 @@ def _check_run_folder(folder: RunFolder, config: RunConfig) -> None:
         )
 
 
-def run(config: RunConfig) -> int:
-    """Run the benchmark; return the exit status (0, or 1 when an architecture failed)."""
+def run(config: RunConfig, interrupted: threading.Event | None = None) -> int:
+    """Run the benchmark; return the exit status (0, or 1 when an architecture failed).
+
+    ``interrupted`` is set by a Ctrl-C handler: the run stops at the next epoch or fold.
+    """
     for path in config.arch_modules:
         architectures.load_file(path)
     names = architectures.select(config.archs)
@@ -114,10 +127,10 @@ def run(config: RunConfig) -> int:
     with folder.locked():
         if config.overwrite:
             folder.clear()
-        return _benchmark(config, names, dataset, splitter, folder)
+        return _benchmark(config, names, dataset, splitter, folder, interrupted or threading.Event())
 
 
-def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: RunFolder) -> int:
+def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: RunFolder, interrupted) -> int:
     # Stage 1 — data, decoded once for the whole run.
     log = _log(config)
     images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
@@ -135,7 +148,7 @@ def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: R
     # Stages 3–7 — train and score every (architecture, fold) not saved yet, here or in workers; when
     # an architecture is complete, compare and write results and reports, so a long run can be read early.
     started = time.perf_counter()
-    progress = Progress(total=len(names) * len(folds), quiet=config.quiet, jobs=config.jobs)
+    progress = Progress(total=len(names) * len(folds), quiet=config.quiet, jobs=config.jobs, interrupted=interrupted)
     tasks = _tasks(names, folds, folder, config, device, progress)
     pending = Counter(t.arch for t in tasks)
     errors: dict[str, str] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,6 +156,31 @@ def train_fold(
     scope=None,
 ) -> FoldResult:
     """Fit a fresh model on ``fold.train``, stop early on ``fold.val``, predict ``fold.score``."""
+    with own_python_random(seed):
+        return _train_fold(build, images, fold, settings, seed, model_path, report, scope)
+
+
+@contextlib.contextmanager
+def own_python_random(seed: int):
+    """Give Keras a Python random generator of this training's own while it runs.
+
+    Keras draws its default seeds (weight initializers, dropout, augmentation) from
+    Python's global generator, which other threads of the process may draw from too
+    — a Dask worker's event loop does, for heartbeat jitter — so the same fold
+    trained twice there would differ. Seeded as ``keras.utils.set_random_seed(seed)``
+    seeds the global one, the private generator gives the same seeds, undisturbed.
+    """
+    from keras.src.random import seed_generator  # the one module that reads Python's generator
+
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
+
+
+def _train_fold(build, images, fold, settings, seed, model_path, report, scope) -> FoldResult:
     keras.utils.set_random_seed(seed)  # the same seed per fold for every architecture
     x_fit, y_fit = images.pixels[fold.train], images.labels[fold.train].astype("float32")
     x_val, y_val = images.pixels[fold.val], images.labels[fold.val].astype("float32")

@@ -1,0 +1,43 @@
+"""Parallel workers: ``--jobs 2`` against ``--jobs 1`` on 2 cores, where one small training cannot
+use both cores; the same command otherwise, interleaved, twice each; the results must be identical."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.perf.common import DATA_224, median, record, run_timed
+
+ARGS = ["--archs", "baseline", "--folds", "4", "--epochs", "3", "--image-size", "32", "--deterministic", "-q"]
+
+
+def main() -> None:
+    times = {1: [], 2: []}
+    metrics = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        for rep in range(2):
+            for jobs in (1, 2):
+                out = Path(tmp) / f"jobs{jobs}-{rep}"
+                cmd = ["benchmark", "run", "--data", str(DATA_224), "--out", str(out), "--cache-dir", str(cache),
+                       *ARGS, "--jobs", str(jobs)]  # fmt: skip
+                if rep == 0 and jobs == 1:
+                    run_timed([*cmd[:4], "--out", str(Path(tmp) / "warm"), *cmd[6:]])  # decode the cache first
+                wall, cpu, _ = run_timed(cmd)
+                times[jobs].append((wall, cpu))
+                results = json.loads((out / "results.json").read_text())
+                metrics.setdefault(jobs, results["architectures"][0]["metrics"])
+    one, two = (median([w for w, _ in times[j]]) for j in (1, 2))
+    lines = [
+        f"- `--jobs 1`: {one:.1f} s wall (runs: {', '.join(f'{w:.1f} s, CPU/wall {c / w:.2f}' for w, c in times[1])})",
+        f"- `--jobs 2`: {two:.1f} s wall (runs: {', '.join(f'{w:.1f} s, CPU/wall {c / w:.2f}' for w, c in times[2])})",
+        f"- **speed-up {one / two:.2f}×** (medians, whole processes including start-up); results.json metrics "
+        f"identical: {metrics[1] == metrics[2]}.",
+    ]
+    record("Parallel workers at 32 px", "benchmark run " + " ".join(ARGS) + " --jobs 1|2", lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
