@@ -29,14 +29,15 @@ def link_kaggle_subset(dest: Path, per_class: dict[str, int], test_per_class: in
     base = dest / "chest_xray" / "chest_xray" if wrapper else dest
     for cls, n in per_class.items():
         for split, count in (("train", n), ("test", test_per_class)):
+            if not count:
+                continue
             folder = base / split / cls
             folder.mkdir(parents=True, exist_ok=True)
             for f in real_files(split, cls, count):
                 (folder / f.name).symlink_to(f)
-            if count:
-                (folder / ".DS_Store").write_bytes(b"junk")
-                (folder / "Thumbs.db").write_bytes(b"junk")
-                (folder / f"._{f.name}").write_bytes(b"junk")
+            (folder / ".DS_Store").write_bytes(b"junk")
+            (folder / "Thumbs.db").write_bytes(b"junk")
+            (folder / f"._{f.name}").write_bytes(b"junk")
     if wrapper:
         (dest / "chest_xray" / "__MACOSX" / "train" / "NORMAL").mkdir(parents=True)
         (dest / "chest_xray" / "__MACOSX" / "train" / "NORMAL" / "._x.jpeg").write_bytes(b"junk")

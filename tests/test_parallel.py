@@ -9,19 +9,14 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.data import Images
-from tests.conftest import real_files
+from tests.conftest import link_kaggle_subset
 
 ARGS = ["--archs", "baseline,pyramid_up", "--folds", "3", "--epochs", "2", "--image-size", "32", "--deterministic"]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    for cls in ("NORMAL", "PNEUMONIA"):
-        (root / "train" / cls).mkdir(parents=True)
-        for f in real_files("train", cls, 15):
-            (root / "train" / cls / f.name).symlink_to(f)
-    return root
+    return link_kaggle_subset(tmp_path_factory.mktemp("data"), {"NORMAL": 15, "PNEUMONIA": 15}, wrapper=False)
 
 
 def run(data, base, *extra) -> dict:

@@ -15,7 +15,7 @@ import benchmark.output
 import benchmark.training
 from benchmark.cli import main
 from benchmark.files import write_text
-from tests.conftest import real_files
+from tests.conftest import link_kaggle_subset, real_files
 
 SMALL = ["--folds", "3", "--epochs", "1", "--image-size", "32", "--batch-size", "32"]
 
@@ -28,12 +28,7 @@ def argv(data, base, archs, *extra):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """12 NORMAL and 12 PNEUMONIA real training images, in a plain Kaggle layout (no test split)."""
-    root = tmp_path_factory.mktemp("data")
-    for cls in ("NORMAL", "PNEUMONIA"):
-        (root / "train" / cls).mkdir(parents=True)
-        for f in real_files("train", cls, 12):
-            (root / "train" / cls / f.name).symlink_to(f)
-    return root
+    return link_kaggle_subset(tmp_path_factory.mktemp("data"), {"NORMAL": 12, "PNEUMONIA": 12}, wrapper=False)
 
 
 def no_temporary_files(folder):
