@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA_224 = ROOT.parent / "shared" / "data" / "chest_xray_224"
 DATA_FULLRES = ROOT.parent / "shared" / "data" / "chest_xray_fullres_sample"
 DOC = ROOT / "docs" / "performance.md"
+BENCHMARK = [sys.executable, "-m", "benchmark.cli"]  # the `benchmark` command of this environment
 
 
 def machine() -> str:
