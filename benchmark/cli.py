@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--rank-by", default=d.rank_by, choices=METRICS)
     g.add_argument("--test-top", type=int, metavar="N", help="score only the N best on the held-out test split")
+    g.add_argument("--tta", action="store_true", help="held-out scoring also with test-time augmentation (shifts)")
     g.add_argument(
         "--gradcam-archs",
         default=d.gradcam_archs,
@@ -158,6 +159,7 @@ def _run(args) -> int:
         augment=args.augment,
         rank_by=args.rank_by,
         test_top=args.test_top,
+        tta=args.tta,
         gradcam_archs=args.gradcam_archs,
         cache_dir=args.cache_dir,
         save_models=args.save_models,

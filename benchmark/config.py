@@ -58,6 +58,7 @@ class RunConfig:
     augment: bool = True
     rank_by: str = "f1"
     test_top: int | None = None  # held-out scoring of the N best only (None: all)
+    tta: bool = False  # held-out scoring also with test-time augmentation
     gradcam_archs: str = "winner"  # "winner", "none" or an --archs expression
     cache_dir: Path | None = None
     save_models: bool = True

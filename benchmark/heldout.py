@@ -21,25 +21,64 @@ GRADCAM = "gradcam.npz"  # written by benchmark.gradcam
 
 
 def predict_heldout(
-    folder: RunFolder, names: list[str], n_folds: int, test: Images, batch_size: int, log: Callable = print
+    folder: RunFolder,
+    names: list[str],
+    n_folds: int,
+    test: Images,
+    batch_size: int,
+    log: Callable = print,
+    tta: bool = False,
 ) -> int:
-    """Predict ``test`` with every saved fold model that has no test predictions yet; return how many ran."""
+    """Predict ``test`` with every saved fold model whose test predictions are missing; return how many ran.
+
+    ``probability`` is the model's output on the image; with ``tta``, ``probability_tta``
+    is its mean over :func:`tta_views` too (a file without that column is redone).
+    """
     import keras  # here, so that reading saved predictions (the report) needs no backend
 
     done = 0
     for name in names:
         for i in range(n_folds):
             out, model_path = folder.fold_dir(name, i) / TEST_PREDICTIONS, folder.model_path(name, i)
-            if out.exists() or not model_path.exists():
+            if not model_path.exists() or (out.exists() and (not tta or "probability_tta" in _columns(out))):
                 continue
             model = keras.models.load_model(model_path)
-            probabilities = np.asarray(model.predict(test.pixels, batch_size=max(batch_size, 128), verbose=0))
-            frame = pd.DataFrame({"path": test.paths, "label": test.labels.astype(int)})
-            write_csv(out, frame.assign(probability=probabilities.reshape(-1).astype(float)))
+
+            def predict(pixels, model=model):
+                return np.asarray(model.predict(pixels, batch_size=max(batch_size, 128), verbose=0)).reshape(-1)
+
+            frame = pd.DataFrame(
+                {"path": test.paths, "label": test.labels.astype(int), "probability": predict(test.pixels)}
+            )
+            if tta:
+                frame["probability_tta"] = np.mean([predict(view) for view in tta_views(test.pixels)], axis=0)
+            write_csv(out, frame)
             done += 1
     if done:
-        log(f"held-out test split: {done} fold model(s) scored {len(test.paths)} images")
+        log(f"held-out test split: {done} fold model(s) scored {len(test.paths)} images" + (" (+ TTA)" if tta else ""))
     return done
+
+
+def tta_views(pixels: np.ndarray, fraction: float = 0.04) -> list[np.ndarray]:
+    """The image and four copies shifted by ``fraction`` of its size up, down, left and right
+    (edges repeated): the translations training augmentation already showed the model.
+
+    >>> views = tta_views(np.arange(25, dtype=np.uint8).reshape(1, 5, 5, 1), fraction=0.2)
+    >>> len(views), views[1][0, :, :, 0].tolist()[0]
+    (5, [5, 6, 7, 8, 9])
+    """
+    size = pixels.shape[1]
+    k = max(1, round(fraction * size))
+    padded = np.pad(pixels, ((0, 0), (k, k), (k, k), (0, 0)), mode="edge")
+    crops = [(k, k), (2 * k, k), (0, k), (k, 2 * k), (k, 0)]  # (row, col) offsets: same, up, down, left, right
+    return [padded[:, r : r + size, c : c + pixels.shape[2]] for r, c in crops]
+
+
+def _columns(path) -> list[str]:
+    try:
+        return list(pd.read_csv(path, nrows=0).columns)
+    except (OSError, ValueError):
+        return []
 
 
 def read_heldout(folder: RunFolder, name: str, n_folds: int) -> list[pd.DataFrame] | None:

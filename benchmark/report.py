@@ -384,6 +384,11 @@ def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, fig
         for t in (0.5, threshold):
             m = binary_metrics(labels, ensemble, t)
             rows.append([e["name"], f"{t:.3f}", *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
+        if "probability_tta" in runs[0]:  # --tta: the same, with each model's mean over shifted views
+            augmented = np.mean([r.probability_tta.to_numpy() for r in runs], axis=0)
+            for t in (0.5, threshold):
+                m = binary_metrics(labels, augmented, t)
+                rows.append([e["name"], f"{t:.3f} + TTA", *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
         singles = [binary_metrics(labels, r.probability.to_numpy()) for r in runs]
         fold_rows.append([e["name"], *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in singles]])
         at_half = binary_metrics(labels, ensemble)
@@ -404,7 +409,8 @@ def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, fig
             "The official test split, scored once after cross-validation by each architecture's fold models; "
             "nothing here fed back into training, thresholds or ranks. Fold ensemble = the mean of the fold "
             "models' probabilities. The second row of each architecture uses the threshold with the highest F1 "
-            "on its out-of-fold predictions (chosen before looking at the test split).",
+            "on its out-of-fold predictions (chosen before looking at the test split). Rows marked TTA (with "
+            "--tta) average each model over the image and four copies shifted by 4 % up, down, left and right.",
             Table(["architecture", "threshold", *HELDOUT_METRICS], rows, caption="Fold ensemble on the test split."),
             Table(
                 ["architecture", *[f"fold {i + 1}" for i in range(n_folds)]],

@@ -149,6 +149,32 @@ def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: R
     # an architecture is complete, compare and write results and reports, so a long run can be read early.
     started = time.perf_counter()
     progress = Progress(total=len(names) * len(folds), quiet=config.quiet, jobs=config.jobs, interrupted=interrupted)
+    errors = _train(names, folds, images, folder, config, device, progress, run_info, started)
+    outcomes = [_outcome(n, folder, len(folds), errors.get(n)) for n in names]
+
+    # Stage 6 — the held-out test split, scored once by the saved fold models, after all training
+    # and ranking; Grad-CAM explains the chosen architectures on it.
+    if dataset.test is not None and config.save_models:
+        test = load_images(dataset.root, dataset.test, config.image_size, config.channels, config.cache_dir, log=log)
+        warn_skipped(test.skipped, config.strict)
+        entries = rank([summarise(o, config.patience) for o in outcomes], config.rank_by)
+        ranked = [e["name"] for e in entries if e["status"] == "ok"]
+        explained = _gradcam_names(config.gradcam_archs, ranked)
+        scored = [n for n in ranked if n in ranked[: config.test_top] or n in explained]
+        predict_heldout(folder, scored, len(folds), test, config.batch_size, log, config.tta)
+        explain_heldout(folder, explained, len(folds), test, log)
+    run_info["wall_seconds"] = time.perf_counter() - started
+    entries, table = _publish(folder, run_info, outcomes, config)
+    print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.path / 'report.html'}")
+    return 1 if any(e["status"] != "ok" for e in entries) else 0
+
+
+def _train(names, folds, images, folder: RunFolder, config: RunConfig, device, progress, run_info, started) -> dict:
+    """Train every (architecture, fold) not saved yet and save it; publish each architecture once complete.
+
+    Returns the first error of each architecture that failed.
+    """
+    log = _log(config)
     tasks = _tasks(names, folds, folder, config, device, progress)
     pending = Counter(t.arch for t in tasks)
     errors: dict[str, str] = {}
@@ -178,27 +204,11 @@ def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: R
         else:
             folder.write_fold(arch, i, out.record, out.history, out.predictions, out.model)
             progress.fold_done(arch, i, len(folds), out.record, out.record["task_seconds"])
-        if pending[arch] == 0 and sum(pending.values()):  # the last one is published below, once
+        if pending[arch] == 0 and sum(pending.values()):  # the last one: by the caller, with the held-out split
             run_info["wall_seconds"] = time.perf_counter() - started  # of this invocation
             done = [n for n in names if not pending[n]]
             _publish(folder, run_info, [_outcome(n, folder, len(folds), errors.get(n)) for n in done], config)
-    outcomes = [_outcome(n, folder, len(folds), errors.get(n)) for n in names]
-
-    # Stage 6 — the held-out test split, scored once by the saved fold models, after all training
-    # and ranking; Grad-CAM explains the chosen architectures on it.
-    if dataset.test is not None and config.save_models:
-        test = load_images(dataset.root, dataset.test, config.image_size, config.channels, config.cache_dir, log=log)
-        warn_skipped(test.skipped, config.strict)
-        entries = rank([summarise(o, config.patience) for o in outcomes], config.rank_by)
-        ranked = [e["name"] for e in entries if e["status"] == "ok"]
-        explained = _gradcam_names(config.gradcam_archs, ranked)
-        scored = [n for n in ranked if n in ranked[: config.test_top] or n in explained]
-        predict_heldout(folder, scored, len(folds), test, config.batch_size, log)
-        explain_heldout(folder, explained, len(folds), test, log)
-    run_info["wall_seconds"] = time.perf_counter() - started
-    entries, table = _publish(folder, run_info, outcomes, config)
-    print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.path / 'report.html'}")
-    return 1 if any(e["status"] != "ok" for e in entries) else 0
+    return errors
 
 
 def _gradcam_names(expression: str, ranked: list[str]) -> list[str]:

@@ -215,6 +215,20 @@ def test_rerun_resumes_without_retraining(run, capsys):
     ]
 
 
+def test_tta_is_added_to_the_held_out_split_without_retraining(run, capsys):
+    fold = run["out"] / "baseline" / "fold-0"
+    before = pd.read_csv(fold / "test_predictions.csv")
+    trained = (fold / "metrics.json").stat().st_mtime_ns
+    assert main([*run["argv"], "--tta"]) == 1  # zz_broken still fails
+    assert "(+ TTA)" in capsys.readouterr().err
+    after = pd.read_csv(fold / "test_predictions.csv")
+    np.testing.assert_array_equal(after.probability, before.probability)  # the plain scores are unchanged
+    assert after.probability_tta.between(0, 1).all() and not np.array_equal(after.probability_tta, after.probability)
+    assert (fold / "metrics.json").stat().st_mtime_ns == trained
+    markdown = (run["out"] / "report.md").read_text()
+    assert markdown.count(" + TTA |") == 4  # two architectures × (0.5, the OOF threshold)
+
+
 def test_a_second_run_on_the_same_folder_is_refused(run, capsys):
     lock = run["out"] / ".lock"
     lock.write_text(str(os.getpid()))  # a live process holds the folder

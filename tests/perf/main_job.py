@@ -2,7 +2,7 @@
 
     python tests/perf/main_job.py [extra benchmark-run flags]
 
-Run by ``tox -e perf``; the figures it prints are recorded in docs/results.md.
+Not part of ``tox -e perf`` (it takes ≈ 36 min on 2 vCPUs); its figures are recorded in docs/results.md.
 """
 
 import os
