@@ -314,6 +314,8 @@ def _statistics(comparison: dict | None, figures: Path) -> Section:
                 "different at 0.05).",
             )
         )
+    else:
+        section.parts.append("Friedman's test and the critical-difference diagram need three or more architectures.")
     bayesian = comparison.get("bayesian")
     if bayesian:
         rope = next(iter(bayesian.values()))["rope"]

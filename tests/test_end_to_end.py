@@ -158,6 +158,7 @@ def test_reports_are_written_self_contained_and_escaped(run):
         assert f"]({link})" in markdown and (run["out"] / link).stat().st_size > 10_000
     assert f"Winner on roc_auc: {winner['name']}" in markdown
     assert "P(practically equal)" in markdown  # baycomp is a test dependency
+    assert "critical-difference diagram need three or more architectures" in markdown
 
 
 def test_gradcam_explains_the_winner_on_test_images(run):
