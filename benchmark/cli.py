@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmark import UsageError, __version__
-from benchmark.config import RunConfig, default_data_dir
+from benchmark.config import BACKENDS, RunConfig, default_data_dir
 from benchmark.metrics import METRICS
 
 DEFAULTS = RunConfig(data=Path("."), out=Path("."))
@@ -80,9 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     g = r.add_argument_group("execution")
     g.add_argument("--jobs", type=int, default=d.jobs, help="trainings at once, in worker processes")
-    g.add_argument(
-        "--backend", default=d.backend, choices=("local", "dask"), help="where trainings run: here or a Dask cluster"
-    )
+    g.add_argument("--backend", default=d.backend, choices=BACKENDS, help="where trainings run: here or a Dask cluster")
     g.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler (with --backend dask)")
     g = r.add_argument_group("output")
     g.add_argument(

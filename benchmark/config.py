@@ -16,6 +16,8 @@ from benchmark import UsageError
 from benchmark.data import KAGGLE_HINT
 from benchmark.metrics import METRICS
 
+BACKENDS = ("local", "dask")  # where the trainings run (benchmark.execution)
+
 # Settings that change the numbers: resuming a run folder requires them unchanged.
 RESULT_SETTINGS = (
     "data",
@@ -83,8 +85,8 @@ class RunConfig:
             raise UsageError(f"--channels {self.channels}: give 1 (greyscale) or 3 (RGB).")
         if self.jobs < 1:
             raise UsageError(f"--jobs {self.jobs}: give a positive whole number of worker processes.")
-        if self.backend not in ("local", "dask"):
-            raise UsageError(f"--backend {self.backend}: choose local or dask.")
+        if self.backend not in BACKENDS:
+            raise UsageError(f"--backend {self.backend}: choose one of {', '.join(BACKENDS)}.")
         if self.backend == "dask" and not self.scheduler:
             raise UsageError(
                 "--backend dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786), the address of a running "

@@ -33,8 +33,6 @@ from benchmark.metrics import best_epoch, binary_metrics
 from benchmark.splits import Fold
 from benchmark.training import ArchitectureError, TrainSettings
 
-BACKENDS = ("local", "dask")
-
 
 @dataclass(frozen=True)
 class Setup:
@@ -99,13 +97,13 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
     try:
         started = time.perf_counter()
         try:
-            result = None
-            while result is None:
+            for attempt in (1, 2):
                 try:
                     with backend.gpu_scope(gpu):
                         result = train_fold(build, images, task.split, settings, task.seed, model_path, report, scope)
+                    break
                 except Exception as err:
-                    if log or not backend.is_out_of_memory(err) or settings.batch_size < 2:
+                    if attempt == 2 or not backend.is_out_of_memory(err) or settings.batch_size < 2:
                         raise
                     smaller = replace(settings, batch_size=settings.batch_size // 2)
                     log.append(
@@ -156,7 +154,6 @@ def execute(
     jobs: int = 1,
     backend: str = "local",
     scheduler: str | None = None,
-    threads: int | None = None,
     skip: Callable[[FoldTask], bool] = lambda task: False,
     report: Callable[[FoldTask], Callable | None] = lambda task: None,
     scope=None,
@@ -186,6 +183,7 @@ def execute(
         finally:
             client.close()
         return
+    threads = tasks[0].setup.threads if tasks else None  # the same for every local worker
     with parallel_config(backend="loky", inner_max_num_threads=threads):
         yield from Parallel(n_jobs=jobs, return_as="generator_unordered")(
             delayed(run_fold)(task, images) for task in tasks

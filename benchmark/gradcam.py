@@ -23,7 +23,7 @@ from PIL import Image
 
 from benchmark.data import Images
 from benchmark.files import atomic_path
-from benchmark.heldout import GRADCAM, read_heldout
+from benchmark.heldout import GRADCAM, fold_ensemble, read_heldout
 from benchmark.output import RunFolder
 from benchmark.training import split_input
 
@@ -134,7 +134,7 @@ def explain_heldout(folder: RunFolder, names: list[str], n_folds: int, test: Ima
         out, runs = folder.arch_dir(name) / GRADCAM, read_heldout(folder, name, n_folds)
         if out.exists() or runs is None:
             continue
-        probability = np.mean([r.probability.to_numpy() for r in runs], axis=0)
+        probability = fold_ensemble(runs)
         chosen = pick(test.labels, probability)
         if not chosen:
             continue

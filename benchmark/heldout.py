@@ -89,6 +89,11 @@ def read_heldout(folder: RunFolder, name: str, n_folds: int) -> list[pd.DataFram
     return [pd.read_csv(p) for p in paths]
 
 
+def fold_ensemble(runs: list[pd.DataFrame], column: str = "probability") -> np.ndarray:
+    """The fold ensemble's test probabilities: the mean over the fold models of ``column``."""
+    return np.mean([r[column].to_numpy() for r in runs], axis=0)
+
+
 def read_gradcam(folder: RunFolder, name: str) -> dict | None:
     """The saved Grad-CAM panel of ``name`` (pixels, heatmaps, kinds, paths, labels, probabilities), or None."""
     path = folder.arch_dir(name) / GRADCAM

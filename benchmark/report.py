@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
 from benchmark.files import read_json, write_text
-from benchmark.heldout import read_gradcam, read_heldout
+from benchmark.heldout import fold_ensemble, read_gradcam, read_heldout
 from benchmark.metrics import LOWER_IS_BETTER, binary_metrics, confusion, max_f1_threshold
 from benchmark.output import (
     CURVE_HEADERS,
@@ -380,17 +380,15 @@ def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, fig
         if runs is None:
             continue
         labels = runs[0].label.to_numpy()
-        ensemble = np.mean([r.probability.to_numpy() for r in runs], axis=0)
+        ensemble = fold_ensemble(runs)
         arch_oof = oof[oof.arch == e["name"]]
         threshold = max_f1_threshold(arch_oof.label, arch_oof.probability)
-        for t in (0.5, threshold):
-            m = binary_metrics(labels, ensemble, t)
-            rows.append([e["name"], f"{t:.3f}", *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
-        if "probability_tta" in runs[0]:  # --tta: the same, with each model's mean over shifted views
-            augmented = np.mean([r.probability_tta.to_numpy() for r in runs], axis=0)
-            for t in (0.5, threshold):
-                m = binary_metrics(labels, augmented, t)
-                rows.append([e["name"], f"{t:.3f} + TTA", *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
+        # --tta adds the same rows for each model's mean over shifted views
+        for column, suffix in (("probability", ""), ("probability_tta", " + TTA")):
+            if column in runs[0]:
+                for t in (0.5, threshold):
+                    m = binary_metrics(labels, fold_ensemble(runs, column), t)
+                    rows.append([e["name"], f"{t:.3f}{suffix}", *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
         singles = [binary_metrics(labels, r.probability.to_numpy()) for r in runs]
         fold_rows.append([e["name"], *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in singles]])
         at_half = binary_metrics(labels, ensemble)

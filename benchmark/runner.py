@@ -185,7 +185,6 @@ def _train(names, folds, images, folder: RunFolder, config: RunConfig, device, p
         config.jobs,
         config.backend,
         config.scheduler,
-        threads=tasks[0].setup.threads if tasks else None,
         skip=lambda task: task.arch in errors,  # an architecture stops at its first failure
         report=lambda t: progress.epoch(t.arch, t.fold, len(folds), config.epochs),
         scope=backend.model_scope(device),
