@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmark import UsageError, __version__
-from benchmark.config import BACKENDS, RunConfig, default_data_dir
+from benchmark.config import AUGMENTATIONS, BACKENDS, RunConfig, default_data_dir
 from benchmark.metrics import METRICS
 
 DEFAULTS = RunConfig(data=Path("."), out=Path("."))
@@ -72,7 +72,20 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--lr-decay-epochs", type=float, default=d.lr_decay_epochs, help="lr falls 10× every this many epochs"
     )
-    g.add_argument("--no-augment", dest="augment", action="store_false", help="turn augmentation off")
+    g.add_argument(
+        "--augment", default=d.augment, choices=AUGMENTATIONS, help="training augmentation: none, light or strong"
+    )
+    g.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_const",
+        const="none",
+        default=argparse.SUPPRESS,
+        help="= --augment none",
+    )
+    g.add_argument(
+        "--label-smoothing", type=float, default=d.label_smoothing, metavar="EPS", help="targets ε/2 and 1 − ε/2"
+    )
     g.add_argument("--deterministic", action="store_true", help="deterministic ops (slower)")
     g.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs)")
     g.add_argument(
@@ -155,6 +168,7 @@ def _run(args) -> int:
         lr_decay_epochs=args.lr_decay_epochs,
         patience=args.patience,
         augment=args.augment,
+        label_smoothing=args.label_smoothing,
         rank_by=args.rank_by,
         test_top=args.test_top,
         tta=args.tta,

@@ -16,6 +16,15 @@ from benchmark import UsageError
 from benchmark.data import KAGGLE_HINT
 from benchmark.metrics import METRICS
 
+# Random ranges per level (fractions as Keras's preprocessing layers take them). No flips:
+# a heart on the right is not a normal X-ray. "strong" doubles the geometry and adds
+# brightness, for scanners and exposures the training split does not show.
+AUGMENTATIONS = {
+    "none": {},
+    "light": {"rotation": 0.03, "zoom": 0.1, "translation": 0.05, "contrast": 0.1},
+    "strong": {"rotation": 0.06, "zoom": 0.2, "translation": 0.1, "contrast": 0.3, "brightness": 0.2},
+}
+
 BACKENDS = ("local", "dask")  # where the trainings run (benchmark.execution)
 
 # Settings that change the numbers: resuming a run folder requires them unchanged.
@@ -33,6 +42,7 @@ RESULT_SETTINGS = (
     "lr_decay_epochs",
     "patience",
     "augment",
+    "label_smoothing",
 )
 
 
@@ -57,7 +67,8 @@ class RunConfig:
     lr: float = 1e-3
     lr_decay_epochs: float = 10.0
     patience: int = 5
-    augment: bool = True
+    augment: str = "light"  # a level of AUGMENTATIONS
+    label_smoothing: float = 0.0
     rank_by: str = "f1"
     test_top: int | None = None  # held-out scoring of the N best only (None: all)
     tta: bool = False  # held-out scoring also with test-time augmentation
@@ -94,6 +105,10 @@ class RunConfig:
             )
         if self.test_top is not None and self.test_top < 1:
             raise UsageError(f"--test-top {self.test_top}: give a positive whole number (or leave it out for all).")
+        if self.augment not in AUGMENTATIONS:
+            raise UsageError(f"--augment {self.augment}: choose one of {', '.join(AUGMENTATIONS)}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise UsageError(f"--label-smoothing {self.label_smoothing}: give a number from 0 (off) up to below 1.")
         if self.lr <= 0 or self.lr_decay_epochs <= 0:
             raise UsageError("--lr and --lr-decay-epochs must be positive.")
 
@@ -148,5 +163,16 @@ def environment() -> dict:
 
 
 def settings_diff(saved: dict, current: dict) -> list[str]:
-    """Names of result-changing settings that differ between a saved run and this one."""
+    """Names of result-changing settings that differ between a saved run and this one.
+
+    A run folder written before a setting existed ran with its default; one written
+    when ``augment`` was on/off ran with today's ``light``/``none``.
+
+    >>> settings_diff({"augment": True, "epochs": 10}, {"augment": "light", "label_smoothing": 0.0, "epochs": 12})
+    ['epochs (10 → 12)']
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    saved = {**defaults, **saved}
+    if isinstance(saved.get("augment"), bool):
+        saved["augment"] = "light" if saved["augment"] else "none"
     return [f"{k} ({saved.get(k)!r} → {current[k]!r})" for k in current if saved.get(k) != current[k]]

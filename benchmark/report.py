@@ -248,7 +248,17 @@ def _summary(run: dict, config: dict, ok: list[dict], comparison: dict | None) -
         "Settings: "
         + ", ".join(
             f"{k} {settings[k]}"
-            for k in ("folds", "seed", "image_size", "epochs", "patience", "batch_size", "lr")
+            for k in (
+                "folds",
+                "seed",
+                "image_size",
+                "epochs",
+                "patience",
+                "batch_size",
+                "lr",
+                "augment",
+                "label_smoothing",
+            )
             if k in settings
         )
         + f"; backend {run.get('backend')} on {', '.join(run.get('devices', []))}; training time (sum of "

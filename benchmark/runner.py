@@ -276,6 +276,7 @@ def _tasks(names, folds, folder: RunFolder, config: RunConfig, device, progress)
         lr_decay_epochs=config.lr_decay_epochs,
         patience=config.patience,
         augment=config.augment,
+        label_smoothing=config.label_smoothing,
     )
     each = setups(
         config.jobs, config.backend, config.mixed_precision, config.deterministic, config.strategy, device.gpus

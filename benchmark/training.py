@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from benchmark.config import AUGMENTATIONS
 from benchmark.data import Images
 from benchmark.files import atomic_path
 from benchmark.splits import Fold
@@ -37,7 +38,8 @@ class TrainSettings:
     lr: float
     lr_decay_epochs: float
     patience: int
-    augment: bool
+    augment: str  # a key of AUGMENTATIONS
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -72,20 +74,25 @@ def initial_bias(labels: np.ndarray) -> float:
     return float(math.log(counts[1] / counts[0]))
 
 
-def augmentation() -> keras.Sequential:
-    """Small geometric and contrast jitter; no flips (a heart on the right is not a normal X-ray)."""
-    return keras.Sequential(
-        [
-            layers.RandomRotation(0.03),  # ±11°
-            layers.RandomZoom(0.1),
-            layers.RandomTranslation(0.05, 0.05),
-            layers.RandomContrast(0.1),
-        ],
-        name="augmentation",
-    )
+def augmentation(level: str = "light") -> keras.Sequential:
+    """The random layers of one :data:`AUGMENTATIONS` level, for pixels in [0, 1].
+
+    >>> [layer.__class__.__name__ for layer in augmentation("light").layers]
+    ['RandomRotation', 'RandomZoom', 'RandomTranslation', 'RandomContrast']
+    """
+    r = AUGMENTATIONS[level]
+    steps = [
+        layers.RandomRotation(r["rotation"]),  # a fraction of a full turn: 0.03 is ±11°
+        layers.RandomZoom(r["zoom"]),
+        layers.RandomTranslation(r["translation"], r["translation"]),
+        layers.RandomContrast(r["contrast"]),  # its clip to [0, 255] never bites on [0, 1]
+    ]
+    if "brightness" in r:
+        steps.append(layers.RandomBrightness(r["brightness"], value_range=(0, 1)))  # ±20 % of the range
+    return keras.Sequential(steps, name="augmentation")
 
 
-def assemble(build: Callable, input_shape: tuple[int, int, int], augment: bool) -> tuple[keras.Model, keras.Model]:
+def assemble(build: Callable, input_shape: tuple[int, int, int], augment: str) -> tuple[keras.Model, keras.Model]:
     """Wrap an architecture: uint8 pixels → [0, 1] → augmentation (training only) → architecture.
 
     Returns (wrapped model, architecture model). Raises ArchitectureError when the
@@ -103,8 +110,8 @@ def assemble(build: Callable, input_shape: tuple[int, int, int], augment: bool) 
         )
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1 / 255)(inputs)
-    if augment:
-        x = augmentation()(x)
+    if augment != "none":
+        x = augmentation(augment)(x)
     x = arch(x)
     # Under mixed precision, keep the probabilities (and so the loss) in float32.
     outputs = layers.Activation("linear", dtype="float32", name="probability")(x)
@@ -194,7 +201,9 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope) 
         schedule = keras.optimizers.schedules.ExponentialDecay(
             settings.lr, decay_steps=settings.lr_decay_epochs * steps_per_epoch, decay_rate=0.1
         )
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy", metrics=["accuracy"])
+        # Label smoothing pulls the targets to ε/2 and 1 − ε/2, so overconfident fits cost more.
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=settings.label_smoothing)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=["accuracy"])
 
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),

@@ -28,6 +28,7 @@ def run_cli(args, capsys):
         (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--archs", "vgg_*"], "'vgg_\\*' matches no architecture"),
         (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--folds", "1"], "at least 2 folds"),
         (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--epochs", "0"], "--epochs 0: give a positive whole number"),
+        (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--label-smoothing", "1"], "--label-smoothing 1.0: give a"),
     ],
 )
 def test_user_errors_exit_2_with_one_paragraph(synthetic_folder, tmp_path, capsys, make, extra, message):

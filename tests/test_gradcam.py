@@ -53,7 +53,7 @@ def check_every_registry_architecture() -> None:
         spec = architectures.get(name)
         if not spec.build.__module__.startswith("architectures."):
             continue  # one loaded by another test from a file (e.g. a broken one)
-        model, _ = assemble(spec.build, (SIZE, SIZE, 1), augment=True)
+        model, _ = assemble(spec.build, (SIZE, SIZE, 1), augment="light")
         preprocess, arch = split_input(model)
         images = keras.ops.convert_to_numpy(preprocess(pixels, training=False))
         np.testing.assert_allclose(images, pixels / 255, atol=1e-6)  # augmentation is off outside training
@@ -72,7 +72,7 @@ def test_every_registry_architecture_gives_a_heat_map():
 
 
 def test_target_layer_is_the_rectified_last_convolution():
-    _, arch = assemble(architectures.get("baseline_batchnorm").build, (SIZE, SIZE, 1), augment=False)
+    _, arch = assemble(architectures.get("baseline_batchnorm").build, (SIZE, SIZE, 1), augment="none")
     layer = target_layer(arch)
     assert type(layer).__name__ == "Activation" and tuple(layer.output.shape) == (None, 8, 8, 64)
 

@@ -9,13 +9,14 @@ from benchmark.training import (
     ArchitectureError,
     TrainSettings,
     assemble,
+    augmentation,
     class_weights,
     initial_bias,
     set_output_bias,
     train_fold,
 )
 
-SETTINGS = TrainSettings(epochs=3, batch_size=16, lr=1e-3, lr_decay_epochs=10, patience=2, augment=False)
+SETTINGS = TrainSettings(epochs=3, batch_size=16, lr=1e-3, lr_decay_epochs=10, patience=2, augment="none")
 
 
 def small_cnn(input_shape):
@@ -50,11 +51,11 @@ def test_assemble_reports_broken_builders():
         return keras.Model(inputs, layers.Dense(2)(layers.Flatten()(inputs)))
 
     with pytest.raises(ArchitectureError, match="build failed: RuntimeError: boom"):
-        assemble(raises, (8, 8, 1), augment=False)
+        assemble(raises, (8, 8, 1), augment="none")
     with pytest.raises(ArchitectureError, match=r"output shape \(None, 2\), expected \(None, 1\)"):
-        assemble(two_units, (8, 8, 1), augment=False)
+        assemble(two_units, (8, 8, 1), augment="none")
     with pytest.raises(ArchitectureError, match="expected a keras.Model"):
-        assemble(lambda shape: "not a model", (8, 8, 1), augment=False)
+        assemble(lambda shape: "not a model", (8, 8, 1), augment="none")
 
 
 def test_output_bias_is_set_on_the_last_unit():
@@ -70,7 +71,7 @@ def test_train_fold_learns_and_uses_the_fit_part_only(tmp_path):
     images = bright_or_dark()
     fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
     epochs_seen = []
-    settings = TrainSettings(epochs=10, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=10, augment=True)
+    settings = TrainSettings(epochs=10, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=10, augment="light")
     result = train_fold(
         small_cnn,
         images,
@@ -92,6 +93,32 @@ def test_train_fold_learns_and_uses_the_fit_part_only(tmp_path):
     restored = keras.models.load_model(tmp_path / "model.keras")
     again = restored.predict(images.pixels[fold.score], verbose=0).reshape(-1)
     np.testing.assert_allclose(again, result.probabilities, atol=1e-5)
+
+
+def test_label_smoothing_keeps_probabilities_off_0_and_1():
+    images = bright_or_dark()
+    fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
+
+    def most_confident(smoothing):
+        settings = TrainSettings(20, 16, 1e-2, 100, 20, "none", label_smoothing=smoothing)
+        return train_fold(small_cnn, images, fold, settings, seed=0).probabilities.max()
+
+    assert most_confident(0.0) > 0.9
+    assert most_confident(0.4) < 0.82  # the positives' target is 0.8: the loss's minimum lies there
+
+
+def test_strong_augmentation_moves_pixels_further_than_light():
+    keras.utils.set_random_seed(0)
+    ramp = np.tile(np.linspace(0, 1, 32, dtype="float32"), (32, 1))
+    batch = np.repeat(ramp[None, :, :, None], 64, axis=0)
+
+    def change(level):
+        out = keras.ops.convert_to_numpy(augmentation(level)(batch, training=True))
+        return float(np.abs(out - batch).mean())
+
+    assert [type(layer).__name__ for layer in augmentation("strong").layers][-1] == "RandomBrightness"
+    assert change("strong") > 1.5 * change("light") > 0
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(augmentation("strong")(batch, training=False)), batch)
 
 
 def test_nan_loss_marks_the_architecture_failed():
@@ -121,7 +148,7 @@ def test_mixed_precision_keeps_probabilities_in_float32():
     try:
         device = backend.setup(mixed_precision=True)
         assert device.mixed_precision and keras.mixed_precision.global_policy().name == "mixed_float16"
-        model, arch = assemble(small_cnn, (8, 8, 1), augment=True)
+        model, arch = assemble(small_cnn, (8, 8, 1), augment="light")
         assert arch.layers[1].compute_dtype == "float16"  # the convolution computes in half precision
         assert model.layers[-1].compute_dtype == "float32"
         out = model(np.zeros((2, 8, 8, 1), dtype="uint8"))
