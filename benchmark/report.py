@@ -23,7 +23,7 @@ from tabulate import tabulate
 from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
 from benchmark.files import read_json, write_text
 from benchmark.heldout import fold_ensemble, read_gradcam, read_heldout
-from benchmark.metrics import LOWER_IS_BETTER, binary_metrics, confusion, max_f1_threshold
+from benchmark.metrics import LOWER_IS_BETTER, binary_metrics, confusion, oof_thresholds
 from benchmark.output import (
     CURVE_HEADERS,
     RunFolder,
@@ -350,8 +350,7 @@ def _out_of_fold(oof: pd.DataFrame, names: list[str], figures: Path) -> Section:
     rows = []
     for name in names:
         part = oof[oof.arch == name]
-        threshold = max_f1_threshold(part.label, part.probability)
-        for t, rule in ((0.5, "0.5"), (threshold, "max F1")):
+        for rule, t in oof_thresholds(part.label, part.probability).items():
             c = confusion(part.label, part.probability, t)
             rows.append([name, f"{t:.3f} ({rule})", c["tn"], c["fp"], c["fn"], c["tp"]])
     return Section(
@@ -362,8 +361,9 @@ def _out_of_fold(oof: pd.DataFrame, names: list[str], figures: Path) -> Section:
             Table(
                 ["architecture", "threshold", "TN", "FP", "FN", "TP"],
                 rows,
-                caption="Confusion matrices of the out-of-fold predictions at 0.5 and at the threshold with the "
-                "highest out-of-fold F1 (the rule used for the held-out split).",
+                caption="Confusion matrices of the out-of-fold predictions at 0.5 and at the thresholds with the "
+                "highest out-of-fold F1 and the highest sensitivity + specificity (Youden's J), the rules applied "
+                "to the held-out split.",
             ),
             Figure(
                 plots.reliability(oof, names, figures / "reliability.png"),
@@ -392,13 +392,14 @@ def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, fig
         labels = runs[0].label.to_numpy()
         ensemble = fold_ensemble(runs)
         arch_oof = oof[oof.arch == e["name"]]
-        threshold = max_f1_threshold(arch_oof.label, arch_oof.probability)
+        thresholds = oof_thresholds(arch_oof.label, arch_oof.probability)
         # --tta adds the same rows for each model's mean over shifted views
         for column, suffix in (("probability", ""), ("probability_tta", " + TTA")):
             if column in runs[0]:
-                for t in (0.5, threshold):
+                for rule, t in thresholds.items():
                     m = binary_metrics(labels, fold_ensemble(runs, column), t)
-                    rows.append([e["name"], f"{t:.3f}{suffix}", *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
+                    label = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
+                    rows.append([e["name"], label + suffix, *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
         singles = [binary_metrics(labels, r.probability.to_numpy()) for r in runs]
         fold_rows.append([e["name"], *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in singles]])
         at_half = binary_metrics(labels, ensemble)
@@ -418,8 +419,9 @@ def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, fig
         [
             "The official test split, scored once after cross-validation by each architecture's fold models; "
             "nothing here fed back into training, thresholds or ranks. Fold ensemble = the mean of the fold "
-            "models' probabilities. The second row of each architecture uses the threshold with the highest F1 "
-            "on its out-of-fold predictions (chosen before looking at the test split). Rows marked TTA (with "
+            "models' probabilities. Each architecture's first row is at 0.5; the next two at thresholds chosen on "
+            "its out-of-fold predictions before looking at the test split: the highest F1, and the highest "
+            "sensitivity + specificity (Youden's J, which does not depend on the share of PNEUMONIA). Rows marked TTA (with "
             "--tta) average each model over the image and four copies shifted by 4 % up, down, left and right.",
             Table(["architecture", "threshold", *HELDOUT_METRICS], rows, caption="Fold ensemble on the test split."),
             Table(

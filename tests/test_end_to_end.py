@@ -227,7 +227,7 @@ def test_tta_is_added_to_the_held_out_split_without_retraining(run, capsys):
     assert after.probability_tta.between(0, 1).all() and not np.array_equal(after.probability_tta, after.probability)
     assert (fold / "metrics.json").stat().st_mtime_ns == trained
     markdown = (run["out"] / "report.md").read_text()
-    assert markdown.count(" + TTA |") == 4  # two architectures × (0.5, the OOF threshold)
+    assert markdown.count(" + TTA |") == 6  # two architectures × (0.5, max-F1 and Youden OOF thresholds)
 
 
 def test_a_second_run_on_the_same_folder_is_refused(run, capsys):

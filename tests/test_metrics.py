@@ -8,6 +8,7 @@ from benchmark.metrics import (
     curve_statistics,
     longest_wait,
     max_f1_threshold,
+    youden_threshold,
     oscillation_index,
 )
 
@@ -85,3 +86,19 @@ def test_max_f1_threshold_is_the_best_of_all_thresholds():
     t = max_f1_threshold(y, p)
     best = max(binary_metrics(y, p, c)["f1"] for c in np.unique(p))
     assert binary_metrics(y, p, t)["f1"] == pytest.approx(best)
+
+
+def test_youden_threshold_is_the_best_balanced_one_whatever_the_class_share():
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, 400)
+    p = np.clip(0.35 * y + rng.random(400) * 0.65, 0, 1)
+
+    def j(labels, probabilities, t):
+        m = binary_metrics(labels, probabilities, t)
+        return m["recall"] + m["specificity"] - 1
+
+    t = youden_threshold(y, p)
+    assert j(y, p, t) == pytest.approx(max(j(y, p, c) for c in np.unique(p)))
+    # Tripling every positive changes the class share, not sensitivity or specificity: J's choice stays.
+    y3, p3 = np.concatenate([y, y[y == 1], y[y == 1]]), np.concatenate([p, p[y == 1], p[y == 1]])
+    assert youden_threshold(y3, p3) == t
