@@ -24,7 +24,7 @@ unit. Then::
     >>> "baseline" in architectures.list_architectures()
     True
     >>> architectures.list_architectures("pyramid_*")
-    ['pyramid_down', 'pyramid_up']
+    ['pyramid_bn_gap', 'pyramid_down', 'pyramid_up']
 
 Files kept elsewhere are loaded with :func:`load_file` (``--arch-module``), and
 installed packages can register through the ``benchmark.architectures``

@@ -12,8 +12,12 @@ from architectures import register
 BN_MOMENTUM = 0.9
 
 
-def conv_net(input_shape, filters, *, batchnorm=False, dropout=0.0, dense=128, name="conv_net"):
-    """Conv(3×3) → [BN] → ReLU → MaxPool per entry of ``filters``, then Flatten → Dense → sigmoid."""
+def conv_net(input_shape, filters, *, batchnorm=False, dropout=0.0, dense=128, head="flatten", name="conv_net"):
+    """Conv(3×3) → [BN] → ReLU → MaxPool per entry of ``filters``, then the head and one sigmoid unit.
+
+    ``head="flatten"``: Flatten → Dense(``dense``) → sigmoid, a weight per pixel of the last map.
+    ``head="gap"``: GlobalAveragePooling → sigmoid, a weight per channel, wherever it fires.
+    """
     inputs = keras.Input(shape=input_shape)
     x = inputs
     for n in filters:
@@ -23,10 +27,13 @@ def conv_net(input_shape, filters, *, batchnorm=False, dropout=0.0, dense=128, n
             x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
         x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D()(x)
-    x = layers.Flatten()(x)
-    if dropout:
-        x = layers.Dropout(dropout)(x)
-    x = layers.Dense(dense, activation="relu")(x)
+    if head == "gap":
+        x = layers.GlobalAveragePooling2D()(x)
+    else:
+        x = layers.Flatten()(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+        x = layers.Dense(dense, activation="relu")(x)
     if dropout:
         x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)

@@ -20,3 +20,12 @@ def pyramid_up(input_shape):
 )
 def pyramid_down(input_shape):
     return conv_net(input_shape, (128, 64, 32, 16), dropout=0.3, name="pyramid_down")
+
+
+@register(
+    "pyramid_bn_gap",
+    tags=("pyramid", "batchnorm", "gap"),
+    description="pyramid_up with batch norm and a global-average-pooling head instead of flatten + dense.",
+)
+def pyramid_bn_gap(input_shape):
+    return conv_net(input_shape, (16, 32, 64, 128), batchnorm=True, dropout=0.3, head="gap", name="pyramid_bn_gap")

@@ -421,8 +421,9 @@ def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, fig
             "nothing here fed back into training, thresholds or ranks. Fold ensemble = the mean of the fold "
             "models' probabilities. Each architecture's first row is at 0.5; the next two at thresholds chosen on "
             "its out-of-fold predictions before looking at the test split: the highest F1, and the highest "
-            "sensitivity + specificity (Youden's J, which does not depend on the share of PNEUMONIA). Rows marked TTA (with "
-            "--tta) average each model over the image and four copies shifted by 4 % up, down, left and right.",
+            "sensitivity + specificity (Youden's J, which does not depend on the share of PNEUMONIA). Rows "
+            "marked TTA (with --tta) average each model over the image and four copies shifted by 4 % up, down, "
+            "left and right.",
             Table(["architecture", "threshold", *HELDOUT_METRICS], rows, caption="Fold ensemble on the test split."),
             Table(
                 ["architecture", *[f"fold {i + 1}" for i in range(n_folds)]],

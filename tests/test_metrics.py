@@ -8,8 +8,8 @@ from benchmark.metrics import (
     curve_statistics,
     longest_wait,
     max_f1_threshold,
-    youden_threshold,
     oscillation_index,
+    youden_threshold,
 )
 
 

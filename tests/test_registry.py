@@ -17,6 +17,7 @@ REQUIRED = {
     "baseline_batchnorm",
     "baseline_bn_dropout",
     "separable",
+    "pyramid_bn_gap",
 }
 
 
@@ -38,7 +39,7 @@ def test_builtin_registry_has_the_required_architectures_with_descriptions():
     names = set(architectures.list_architectures())
     assert names >= REQUIRED
     assert all(architectures.get(n).description for n in names)
-    assert architectures.list_architectures("pyramid_*") == ["pyramid_down", "pyramid_up"]
+    assert architectures.list_architectures("pyramid_*") == ["pyramid_bn_gap", "pyramid_down", "pyramid_up"]
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED))
