@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 import textwrap
@@ -172,3 +173,23 @@ def test_installed_plugins_register_through_entry_points(tmp_path, monkeypatch):
 
 
 PLUGIN_REGISTRY = Registry(entry_point_group="benchmark.test_plugins")
+
+
+def test_the_issue7_candidates_file_builds_the_measured_models():
+    """docs/results.md's rows are rerun with this file: its models must keep the measured sizes."""
+    cli = [sys.executable, "-m", "benchmark.cli", "list", "pyramid_bn_gap,tag:issue7"]
+    listed = subprocess.run(
+        [*cli, "--arch-module", str(ROOT / "docs" / "experiments" / "issue7.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stderr
+    params = {}
+    for line in listed.stdout.splitlines():
+        if count := re.search(r"\s(\d{1,3}(?:,\d{3})+)\s", line):
+            params[line.split()[0]] = count.group(1)
+    expected = {"c_resnet": "308,817", "c_mobilenet": "411,201", "c_pyramid_gap": "97,281"}
+    expected |= {name: "98,001" for name in ("pyramid_bn_gap", "c_pyramid_bn_gap", "c_pyramid_bn_gap_std")}
+    assert {name: params.get(name) for name in expected} == expected
