@@ -88,7 +88,7 @@ def augmentation(level: str = "light") -> keras.Sequential:
         layers.RandomContrast(r["contrast"]),  # its clip to [0, 255] never bites on [0, 1]
     ]
     if "brightness" in r:
-        steps.append(layers.RandomBrightness(r["brightness"], value_range=(0, 1)))  # ±20 % of the range
+        steps.append(layers.RandomBrightness(r["brightness"], value_range=(0, 1)))  # ± that share of the range
     return keras.Sequential(steps, name="augmentation")
 
 
