@@ -227,7 +227,9 @@ def test_tta_is_added_to_the_held_out_split_without_retraining(run, capsys):
     assert after.probability_tta.between(0, 1).all() and not np.array_equal(after.probability_tta, after.probability)
     assert (fold / "metrics.json").stat().st_mtime_ns == trained
     markdown = (run["out"] / "report.md").read_text()
-    assert markdown.count(" + TTA |") == 6  # two architectures × (0.5, max-F1 and Youden OOF thresholds)
+    tta_rows = [line for line in markdown.splitlines() if line.startswith("|") and "+ TTA" in line]
+    assert len(tta_rows) == 6  # two architectures × (0.5, max-F1 and Youden OOF thresholds)
+    assert sum("(Youden) + TTA" in line for line in tta_rows) == 2
 
 
 def test_a_second_run_on_the_same_folder_is_refused(run, capsys):
