@@ -396,8 +396,9 @@ def _heldout(run_dir: Path, ok: list[dict], oof: pd.DataFrame, n_folds: int, fig
         # --tta adds the same rows for each model's mean over shifted views
         for column, suffix in (("probability", ""), ("probability_tta", " + TTA")):
             if column in runs[0]:
+                probabilities = fold_ensemble(runs, column)
                 for rule, t in thresholds.items():
-                    m = binary_metrics(labels, fold_ensemble(runs, column), t)
+                    m = binary_metrics(labels, probabilities, t)
                     label = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
                     rows.append([e["name"], label + suffix, *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
         singles = [binary_metrics(labels, r.probability.to_numpy()) for r in runs]
