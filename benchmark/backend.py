@@ -74,6 +74,20 @@ def setup(mixed_precision: bool = False, deterministic: bool = False, strategy: 
     )
 
 
+def feeds_from_device() -> bool:
+    """Whether training batches are gathered on the device (:class:`benchmark.training.DeviceBatches`).
+
+    Under JAX on a GPU or TPU: there the pixels' per-step trip from the host is what
+    keeps a small CNN waiting. On the CPU the device is the host and there is nothing
+    to save; TensorFlow and PyTorch keep Keras's own input pipelines.
+    """
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 def model_scope(device: DeviceInfo):
     """The context in which models are built and compiled (MirroredStrategy on tensorflow)."""
     if device.strategy == "mirrored" and device.backend == "tensorflow":

@@ -25,7 +25,7 @@ from benchmark.data import Images
 from benchmark.files import atomic_path
 from benchmark.heldout import GRADCAM, fold_ensemble, read_heldout
 from benchmark.output import RunFolder
-from benchmark.training import split_input
+from benchmark.training import load_fold_model, split_input
 
 KINDS = ("true positive", "true negative", "false positive", "false negative")
 
@@ -142,7 +142,7 @@ def explain_heldout(folder: RunFolder, names: list[str], n_folds: int, test: Ima
         signs = np.where(probability[index] >= 0.5, 1.0, -1.0)
         maps = []
         for i in range(n_folds):
-            preprocess, arch = split_input(keras.models.load_model(folder.model_path(name, i)))
+            preprocess, arch = split_input(load_fold_model(folder.model_path(name, i)))
             images = keras.ops.convert_to_numpy(preprocess(test.pixels[index], training=False))
             maps.append(heatmaps(arch, images, signs))
         with atomic_path(out) as tmp, open(tmp, "wb") as f:

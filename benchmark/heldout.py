@@ -34,7 +34,7 @@ def predict_heldout(
     ``probability`` is the model's output on the image; with ``tta``, ``probability_tta``
     is its mean over :func:`tta_views` too (a file without that column is redone).
     """
-    import keras  # here, so that reading saved predictions (the report) needs no backend
+    from benchmark.training import load_fold_model  # here, so that reading saved predictions needs no backend
 
     done = 0
     for name in names:
@@ -42,7 +42,7 @@ def predict_heldout(
             out, model_path = folder.fold_dir(name, i) / TEST_PREDICTIONS, folder.model_path(name, i)
             if not model_path.exists() or (out.exists() and (not tta or "probability_tta" in _columns(out))):
                 continue
-            model = keras.models.load_model(model_path)
+            model = load_fold_model(model_path)
 
             def predict(pixels, model=model):
                 return np.asarray(model.predict(pixels, batch_size=max(batch_size, 128), verbose=0)).reshape(-1)

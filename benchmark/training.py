@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from benchmark import backend
 from benchmark.config import AUGMENTATIONS
 from benchmark.data import Images
 from benchmark.files import atomic_path
@@ -27,6 +28,13 @@ from benchmark.splits import Fold
 
 class ArchitectureError(Exception):
     """An architecture that cannot be trained (bad builder, bad output, NaN loss)."""
+
+
+# Whether Keras compiles the train and predict steps with XLA, per backend. Under JAX an
+# uncompiled step dispatches every op eagerly (12× slower on a GPU, see docs/performance.md).
+# TensorFlow keeps its tf.function graph without XLA: its image-transform op, used by the
+# augmentation, has no XLA kernel. PyTorch runs eagerly (torch.compile is opt-in in Keras).
+JIT_COMPILE = {"jax": True, "tensorflow": False, "torch": False}
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,9 @@ class FoldResult:
     fit_seconds: float
     predict_seconds: float
     params: int
+    jit_compile: bool  # whether the train step was XLA-compiled
+    epoch_seconds: list[float]  # wall time of each epoch (the first includes compilation)
+    input_seconds: float | None  # host time spent preparing training batches (device-fed backends)
 
 
 def class_weights(labels: np.ndarray) -> dict[int, float]:
@@ -90,6 +101,34 @@ def augmentation(level: str = "light") -> keras.Sequential:
     if "brightness" in r:
         steps.append(layers.RandomBrightness(r["brightness"], value_range=(0, 1)))  # ± that share of the range
     return keras.Sequential(steps, name="augmentation")
+
+
+def compilable(model: keras.Model) -> keras.Model:
+    """Let Keras compile ``model`` as :data:`JIT_COMPILE` says for the running backend.
+
+    Keras 3.15 marks RandomRotation, RandomZoom and RandomTranslation ``supports_jit =
+    False`` because TensorFlow's image-transform op has no XLA kernel, and one such layer
+    turns compilation off for the whole model. Under JAX they are jax.numpy code that
+    compiles; on TensorFlow the tool never asks for XLA, so nothing changes there.
+    Works on saved fold models too (load them with ``compile=False``).
+    """
+    for layer in _all_layers(model):
+        if isinstance(layer, (layers.RandomRotation, layers.RandomZoom, layers.RandomTranslation)):
+            layer.supports_jit = True
+    model.jit_compile = JIT_COMPILE.get(keras.backend.backend(), False)
+    return model
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def load_fold_model(path: Path) -> keras.Model:
+    """A saved fold model, ready to predict (compiled as :data:`JIT_COMPILE` says)."""
+    return compilable(keras.models.load_model(path, compile=False))
 
 
 def assemble(build: Callable, input_shape: tuple[int, int, int], augment: str) -> tuple[keras.Model, keras.Model]:
@@ -141,15 +180,65 @@ def set_output_bias(arch: keras.Model, bias: float) -> bool:
     return False
 
 
-class EpochReporter(keras.callbacks.Callback):
-    """Calls ``report(epoch, logs)`` after each epoch (1-based epoch)."""
+class EpochWatch(keras.callbacks.Callback):
+    """After each epoch: record its wall time, stop when the loss is NaN, call ``report(epoch, logs)``.
 
-    def __init__(self, report: Callable[[int, dict], None]):
+    Epoch hooks only, never batch hooks: a callback with a batch hook (Keras's own
+    TerminateOnNaN is one) makes Keras read the loss back from the device after every
+    step, which stalls a GPU.
+    """
+
+    def __init__(self, report: Callable[[int, dict], None] | None = None):
         super().__init__()
         self.report = report
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.report(epoch + 1, dict(logs or {}))
+        self.seconds.append(time.perf_counter() - self.started)
+        logs = dict(logs or {})
+        if not np.isfinite(logs.get("loss", 0.0)):
+            self.model.stop_training = True  # train_fold reports the epoch
+        if self.report:
+            self.report(epoch + 1, logs)
+
+
+@dataclass
+class DeviceBatches:
+    """Training batches gathered on the device from a fold's images copied there once.
+
+    Shuffled and class-weighted exactly as Keras's own pipeline for numpy arrays does
+    (a fresh ``np.random.permutation`` per epoch; ``class_weight`` as per-image weights),
+    so the numbers equal those of ``model.fit(x, y, class_weight=...)``; only the pixels
+    no longer cross from the host at every step. ``seconds`` counts the host time spent.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    class_weight: dict[int, float]
+    batch_size: int
+    seconds: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self):
+        ops = keras.ops
+        start = time.perf_counter()
+        weights = np.array([self.class_weight[int(c)] for c in self.y], dtype="float32")
+        x, y, w = (ops.convert_to_tensor(a) for a in (self.x, self.y, weights))
+        self.seconds += time.perf_counter() - start
+        while True:  # Keras takes `steps` batches per epoch
+            order = np.random.permutation(len(self.y)).astype("int32")
+            for i in range(self.steps):
+                start = time.perf_counter()
+                index = ops.convert_to_tensor(order[i * self.batch_size : (i + 1) * self.batch_size])
+                batch = tuple(ops.take(a, index, axis=0) for a in (x, y, w))
+                self.seconds += time.perf_counter() - start
+                yield batch
 
 
 def train_fold(
@@ -204,23 +293,26 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope) 
         # Label smoothing pulls the targets to ε/2 and 1 − ε/2, so overconfident fits cost more.
         loss = keras.losses.BinaryCrossentropy(label_smoothing=settings.label_smoothing)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=["accuracy"])
+        compilable(model)
 
+    watch = EpochWatch(report)
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
-        keras.callbacks.TerminateOnNaN(),
+        watch,
     ]
-    if report:
-        callbacks.append(EpochReporter(report))
+    if backend.feeds_from_device():
+        batches = DeviceBatches(x_fit, y_fit, weights, settings.batch_size)
+        data = {"x": iter(batches), "steps_per_epoch": batches.steps, "shuffle": False}  # shuffled by batches
+    else:
+        batches = None
+        data = {"x": x_fit, "y": y_fit, "class_weight": weights, "batch_size": settings.batch_size, "shuffle": True}
     start = time.perf_counter()
     fit = model.fit(
-        x_fit,
-        y_fit,
+        **data,
         validation_data=(x_val, y_val),
+        validation_batch_size=settings.batch_size,
         epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        class_weight=weights,
         callbacks=callbacks,
-        shuffle=True,
         verbose=0,
     )
     fit_seconds = time.perf_counter() - start
@@ -246,4 +338,7 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope) 
         fit_seconds=fit_seconds,
         predict_seconds=predict_seconds,
         params=int(arch.count_params()),
+        jit_compile=bool(model.jit_compile),
+        epoch_seconds=watch.seconds,
+        input_seconds=batches.seconds if batches else None,
     )
