@@ -43,6 +43,7 @@ class Setup:
     strategy: str = "none"
     threads: int | None = None  # CPU threads for one training (None: all)
     gpu: int | None = None  # this task's GPU on a several-GPU machine (None: the default)
+    compile_cache: str | None = None  # JAX's compilation cache folder
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
     # ran there before: the same task then gives the same numbers here, in loky workers and on Dask
     # (whose worker threads would otherwise each keep their own Keras state).
     keras.backend.clear_session()
-    backend.setup(task.setup.mixed_precision, task.setup.deterministic, task.setup.strategy)
+    backend.setup(task.setup.mixed_precision, task.setup.deterministic, task.setup.strategy, task.setup.compile_cache)
     backend.limit_threads(task.setup.threads)
     for path in task.arch_modules:
         architectures.load_file(path)
@@ -193,7 +194,15 @@ def execute(
         )
 
 
-def setups(jobs: int, backend: str, mixed_precision: bool, deterministic: bool, strategy: str, gpus: int) -> list:
+def setups(
+    jobs: int,
+    backend: str,
+    mixed_precision: bool,
+    deterministic: bool,
+    strategy: str,
+    gpus: int,
+    compile_cache: str | None = None,
+) -> list:
     """The :class:`Setup` of task *i* is ``setups(...)[i % len]``.
 
     >>> setups(2, "local", False, True, "auto", gpus=0)[0].threads == max(1, (os.cpu_count() or 1) // 2)
@@ -201,7 +210,7 @@ def setups(jobs: int, backend: str, mixed_precision: bool, deterministic: bool, 
     >>> [s.gpu for s in setups(4, "local", False, False, "auto", gpus=2)]
     [0, 1]
     """
-    common = {"mixed_precision": mixed_precision, "deterministic": deterministic}
+    common = {"mixed_precision": mixed_precision, "deterministic": deterministic, "compile_cache": compile_cache}
     if backend == "local" and jobs == 1:
         return [Setup(**common, strategy=strategy)]  # this process: all its threads and GPUs
     if backend == "dask":

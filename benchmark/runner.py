@@ -21,7 +21,7 @@ import architectures
 from benchmark import UsageError, backend
 from benchmark.comparison import ArchOutcome, pairwise_comparison, rank, summarise
 from benchmark.config import RunConfig, environment, settings_diff
-from benchmark.data import discover, load_images, warn_skipped
+from benchmark.data import default_cache_dir, discover, load_images, warn_skipped
 from benchmark.execution import FoldTask, execute, setups
 from benchmark.files import read_json, write_json
 from benchmark.gradcam import explain_heldout
@@ -135,7 +135,7 @@ def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: R
     log = _log(config)
     images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
     warn_skipped(images.skipped, config.strict)
-    device = backend.setup(config.mixed_precision, config.deterministic, config.strategy)
+    device = backend.setup(config.mixed_precision, config.deterministic, config.strategy, compile_cache(config))
 
     # Stage 2 — one set of folds for every architecture, reused on resume.
     folds = load_splits(folder.splits, images.paths) if folder.splits.exists() else None
@@ -279,7 +279,13 @@ def _tasks(names, folds, folder: RunFolder, config: RunConfig, device, progress)
         label_smoothing=config.label_smoothing,
     )
     each = setups(
-        config.jobs, config.backend, config.mixed_precision, config.deterministic, config.strategy, device.gpus
+        config.jobs,
+        config.backend,
+        config.mixed_precision,
+        config.deterministic,
+        config.strategy,
+        device.gpus,
+        compile_cache(config),
     )
     tasks = []
     for name in names:
@@ -293,6 +299,11 @@ def _tasks(names, folds, folder: RunFolder, config: RunConfig, device, progress)
                 FoldTask(name, i, fold, config.seed + i, settings, config.save_models, config.arch_modules, setup)
             )
     return tasks
+
+
+def compile_cache(config: RunConfig) -> str:
+    """JAX's compilation cache: ``xla/`` in the image cache folder."""
+    return str(Path(config.cache_dir or default_cache_dir()) / "xla")
 
 
 def _outcome(name: str, folder: RunFolder, n_folds: int, error: str | None) -> ArchOutcome:
