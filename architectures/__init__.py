@@ -1,24 +1,27 @@
 """The architecture registry.
 
 Every module in this folder is imported on first use, so adding an architecture
-is one new file::
+is one new file; the function's name is the architecture's name and the first
+line of its docstring its description::
 
     # architectures/tiny.py
     import keras
     from keras import layers
     from architectures import register
 
-    @register("tiny", tags=("small",), description="One conv block and a sigmoid unit.")
-    def build(input_shape):
+    @register
+    def tiny(input_shape, width=8):
+        '''One conv block and a sigmoid unit.'''
         inputs = keras.Input(shape=input_shape)
-        x = layers.Conv2D(8, 3, activation="relu")(inputs)
+        x = layers.Conv2D(width, 3, activation="relu")(inputs)
         x = layers.GlobalAveragePooling2D()(x)
-        outputs = layers.Dense(1, activation="sigmoid")(x)
-        return keras.Model(inputs, outputs, name="tiny")
+        return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
 
-A builder takes ``input_shape`` (height, width, channels), receives pixels
+``@register("name", tags=(...), description=...)`` says them explicitly. A
+builder takes ``input_shape`` (height, width, channels) and any keyword
+arguments of its own (``create("tiny", shape, width=16)``), receives pixels
 already scaled to [0, 1], and returns a ``keras.Model`` ending in one sigmoid
-unit. Then::
+unit; the tool names the trained model after the registry entry. Then::
 
     >>> import architectures
     >>> "baseline" in architectures.list_architectures()
@@ -40,6 +43,7 @@ import importlib.util
 import inspect
 import pkgutil
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +58,7 @@ __all__ = [
     "create",
     "select",
     "load_file",
+    "check",
     "REGISTRY",
 ]
 
@@ -87,18 +92,28 @@ class Registry:
     entry_point_group: str | None = None
     _specs: dict[str, ArchSpec] = field(default_factory=dict)
     _discovered: bool = False
+    broken: list[str] = field(default_factory=list)  # why each module that failed to import failed
 
-    def register(self, name: str, *, tags: Iterable[str] = (), description: str = ""):
-        """Decorator that adds ``build`` to the registry under ``name``."""
+    def register(self, name: str | Callable | None = None, *, tags: Iterable[str] = (), description: str = ""):
+        """Add a builder to the registry: ``@register``, or ``@register("name", tags=..., description=...)``.
+
+        The name defaults to the function's, the description to its docstring's first line.
+        """
+        if callable(name):  # used bare: @register
+            return self.register()(name)
 
         def decorator(build: Callable) -> Callable:
-            source = inspect.getsourcefile(build) or "<unknown>"
-            if name in self._specs and self._specs[name].source != source:
+            key = name or getattr(build, "__name__", None)
+            if not key:
+                raise RegistryError(f"register a {type(build).__name__} with a name: @register('name').")
+            source = _source(build)
+            if key in self._specs and self._specs[key].source != source:
                 raise RegistryError(
-                    f"architecture name {name!r} is registered twice: in "
-                    f"{self._specs[name].source} and in {source}. Rename one of them."
+                    f"architecture name {key!r} is registered twice: in "
+                    f"{self._specs[key].source} and in {source}. Rename one of them."
                 )
-            self._specs[name] = ArchSpec(name, build, tuple(tags), description, source)
+            doc = (inspect.getdoc(build) or "").strip().splitlines()
+            self._specs[key] = ArchSpec(key, build, tuple(tags), description or (doc[0] if doc else ""), source)
             return build
 
         return decorator
@@ -107,14 +122,23 @@ class Registry:
         if self._discovered:
             return
         self._discovered = True
+        modules = []
         if self.package:
             pkg = importlib.import_module(self.package)
-            for info in pkgutil.iter_modules(pkg.__path__):
-                if not info.name.startswith("_"):
-                    _import_reporting_errors(f"{self.package}.{info.name}")
+            modules += [f"{self.package}.{i.name}" for i in pkgutil.iter_modules(pkg.__path__) if i.name[0] != "_"]
         if self.entry_point_group:
-            for ep in importlib.metadata.entry_points(group=self.entry_point_group):
-                _import_reporting_errors(ep.value.split(":")[0])
+            modules += [ep.value.split(":")[0] for ep in importlib.metadata.entry_points(group=self.entry_point_group)]
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception as err:  # one broken file must not hide the others: kept, and reported
+                self.broken.append(_import_error(module, err))
+
+    def check(self) -> None:
+        """Raise RegistryError if an architecture module failed to import (a run would silently lack it)."""
+        self._discover()
+        if self.broken:
+            raise RegistryError(" ".join(self.broken))
 
     def specs(self) -> dict[str, ArchSpec]:
         self._discover()
@@ -132,9 +156,9 @@ class Registry:
             )
         return specs[name]
 
-    def create(self, name: str, input_shape: tuple[int, ...]):
-        """Build a fresh, uncompiled model of architecture ``name``."""
-        return self.get(name).build(tuple(input_shape))
+    def create(self, name: str, input_shape: tuple[int, ...], **kwargs):
+        """Build a fresh, uncompiled model of architecture ``name``; ``kwargs`` go to its builder."""
+        return self.get(name).build(tuple(input_shape), **kwargs)
 
     def select(self, expression: str) -> list[str]:
         """Names chosen by ``--archs``: ``all``, names, ``pattern*`` or ``tag:NAME``, comma-separated.
@@ -176,25 +200,35 @@ class Registry:
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
-        except SyntaxError as err:
-            raise RegistryError(
-                f"--arch-module {path}: syntax error at line {err.lineno}: {err.msg}. Fix the file and run again."
-            ) from None
+        except Exception as err:
+            raise RegistryError("--arch-module " + _import_error(str(path), err)) from None
         sys.modules[module_name] = module
 
 
-def _import_reporting_errors(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except SyntaxError as err:
-        raise RegistryError(
-            f"architecture module {err.filename}: syntax error at line {err.lineno}: {err.msg}. "
-            "Fix the file and run again."
-        ) from None
+def _source(build: Callable) -> str:
+    """The file that defines ``build`` (a function, a functools.partial or a callable object)."""
+    target = getattr(build, "func", build)  # functools.partial
+    for candidate in (target, type(target)):
+        try:
+            return inspect.getsourcefile(candidate) or "<unknown>"
+        except TypeError:  # a builtin or a class defined interactively
+            continue
+    return "<unknown>"
+
+
+def _import_error(module: str, err: Exception) -> str:
+    """One paragraph naming the file and line where importing ``module`` failed."""
+    if isinstance(err, SyntaxError):
+        where, what = f"{err.filename}: syntax error at line {err.lineno}", err.msg
+    else:
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        where, what = f"{frame.filename}: {type(err).__name__} at line {frame.lineno}", str(err)
+    return f"architecture module {module} ({where}): {what}. Fix the file and run again."
 
 
 REGISTRY = Registry(package=__name__, entry_point_group=ENTRY_POINT_GROUP)
 register = REGISTRY.register
+check = REGISTRY.check
 list_architectures = REGISTRY.list
 get = REGISTRY.get
 create = REGISTRY.create

@@ -27,9 +27,9 @@ AUGMENTATIONS = {
 
 BACKENDS = ("local", "dask")  # where the trainings run (benchmark.execution)
 
-# Settings that change the numbers: resuming a run folder requires them unchanged.
+# Settings that change the numbers: resuming a run folder requires them unchanged. The data is
+# compared by content (benchmark.data.fingerprint), not by how --data is spelt.
 RESULT_SETTINGS = (
-    "data",
     "positive",
     "folds",
     "seed",

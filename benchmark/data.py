@@ -12,7 +12,11 @@ and ``Thumbs.db`` are skipped.
 
 Decoded pixels are cached on disk as one ``.npy`` per (file list, image size,
 channels), memory-mapped on load, so a run decodes each image once, never per
-fold or per architecture.
+fold or per architecture. Decoding streams into that file in chunks, so memory
+stays bounded whatever the number of images. Only content errors (not an image,
+truncated, too large) are cached as unreadable; a file-system error (a vanished
+file, a permission, a failing disk) is retried and, if it persists, stops the run
+with nothing cached.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import hashlib
 import json
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image
 
 from benchmark import UsageError
@@ -34,9 +40,10 @@ from benchmark.files import atomic_path, read_json, write_json
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 JUNK_DIRS = {"__macosx"}
-SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_POSITIVE = "PNEUMONIA"
-CACHE_FORMAT = 1  # bump when decoding changes, so old caches are not reused
+CACHE_FORMAT = 2  # bump when decoding or the cache key changes, so old caches are not reused
+CHUNK = 256  # images decoded per batch of work: bounds the decoded pixels held in memory
+RETRY_SECONDS = (0.5, 2.0, 5.0)  # back-off before each retry of files that failed with a file-system error
 
 KAGGLE_HINT = (
     "The chest X-ray data is Kermany et al. 2018, published on Kaggle as "
@@ -116,8 +123,21 @@ def _find_root(folder: Path) -> Path:
 
 
 def _image_files(class_dir: Path, root: Path) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+    """The image files under ``class_dir`` (links followed, each folder once: a link loop ends there)."""
+    found, seen = [], set()
+
+    def unreadable(err: OSError):
+        raise UsageError(
+            f"--data {root}: cannot list the folder {err.filename} ({err.strerror}). "
+            "Make it readable (or remove it) and run again."
+        )
+
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True, onerror=unreadable):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a link: a loop, or a second way in
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not _is_junk(d) and d.lower() not in JUNK_DIRS)
         for name in sorted(filenames):
             if not _is_junk(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES:
@@ -143,6 +163,16 @@ def discover(data_dir: str | Path, positive: str | None = None) -> Dataset:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UsageError(f"--data {data_dir}: no such folder. {KAGGLE_HINT}")
+    try:
+        return _discover(data_dir, positive)
+    except OSError as err:  # a folder that cannot be listed
+        raise UsageError(
+            f"--data {data_dir}: cannot list {err.filename or data_dir} ({err.strerror or err}). "
+            "Make it readable and run again."
+        ) from None
+
+
+def _discover(data_dir: Path, positive: str | None) -> Dataset:
     root = _find_root(data_dir)
     splits = {p.name.lower(): p for p in _subdirs(root)}
     # Paths are kept relative to data_dir (what the user gave), even when the data sits in a wrapper folder.
@@ -193,20 +223,77 @@ def decode(path: str | Path, image_size: int, channels: int = 1) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8).reshape(image_size, image_size, channels)
 
 
-def _try_decode(args) -> np.ndarray | str:
-    path, image_size, channels = args
+class ReadFailure(Exception):
+    """A file that could not be read for a reason outside it (vanished, permission, I/O error)."""
+
+
+def _try_decode(path: Path, image_size: int, channels: int) -> np.ndarray | str | ReadFailure:
+    """The pixels; the reason (a string) when the file's content is not a readable image; or a
+    ReadFailure when the file system failed, which says nothing about the image and is retried."""
     try:
         return decode(path, image_size, channels)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except OSError as err:
+        # The file system reports with an errno (ENOENT, EACCES, EIO, ...); Pillow's content errors
+        # (unidentified, truncated) are OSErrors without one.
+        if err.errno is not None:
+            return ReadFailure(f"{type(err).__name__}: {err.strerror or err}")
+        return f"{type(err).__name__}: {err}"
+    except (SyntaxError, ValueError, Image.DecompressionBombError) as err:
         return f"{type(err).__name__}: {err}"
 
 
-def _cache_key(root: Path, images: ImageSet, image_size: int, channels: int) -> str:
-    h = hashlib.sha256(json.dumps([CACHE_FORMAT, image_size, channels]).encode())
+def listing(root: Path, images: ImageSet) -> list[tuple[str, int, int]]:
+    """(path, size in bytes, modification time in ns) of each file: what the cache key and the
+    dataset fingerprint are made of."""
+    rows = []
     for rel in images.paths:
         st = (root / rel).stat()
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
+        rows.append((rel, st.st_size, st.st_mtime_ns))
+    return rows
+
+
+def file_table(dataset: Dataset) -> list[tuple[str, str, int, int]]:
+    """(path, class, size, modification time in ns) of every file of ``dataset``, training then test.
+
+    Paths are relative to ``--data``, so the table is the same whichever way the folder is reached
+    (a relative or absolute spelling, a link, a move).
+    """
+    rows = []
+    for images in (dataset.train, dataset.test):
+        if images is not None:
+            names = [dataset.classes[label] for label in images.labels]
+            rows += [
+                (rel, name, size, mtime)
+                for (rel, size, mtime), name in zip(listing(dataset.root, images), names, strict=True)
+            ]
+    return rows
+
+
+def fingerprint(rows: list[tuple]) -> str:
+    """A short digest of :func:`file_table`: equal fingerprints, equal data."""
+    return _digest(rows)
+
+
+def table_diff(saved: list[tuple], current: list[tuple]) -> dict[str, list[str]]:
+    """The paths added, removed and changed (class, size or time) between two file tables.
+
+    >>> table_diff([("a", "X", 1, 5), ("b", "X", 2, 5)], [("a", "X", 1, 6), ("c", "Y", 3, 5)])
+    {'added': ['c'], 'removed': ['b'], 'changed': ['a']}
+    """
+    before, after = {r[0]: tuple(r[1:]) for r in saved}, {r[0]: tuple(r[1:]) for r in current}
+    return {
+        "added": sorted(after.keys() - before.keys()),
+        "removed": sorted(before.keys() - after.keys()),
+        "changed": sorted(p for p in before.keys() & after.keys() if before[p] != after[p]),
+    }
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+
+
+def _cache_key(rows: list[tuple[str, int, int]], image_size: int, channels: int) -> str:
+    return _digest(CACHE_FORMAT, image_size, channels, rows)
 
 
 def default_cache_dir() -> Path:
@@ -226,39 +313,108 @@ def load_images(
 ) -> Images:
     """Decode ``images`` (or reuse the cache) and return them memory-mapped.
 
-    Unreadable files are left out and listed in ``Images.skipped``.
+    Files whose content is unreadable are left out and listed in ``Images.skipped``.
+    Runs that share ``cache_dir`` decode a file list once: the first holds the key's
+    lock while it decodes, the others wait for it and read its cache.
     """
     root = Path(root)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = _cache_key(root, images, image_size, channels)
+    key = _cache_key(listing(root, images), image_size, channels)
     npy, meta_path = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    meta = read_json(meta_path)  # written last: its presence means the .npy is complete
-    if meta is not None and npy.exists():
-        try:
-            pixels = np.load(npy, mmap_mode="r")
-            if pixels.shape == (len(meta["kept"]), image_size, image_size, channels):
-                return _images(images, pixels, meta)
-        except (OSError, ValueError):
-            pass  # truncated or foreign file: decode again
-
-    log(f"decoding {len(images)} images at {image_size} px into the cache {cache_dir} (once) ...")
-    tasks = [(root / rel, image_size, channels) for rel in images.paths]
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:  # PIL releases the GIL
-        decoded = list(pool.map(_try_decode, tasks, chunksize=32))
-    kept = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
-    skipped = {images.paths[i]: d for i, d in enumerate(decoded) if isinstance(d, str)}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(npy) as tmp:
-        out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(kept), image_size, image_size, channels)
-        )
-        for j, i in enumerate(kept):
-            out[j] = decoded[i]
-        out.flush()
-        del out
-    meta = {"kept": kept, "skipped": skipped, "image_size": image_size, "channels": channels}
-    write_json(meta_path, meta)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(cache_dir / f"{key}.lock"):
+            cached = _read_cache(npy, meta_path, image_size, channels)
+            if cached is not None:
+                return _images(images, *cached)
+            log(f"decoding {len(images)} images at {image_size} px into the cache {cache_dir} (once) ...")
+            meta = _decode_into(npy, root, images, image_size, channels, workers)
+            write_json(meta_path, meta)  # last: its presence means the .npy is complete
+    except OSError as err:
+        raise UsageError(
+            f"--cache-dir {cache_dir}: could not write the decoded-image cache ({err.strerror or err}"
+            f"{': ' + str(err.filename) if err.filename else ''}). Nothing half-written was kept. Free disk "
+            "space or choose another --cache-dir, then run the same command again."
+        ) from None
     return _images(images, np.load(npy, mmap_mode="r"), meta)
+
+
+def _read_cache(npy: Path, meta_path: Path, image_size: int, channels: int) -> tuple[np.ndarray, dict] | None:
+    meta = read_json(meta_path)
+    if meta is None or not npy.exists():
+        return None
+    try:
+        pixels = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError):
+        return None  # truncated or foreign file: decode again
+    if pixels.shape != (len(meta["kept"]), image_size, image_size, channels):
+        return None
+    return pixels, meta
+
+
+def _decode_into(npy: Path, root: Path, images: ImageSet, image_size: int, channels: int, workers) -> dict:
+    """Decode every file into ``npy`` (written atomically), chunk by chunk; return the cache's metadata.
+
+    Raises UsageError, leaving nothing behind, when files still fail with a file-system error
+    after the retries.
+    """
+    shape = (image_size, image_size, channels)
+    skipped: dict[str, str] = {}
+    with atomic_path(npy) as tmp, ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        out = _new_memmap(tmp, (len(images), *shape))
+        pending = list(range(len(images)))
+        for pause in (0.0, *RETRY_SECONDS):  # a moment's outage (a remount, an NFS hiccup) passes
+            time.sleep(pause)
+            failed = _decode_chunks(pool, root, images, pending, out, skipped)
+            pending = sorted(failed)
+            if not pending:
+                break
+        if pending:
+            listed = "; ".join(f"{images.paths[i]} ({failed[i]})" for i in pending[:10])
+            more = f" and {len(pending) - 10} more" if len(pending) > 10 else ""
+            raise UsageError(
+                f"{len(pending)} image(s) of --data {root} could not be read after {len(RETRY_SECONDS)} retries: "
+                f"{listed}{more}. These are file-system errors (a moved or unmounted folder, permissions, a failing "
+                "disk), not bad images, so nothing was cached. Fix access to the files and run again."
+            )
+        out.flush()
+        kept = [i for i, rel in enumerate(images.paths) if rel not in skipped]
+        if len(kept) < len(images):  # drop the unreadable files' slots, chunk by chunk
+            with atomic_path(tmp) as compact_path:
+                compact = _new_memmap(compact_path, (len(kept), *shape))
+                for start in range(0, len(kept), CHUNK):
+                    compact[start : start + CHUNK] = out[kept[start : start + CHUNK]]
+                compact.flush()
+    return {"kept": kept, "skipped": skipped, "image_size": image_size, "channels": channels}
+
+
+def _new_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A uint8 ``.npy`` of ``shape`` at ``path``, its disk space reserved now: a full disk is then an
+    OSError here, not a crash (SIGBUS) when a page of the mapping is first written."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    if hasattr(os, "posix_fallocate"):  # Linux and most Unixes
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, os.path.getsize(path))
+    return out
+
+
+def _decode_chunks(pool, root: Path, images: ImageSet, indices: list[int], out: np.ndarray, skipped: dict) -> dict:
+    """Decode ``images.paths[indices]`` into ``out``, CHUNK at a time; add content errors to ``skipped``.
+    Returns the file-system failures by index."""
+    _, size, _, channels = out.shape
+    failed = {}
+    for start in range(0, len(indices), CHUNK):
+        chunk = indices[start : start + CHUNK]
+        # PIL releases the GIL while decoding: threads use every core.
+        decoded = pool.map(lambda i: _try_decode(root / images.paths[i], size, channels), chunk)
+        for i, got in zip(chunk, decoded, strict=True):
+            if isinstance(got, ReadFailure):
+                failed[i] = got
+            elif isinstance(got, str):
+                skipped[images.paths[i]] = got
+            else:
+                out[i] = got
+    return failed
 
 
 def _images(images: ImageSet, pixels: np.ndarray, meta: dict) -> Images:

@@ -2,7 +2,9 @@
 
 ::
 
-    RUN/config.json             every setting, versions, machine, git commit, backend, devices
+    RUN/config.json             every setting, versions, machine, git commit, backend, devices,
+                                the data's path and fingerprint
+    RUN/files.csv               every image: path (relative to --data), class, size, modification time
     RUN/splits.json             the folds as paths relative to --data
     RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras,
                                 test_predictions.csv (the held-out split)
@@ -32,6 +34,8 @@ from benchmark import UsageError
 from benchmark.files import read_json, write_bytes, write_csv, write_json, write_text
 from benchmark.metrics import METRICS
 
+FILE_COLUMNS = ["path", "class", "size", "mtime_ns"]
+
 
 def safe_name(name: str) -> str:
     """A file-system-safe folder name for an architecture name.
@@ -53,6 +57,19 @@ class RunFolder:
     @property
     def splits(self) -> Path:
         return self.path / "splits.json"
+
+    @property
+    def files(self) -> Path:
+        return self.path / "files.csv"
+
+    def write_files(self, rows: list[tuple]) -> None:
+        write_csv(self.files, pd.DataFrame(rows, columns=FILE_COLUMNS))
+
+    def read_files(self) -> list[tuple] | None:
+        try:
+            return list(pd.read_csv(self.files, keep_default_na=False).itertuples(index=False, name=None))
+        except (OSError, ValueError):
+            return None
 
     def arch_dir(self, arch: str) -> Path:
         return self.path / safe_name(arch)

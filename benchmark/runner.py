@@ -21,7 +21,15 @@ import architectures
 from benchmark import UsageError, backend
 from benchmark.comparison import ArchOutcome, pairwise_comparison, rank, summarise
 from benchmark.config import RunConfig, environment, settings_diff
-from benchmark.data import default_cache_dir, discover, load_images, warn_skipped
+from benchmark.data import (
+    default_cache_dir,
+    discover,
+    file_table,
+    fingerprint,
+    load_images,
+    table_diff,
+    warn_skipped,
+)
 from benchmark.execution import FoldTask, execute, setups
 from benchmark.files import read_json, write_json
 from benchmark.gradcam import explain_heldout
@@ -99,15 +107,25 @@ def _log(config: RunConfig):
     return (lambda msg: None) if config.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
-def _check_run_folder(folder: RunFolder, config: RunConfig) -> None:
+def _check_run_folder(folder: RunFolder, config: RunConfig, files: list[tuple]) -> None:
+    """Refuse to resume a run made with other settings or other data (compared by content)."""
     saved = read_json(folder.config)
     if saved is None or config.overwrite:
         return
+    fix = "Resuming would mix results. Use another --out, the same settings, or --overwrite to start it afresh."
     diff = settings_diff(saved.get("settings", {}), config.result_settings())
     if diff:
+        raise UsageError(f"--out {folder.path} holds a run with other settings: {', '.join(diff)}. {fix}")
+    if "data" not in saved:  # written before fingerprints: compare the folder itself
+        if Path(saved["settings"]["data"]).resolve() != Path(config.data).resolve():
+            raise UsageError(f"--out {folder.path} holds a run on other data ({saved['settings']['data']}). {fix}")
+        return
+    if saved["data"]["fingerprint"] != fingerprint(files):
+        changes = table_diff(folder.read_files() or [], files)
+        counts = ", ".join(f"{len(v)} {k}" for k, v in changes.items())
+        example = next((f" (e.g. {k}: {v[0]})" for k, v in changes.items() if v), "")
         raise UsageError(
-            f"--out {folder.path} holds a run with other settings: {', '.join(diff)}. Resuming would mix "
-            "results. Use another --out, the same settings, or --overwrite to start that folder afresh."
+            f"--out {folder.path} holds a run on other data than --data {config.data}: {counts} file(s){example}. {fix}"
         )
 
 
@@ -123,14 +141,17 @@ def run(config: RunConfig, interrupted: threading.Event | None = None) -> int:
     dataset = discover(config.data, config.positive)
     splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed)
     splitter.check(dataset.train.labels)  # fail before the slow decode
-    folder = _prepare_folder(config)
+    files = file_table(dataset)
+    folder = _prepare_folder(config, files)
     with folder.locked():
         if config.overwrite:
             folder.clear()
-        return _benchmark(config, names, dataset, splitter, folder, interrupted or threading.Event())
+        folder.write_files(files)
+        data = {"path": str(config.data), "fingerprint": fingerprint(files), "files": len(files)}
+        return _benchmark(config, names, dataset, splitter, folder, data, interrupted or threading.Event())
 
 
-def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: RunFolder, interrupted) -> int:
+def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: RunFolder, data, interrupted) -> int:
     # Stage 1 — data, decoded once for the whole run.
     log = _log(config)
     images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
@@ -143,7 +164,8 @@ def _benchmark(config: RunConfig, names: list[str], dataset, splitter, folder: R
         folds = splitter.split(images.labels)
         save_splits(folder.splits, folds, images.paths, config.folds, config.seed, config.val_fraction)
     run_info = _run_info(config, dataset, images, device)
-    write_json(folder.config, {"settings": config.to_dict(), "run": run_info, "device": vars(device), **environment()})
+    config_json = {"settings": config.to_dict(), "data": data, "run": run_info, "device": vars(device)}
+    write_json(folder.config, {**config_json, **environment()})
 
     # Stages 3–7 — train and score every (architecture, fold) not saved yet, here or in workers; when
     # an architecture is complete, compare and write results and reports, so a long run can be read early.
@@ -236,9 +258,9 @@ def _publish(folder: RunFolder, run_info: dict, outcomes: list[ArchOutcome], con
 OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
 
 
-def _prepare_folder(config: RunConfig) -> RunFolder:
+def _prepare_folder(config: RunConfig, files: list[tuple]) -> RunFolder:
     folder = RunFolder(Path(config.out))
-    _check_run_folder(folder, config)
+    _check_run_folder(folder, config, files)
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -1,10 +1,17 @@
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from benchmark import UsageError
-from benchmark.data import decode, discover, load_images, warn_skipped
-from tests.conftest import REAL_224, REAL_FULLRES, link_kaggle_subset, write_image
+from benchmark import data as data_module
+from benchmark.data import decode, discover, file_table, fingerprint, load_images, warn_skipped
+from tests.conftest import REAL_224, REAL_FULLRES, ROOT, link_kaggle_subset, real_files, write_image
 
 
 def test_discover_reads_the_real_kaggle_split():
@@ -132,3 +139,145 @@ def test_truncated_cache_file_is_redone(synthetic_folder, tmp_path):
     again = load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=logs.append)
     assert len(logs) == 1
     np.testing.assert_array_equal(again.pixels, expected)
+
+
+def failing_reads(monkeypatch, fail: dict[str, int], error=FileNotFoundError):
+    """Make ``decode`` fail for the files named in ``fail`` (file name → how many first attempts fail,
+    -1: always) with a file-system error, as a vanished folder or a flaky disk would."""
+    real = data_module.decode
+    calls = {}
+
+    def flaky(path, *args):
+        name = Path(path).name
+        calls[name] = calls.get(name, 0) + 1
+        if name in fail and (fail[name] < 0 or calls[name] <= fail[name]):
+            code = {FileNotFoundError: errno.ENOENT, PermissionError: errno.EACCES, OSError: errno.EIO}[error]
+            raise error(code, os.strerror(code), str(path))
+        return real(path, *args)
+
+    monkeypatch.setattr(data_module, "decode", flaky)
+    monkeypatch.setattr(data_module, "RETRY_SECONDS", (0.0, 0.0, 0.0))
+    return calls
+
+
+@pytest.mark.parametrize("error", [FileNotFoundError, PermissionError, OSError])
+def test_a_transient_read_error_is_retried_and_never_cached(synthetic_folder, tmp_path, monkeypatch, error):
+    root = synthetic_folder({"NORMAL": 3, "PNEUMONIA": 3})
+    ds = discover(root)
+    clean = np.array(load_images(root, ds.train, 8, cache_dir=tmp_path / "clean", log=lambda m: None).pixels)
+    calls = failing_reads(monkeypatch, {"NORMAL-1.png": 1, "PNEUMONIA-2.png": 2}, error)
+    images = load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=lambda m: None)
+    assert images.skipped == {} and len(images.paths) == 6
+    np.testing.assert_array_equal(images.pixels, clean)
+    assert calls["NORMAL-1.png"] == 2 and calls["PNEUMONIA-2.png"] == 3 and calls["NORMAL-0.png"] == 1
+
+
+def test_a_persistent_read_error_stops_with_nothing_cached(synthetic_folder, tmp_path, monkeypatch):
+    root = synthetic_folder({"NORMAL": 3, "PNEUMONIA": 3})
+    ds = discover(root)
+    calls = failing_reads(monkeypatch, {"NORMAL-1.png": -1})
+    with pytest.raises(UsageError, match=r"1 image\(s\) .*could not be read after 3 retries: train/NORMAL/NORMAL-1.png "
+                       r"\(FileNotFoundError: No such file or directory\).*nothing was cached"):  # fmt: skip
+        load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=lambda m: None)
+    assert calls["NORMAL-1.png"] == 4
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]  # no .npy, no .json, no temporary
+    monkeypatch.undo()  # the file is readable again: decoded, not skipped
+    assert load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=lambda m: None).skipped == {}
+
+
+def test_decoding_streams_in_chunks_and_drops_unreadable_slots(synthetic_folder, tmp_path, monkeypatch):
+    root = synthetic_folder({"NORMAL": 5, "PNEUMONIA": 6})
+    (root / "train" / "NORMAL" / "NORMAL-2.png").write_text("not an image")
+    ds = discover(root)
+    whole = load_images(root, ds.train, 8, cache_dir=tmp_path / "whole", log=lambda m: None)
+    monkeypatch.setattr(data_module, "CHUNK", 3)
+    chunked = load_images(root, ds.train, 8, cache_dir=tmp_path / "chunked", log=lambda m: None)
+    assert chunked.pixels.shape == (10, 8, 8, 1) and list(chunked.skipped) == ["train/NORMAL/NORMAL-2.png"]
+    np.testing.assert_array_equal(chunked.pixels, whole.pixels)
+    assert chunked.paths == whole.paths and "train/NORMAL/NORMAL-2.png" not in chunked.paths
+    np.testing.assert_array_equal(chunked.pixels[2], decode(root / "train/NORMAL/NORMAL-3.png", 8))
+
+
+def test_deleted_cache_files_are_rebuilt(synthetic_folder, tmp_path):
+    root = synthetic_folder({"NORMAL": 3, "PNEUMONIA": 3})
+    ds = discover(root)
+    first = np.array(load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=lambda m: None).pixels)
+    for f in (tmp_path / "cache").iterdir():
+        f.unlink()
+    logs = []
+    again = load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=logs.append)
+    assert len(logs) == 1 and logs[0].startswith("decoding 6 images")
+    np.testing.assert_array_equal(again.pixels, first)
+
+
+def test_a_full_cache_disk_stops_cleanly_and_the_next_run_decodes(synthetic_folder, tmp_path, monkeypatch):
+    root = synthetic_folder({"NORMAL": 3, "PNEUMONIA": 3})
+    ds = discover(root)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(UsageError, match=r"--cache-dir .*cache: could not write the decoded-image cache \(No space "
+                       r"left on device\)\. Nothing half-written was kept\. Free disk space"):  # fmt: skip
+        load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=lambda m: None)
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]
+    monkeypatch.undo()
+    assert load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=lambda m: None).pixels.shape[0] == 6
+
+
+def test_two_runs_on_one_cache_key_decode_once(tmp_path):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 40, "PNEUMONIA": 40}, wrapper=False)
+    code = (
+        "import sys, numpy as np\n"
+        "from benchmark.data import discover, load_images\n"
+        "ds = discover(sys.argv[1])\n"
+        "images = load_images(ds.root, ds.train, 64, cache_dir=sys.argv[2], workers=1)\n"
+        "print('sum', int(np.asarray(images.pixels, dtype=np.int64).sum()))\n"
+    )
+    cmd = [sys.executable, "-c", code, str(data), str(tmp_path / "cache")]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sum(out.count("decoding 80 images") for out in outputs) == 1  # one decoded, the other waited
+    assert len({out.splitlines()[-1] for out in outputs}) == 1  # and read the same pixels
+
+
+def test_a_symlink_loop_is_listed_once(synthetic_folder):
+    root = synthetic_folder({"NORMAL": 3, "PNEUMONIA": 4})
+    (root / "train" / "NORMAL" / "again").symlink_to(root / "train" / "NORMAL")  # a loop
+    (root / "train" / "PNEUMONIA" / "up").symlink_to(root / "train")  # into the other class, and a loop
+    ds = discover(root)
+    assert ds.train.counts() == [3, 4]
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error(synthetic_folder, monkeypatch):
+    root = synthetic_folder({"NORMAL": 3, "PNEUMONIA": 4})
+    (root / "train" / "PNEUMONIA" / "more").mkdir()
+    write_image(root / "train" / "PNEUMONIA" / "more" / "x.png")
+    real = os.scandir
+
+    def denied(path="."):
+        if Path(path).name == "more":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(UsageError, match=r"cannot list the folder .*PNEUMONIA/more \(Permission denied\)"):
+        discover(root)
+
+
+def test_dataset_fingerprint_follows_content_not_spelling(tmp_path, monkeypatch):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 3, "PNEUMONIA": 3}, test_per_class=2, wrapper=False)
+    (tmp_path / "link").symlink_to(data)
+    rows = file_table(discover(data))
+    assert len(rows) == 10 and rows[0][:2] == ("train/NORMAL/" + real_files("train", "NORMAL", 1)[0].name, "NORMAL")
+    assert fingerprint(file_table(discover(tmp_path / "link"))) == fingerprint(rows)
+    monkeypatch.chdir(tmp_path)
+    assert fingerprint(file_table(discover(Path("data")))) == fingerprint(rows)
+    data.rename(tmp_path / "moved")
+    assert fingerprint(file_table(discover(tmp_path / "moved"))) == fingerprint(rows)
+    # Another positive class labels the same files the same way: the table names classes, not 0/1.
+    assert fingerprint(file_table(discover(tmp_path / "moved", positive="NORMAL"))) == fingerprint(rows)
+    write_image(tmp_path / "moved" / "train" / "NORMAL" / "new.png")
+    assert fingerprint(file_table(discover(tmp_path / "moved"))) != fingerprint(rows)

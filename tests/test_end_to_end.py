@@ -11,13 +11,19 @@ import textwrap
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from sklearn import metrics as skm
 
 from benchmark.cli import main
-from benchmark.metrics import METRICS
+from benchmark.data import discover, load_images
+from benchmark.gradcam import pick
+from benchmark.heldout import tta_views
+from benchmark.metrics import METRICS, binary_metrics, max_f1_threshold, oof_thresholds, youden_threshold
+from benchmark.training import load_fold_model
 from tests.conftest import link_kaggle_subset
 
 ARGS = ["--folds", "3", "--epochs", "2", "--image-size", "32", "--rank-by", "roc_auc", "--patience", "2"]
@@ -43,13 +49,21 @@ def run_argv(data, base, archs, *extra):
 
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory):
-    """One run of two real architectures and one broken one."""
+    """One run of two real architectures and one broken one; what ``Model.fit`` received is kept."""
     base = tmp_path_factory.mktemp("run")
     broken = base / "broken.py"
     broken.write_text(BROKEN)
     argv = run_argv(data, base, "baseline,pyramid_up,zz_broken", "--arch-module", str(broken), *ARGS)
-    code = main(argv)
-    return {"argv": argv, "code": code, "out": base / "out", "data": data}
+    fits, real_fit = [], keras.Model.fit
+
+    def spy(model, *args, **kwargs):
+        fits.append({"args": args, **kwargs})
+        return real_fit(model, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "fit", spy)
+        code = main(argv)
+    return {"argv": argv, "code": code, "out": base / "out", "data": data, "cache": base / "cache", "fits": fits}
 
 
 def read(path):
@@ -97,6 +111,82 @@ def test_class_weights_and_bias_come_from_each_folds_fit_part(run):
             assert record["class_weight"] == {"0": pytest.approx(n / (2 * n_neg)), "1": pytest.approx(n / (2 * n_pos))}
             assert record["initial_bias"] == pytest.approx(np.log(n_pos / n_neg))
             assert record["n_fit"] == n and record["seed"] == 42 + i
+
+
+def test_fit_gets_the_fit_part_the_inner_split_and_the_fit_parts_class_weights(run):
+    """What each fold's model was fitted on and stopped early by, checked where it acts: Model.fit's arguments."""
+    splits = read(run["out"] / "splits.json")["folds"]
+    dataset = discover(run["data"])
+    images = load_images(dataset.root, dataset.train, 32, cache_dir=run["cache"], log=lambda m: None)
+    row = {p: i for i, p in enumerate(images.paths)}
+
+    def pixels(paths):
+        return np.asarray(images.pixels[sorted(row[p] for p in paths)])
+
+    assert len(run["fits"]) == 6  # baseline and pyramid_up × 3 folds; zz_broken fails before fitting
+    for k, call in enumerate(run["fits"]):
+        fold = splits[k % 3]
+        assert not set(fold["val"]) & set(fold["score"]) and not set(fold["train"]) & set(fold["score"])
+        np.testing.assert_array_equal(call["x"], pixels(fold["train"]))
+        x_val, y_val = call["validation_data"]
+        np.testing.assert_array_equal(x_val, pixels(fold["val"]))  # early stopping watches the inner split
+        np.testing.assert_array_equal(y_val, [float("/PNEUMONIA/" in p) for p in sorted(fold["val"], key=row.get)])
+        n_pos = sum("/PNEUMONIA/" in p for p in fold["train"])
+        n = len(fold["train"])
+        assert call["class_weight"] == {0: pytest.approx(n / (2 * (n - n_pos))), 1: pytest.approx(n / (2 * n_pos))}
+
+
+def test_every_fold_metric_is_recomputed_from_its_saved_predictions(run):
+    """metrics.json against scikit-learn on predictions.csv; results.json against the metrics.json files."""
+    results = read(run["out"] / "results.json")
+    for entry in (e for e in results["architectures"] if e["status"] == "ok"):
+        folds = []
+        for i in range(3):
+            pred = pd.read_csv(run["out"] / entry["name"] / f"fold-{i}" / "predictions.csv")
+            y, p = pred.label.to_numpy(), pred.probability.to_numpy()
+            hard = (p >= 0.5).astype(int)
+            tn, fp, fn, tp = skm.confusion_matrix(y, hard, labels=[0, 1]).ravel()
+            expected = {
+                "accuracy": skm.accuracy_score(y, hard),
+                "precision": skm.precision_score(y, hard, zero_division=0),
+                "recall": skm.recall_score(y, hard, zero_division=0),
+                "specificity": tn / (tn + fp),
+                "f1": skm.f1_score(y, hard, zero_division=0),
+                "roc_auc": skm.roc_auc_score(y, p),
+                "pr_auc": skm.average_precision_score(y, p),
+                "mcc": skm.matthews_corrcoef(y, hard),
+                "log_loss": skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]),
+            }
+            record = read(run["out"] / entry["name"] / f"fold-{i}" / "metrics.json")
+            assert record["metrics"]["confusion_matrix"] == [[tn, fp], [fn, tp]]
+            for m, value in expected.items():
+                assert record["metrics"][m] == pytest.approx(value, abs=1e-9), (entry["name"], i, m)
+            folds.append(record["metrics"])
+        for m in METRICS:
+            values = [f[m] for f in folds]
+            assert entry["metrics"][m]["folds"] == pytest.approx(values)
+            assert entry["metrics"][m]["mean"] == pytest.approx(np.mean(values))
+            assert entry["metrics"][m]["std"] == pytest.approx(np.std(values, ddof=1))
+
+
+def test_held_out_thresholds_are_chosen_on_the_out_of_fold_predictions(run):
+    """Section 7's threshold rows: the rules applied to oof.csv, then the test split scored at them."""
+    oof = pd.read_csv(run["out"] / "oof.csv")
+    markdown = (run["out"] / "report.md").read_text()
+    heldout = markdown[markdown.index("## 7. Held-out test") : markdown.index("## 8. Grad-CAM")]
+    differs = False
+    for name in ("baseline", "pyramid_up"):
+        part = oof[oof.arch == name]
+        tests = [pd.read_csv(run["out"] / name / f"fold-{i}" / "test_predictions.csv") for i in range(3)]
+        labels, ensemble = tests[0].label.to_numpy(), np.mean([t.probability for t in tests], axis=0)
+        for rule, t in oof_thresholds(part.label, part.probability).items():
+            m = binary_metrics(labels, ensemble, t)
+            cells = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
+            row = f"| {name} | {cells} | " + " | ".join(f"{m[k]:.3f}" for k in ("accuracy", "precision", "recall"))
+            assert row in heldout, row
+        on_test = {max_f1_threshold(labels, ensemble), youden_threshold(labels, ensemble)}
+        differs |= on_test != set(oof_thresholds(part.label, part.probability).values()) - {0.5}
+    assert differs  # thresholds chosen on the test split would have given other rows
 
 
 def test_leaderboard_is_ranked_and_traceable_to_fold_files(run):
@@ -148,6 +238,8 @@ def test_reports_are_written_self_contained_and_escaped(run):
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in page and f"## {title}" in markdown
     assert "<script>" not in page and "&lt;script&gt;alert(" in page
+    assert "<script>" not in markdown and "&lt;script&gt;alert(" in markdown
+    assert "this builder is broken on purpose" in markdown  # the failure's reason
     assert "http://" not in page and "https://" not in page  # nothing fetched from outside
     # folds, loss curves, curve bars, OOF roc/pr, reliability, test roc/pr, the winner's Grad-CAM
     # (no critical-difference diagram: Friedman's test needs three architectures)
@@ -169,11 +261,13 @@ def test_gradcam_explains_the_winner_on_test_images(run):
         assert panel["pixels"].shape == (len(kinds), 32, 32, 1) and panel["heatmaps"].shape == (len(kinds), 32, 32)
         assert panel["heatmaps"].min() >= 0 and panel["heatmaps"].max() <= 1
         probabilities, labels = panel["probabilities"], panel["labels"]
-    assert 2 <= len(kinds) <= 8 and all("/test/" in p for p in paths)
-    # The ensemble probabilities in the panel are the mean of the saved test predictions.
+    # The two most confident test images of each kind of the fold ensemble (the mean of the saved test predictions).
     tests = [pd.read_csv(run["out"] / winner / f"fold-{i}" / "test_predictions.csv") for i in range(3)]
-    ensemble = pd.concat(tests).groupby("path").probability.mean()
-    np.testing.assert_allclose(probabilities, ensemble[paths].to_numpy(), rtol=1e-6)
+    ensemble = np.mean([t.probability for t in tests], axis=0)
+    chosen = pick(tests[0].label.to_numpy(), ensemble)
+    assert kinds == [k for _, k in chosen] and paths == [tests[0].path[i] for i, _ in chosen]
+    assert all("/test/" in p for p in paths)
+    np.testing.assert_allclose(probabilities, ensemble[[i for i, _ in chosen]], rtol=1e-6)
     for kind, label, p in zip(kinds, labels, probabilities, strict=True):
         assert (
             kind
@@ -224,7 +318,13 @@ def test_tta_is_added_to_the_held_out_split_without_retraining(run, capsys):
     assert "(+ TTA)" in capsys.readouterr().err
     after = pd.read_csv(fold / "test_predictions.csv")
     np.testing.assert_array_equal(after.probability, before.probability)  # the plain scores are unchanged
-    assert after.probability_tta.between(0, 1).all() and not np.array_equal(after.probability_tta, after.probability)
+    dataset = discover(run["data"])
+    test = load_images(dataset.root, dataset.test, 32, cache_dir=run["cache"], log=lambda m: None)
+    model = load_fold_model(fold / "model.keras")
+    views = [model.predict(np.asarray(v), verbose=0).reshape(-1) for v in tta_views(np.asarray(test.pixels))]
+    assert len(views) == 5 and list(after.path) == list(test.paths)
+    np.testing.assert_allclose(after.probability_tta, np.mean(views, axis=0), atol=1e-6)  # the mean of 5 views
+    np.testing.assert_allclose(views[0], after.probability, atol=1e-6)  # the first view is the image itself
     assert (fold / "metrics.json").stat().st_mtime_ns == trained
     markdown = (run["out"] / "report.md").read_text()
     tta_rows = [line for line in markdown.splitlines() if line.startswith("|") and "+ TTA" in line]
@@ -336,6 +436,9 @@ def test_jax_backend_runs_where_tensorflow_is_missing(data, tmp_path):
     config = read(out / "config.json")
     assert config["run"]["backend"] == "jax" and config["device"]["backend"] == "jax"
     assert read(out / "results.json")["architectures"][0]["status"] == "ok"
+    for i in range(2):  # the training step ran XLA-compiled, not op by op
+        record = read(out / "pyramid_up" / f"fold-{i}" / "metrics.json")
+        assert record["jit_compile"] is True and len(record["epoch_seconds"]) == record["epochs"] == 1
 
 
 def test_report_renders_in_headless_chromium(run, tmp_path):
@@ -346,10 +449,12 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2400"]
     env = {**os.environ, "HOME": str(tmp_path)}  # chromium writes its profile under HOME
     dom = subprocess.run([browser, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120, env=env)
+    assert dom.returncode == 0, dom.stderr[-2000:]
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in dom.stdout, title
     shot = tmp_path / "report.png"
-    subprocess.run([browser, *flags, f"--screenshot={shot}", page], capture_output=True, timeout=120, env=env)
+    shooting = subprocess.run([browser, *flags, f"--screenshot={shot}", page], capture_output=True, timeout=99, env=env)
+    assert shooting.returncode == 0, shooting.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (2400, 1280)
     assert pixels.std() > 20 and (pixels < 128).mean() > 0.01  # text and figures drawn, not a blank page

@@ -9,6 +9,7 @@ import os
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import benchmark.output
@@ -49,29 +50,70 @@ def test_a_failed_write_keeps_the_old_file_whole(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # the temporary file is gone
 
 
-def test_a_full_disk_stops_the_run_clearly_and_a_rerun_resumes(data, tmp_path, monkeypatch, capsys):
-    real_write_csv = benchmark.output.write_csv
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES])  # a full disk; the folder made unwritable mid-run
+def test_a_failed_write_mid_run_stops_clearly_and_a_rerun_resumes(data, tmp_path, monkeypatch, capsys, code):
+    """The write of fold 2's history.csv fails when its temporary file is flushed to disk."""
+    real_fsync, failed = os.fsync, []
 
-    def write_csv(path, frame):
-        if path.parent.name == "fold-1" and path.name == "history.csv":
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        real_write_csv(path, frame)
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if "/fold-1/.history.csv." in path:
+            failed.append(path)
+            raise OSError(code, os.strerror(code), path)
+        real_fsync(fd)
 
-    monkeypatch.setattr(benchmark.output, "write_csv", write_csv)
+    monkeypatch.setattr(os, "fsync", fsync)
     args = argv(data, tmp_path, "baseline")
     assert main(args) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "No space left on device" in err and "fold-1/history.csv" in err and "Traceback" not in err
+    assert os.strerror(code) in err and "fold-1/.history.csv." in err and "Traceback" not in err
     assert f"rerun the same command with --out {tmp_path / 'out'}" in err
     out = tmp_path / "out"
+    assert len(failed) == 1 and not os.path.exists(failed[0])  # the temporary file existed, and is gone
     assert json.loads((out / "baseline" / "fold-0" / "metrics.json").read_text())["fold"] == 0
+    assert not (out / "baseline" / "fold-1" / "history.csv").exists()
     assert not (out / "baseline" / "fold-1" / "metrics.json").exists()
     assert no_temporary_files(out) == []  # no half-written file, and the lock is released
 
-    monkeypatch.setattr(benchmark.output, "write_csv", real_write_csv)  # space freed
+    monkeypatch.setattr(os, "fsync", real_fsync)  # space freed, permissions back
     assert main(args) == 0
     assert capsys.readouterr().err.count("(saved)") == 1  # fold 0 was not retrained
     assert len(json.loads((out / "results.json").read_text())["architectures"][0]["metrics"]["f1"]["folds"]) == 3
+
+
+def test_truncated_fold_files_are_redone_and_overwrite_starts_afresh(data, tmp_path, capsys):
+    args = argv(data, tmp_path, "baseline", "--no-save-models")
+    assert main(args) == 0
+    out = tmp_path / "out" / "baseline"
+    kept = (out / "fold-0" / "metrics.json").read_text()
+    history = out / "fold-1" / "history.csv"
+    history.write_text(history.read_text()[:12])  # cut mid-row
+    metrics = out / "fold-2" / "metrics.json"
+    metrics.write_text(metrics.read_text()[:30])  # cut mid-object
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "baseline fold 1/3  (saved)" in err and err.count("(saved)") == 1  # folds 2 and 3 trained again
+    assert (out / "fold-0" / "metrics.json").read_text() == kept
+    assert json.loads(metrics.read_text())["fold"] == 2 and len(pd.read_csv(history)) >= 1
+
+    assert main([*args, "--epochs", "2"]) == 2  # other settings: refused ...
+    assert "epochs (1 → 2)" in capsys.readouterr().err
+    (out / "stale.txt").write_text("from the old run")
+    assert main([*args, "--epochs", "2", "--overwrite"]) == 0  # ... unless --overwrite: every fold trained anew
+    assert "(saved)" not in capsys.readouterr().err and not (out / "stale.txt").exists()
+    assert all(json.loads((out / f"fold-{i}" / "metrics.json").read_text())["epochs"] <= 2 for i in range(3))
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["settings"]["epochs"] == 2
+
+
+def test_strict_makes_an_unreadable_image_an_error(tmp_path, capsys):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 12, "PNEUMONIA": 12}, wrapper=False)
+    (data / "train" / "NORMAL" / "notes.jpeg").write_text("not an image")
+    assert main(argv(data, tmp_path, "baseline", "--strict")) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "1 image(s) could not be read: train/NORMAL/notes.jpeg (UnidentifiedImageError" in err
+    assert "drop --strict to skip them" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "baseline").exists()  # nothing trained
 
 
 FAILING = textwrap.dedent("""
@@ -136,8 +178,9 @@ def test_failures_are_isolated_and_out_of_memory_retries_with_half_the_batch(dat
         assert json.loads((out / "baseline" / f"fold-{i}" / "metrics.json").read_text())["batch_size"] == 32
     board = (out / "leaderboard.md").read_text()
     report = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
     for reason in ("training loss became NaN at epoch 1", "output shape (None, 2)"):
-        assert reason in board and reason in report
+        assert reason in board and reason in report and reason in markdown
 
 
 def _tree(folder):
@@ -203,3 +246,67 @@ def test_an_unwritable_out_is_a_clear_error(data, tmp_path, capsys):
     assert main(args) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"--out {blocker / 'run'}: cannot create the run folder" in err and "writable folder" in err
+
+
+def test_resume_follows_the_data_not_its_spelling(tmp_path, monkeypatch, capsys):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 12, "PNEUMONIA": 12}, wrapper=False)
+    args = argv(data.resolve(), tmp_path, "baseline", "--folds", "2", "--no-save-models", "-q")
+    assert main(args) == 0
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["data"]["path"] == str(data.resolve()) and config["data"]["files"] == 24
+    assert len(config["data"]["fingerprint"]) == 24
+    (tmp_path / "link").symlink_to(data)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "moved").mkdir()
+    for spelling in ("data", "link", "moved/data"):  # relative, through a link, after a move
+        if spelling == "moved/data":
+            data.rename(tmp_path / "moved" / "data")
+        args[args.index("--data") + 1] = spelling
+        capsys.readouterr()
+        assert main([a for a in args if a != "-q"]) == 0, capsys.readouterr().err
+        assert capsys.readouterr().err.count("(saved)") == 2  # resumed: both folds loaded, none retrained
+
+    moved = tmp_path / "moved" / "data"
+    (moved / "train" / "NORMAL" / real_files("train", "NORMAL", 1)[0].name).unlink()
+    (moved / "train" / "NORMAL" / "new.jpeg").symlink_to(real_files("train", "NORMAL", 13)[-1])
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--out {tmp_path / 'out'} holds a run on other data than --data moved/data: 1 added, 1 removed, " in err
+    assert "0 changed file(s) (e.g. added: train/NORMAL/new.jpeg)" in err
+
+
+def test_a_full_cache_disk_exits_2_and_the_rerun_works(data, tmp_path, monkeypatch, capsys):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    args = argv(data, tmp_path, "baseline", "--folds", "2", "--no-save-models", "-q")
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--cache-dir {tmp_path / 'cache'}: could not write the decoded-image cache (No space left" in err
+    assert "Traceback" not in err and [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]
+    monkeypatch.undo()
+    assert main(args) == 0
+
+
+def test_a_read_only_data_folder_works_and_nothing_is_written_there(data, tmp_path, monkeypatch):
+    """As on a read-only mount: every attempt to create, change or remove anything under --data fails."""
+    root = os.path.realpath(data)
+
+    def inside(path) -> bool:
+        return isinstance(path, (str, os.PathLike)) and os.path.realpath(path).startswith(root + os.sep)
+
+    def read_only(real, write_mode):
+        def guarded(path, *args, **kwargs):
+            if inside(path) and write_mode(*args, **kwargs):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+            return real(path, *args, **kwargs)
+
+        return guarded
+
+    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    monkeypatch.setattr(os, "open", read_only(os.open, lambda flags, *a, **k: flags & writes))
+    monkeypatch.setattr("builtins.open", read_only(open, lambda mode="r", *a, **k: set(mode) & set("wax+")))
+    for name in ("mkdir", "makedirs", "replace", "rename", "unlink", "remove", "rmdir", "link", "symlink"):
+        monkeypatch.setattr(os, name, read_only(getattr(os, name), lambda *a, **k: True))
+    assert main(argv(data, tmp_path, "baseline", "--folds", "2", "-q")) == 0

@@ -271,3 +271,64 @@ def test_under_jax(check, tmp_path):
         env={**os.environ, "KERAS_BACKEND": "jax", "CACHE": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+class XlaRuntimeError(Exception):
+    """Stands in for JAX's error: the same name and message."""
+
+
+class OutOfMemoryError(RuntimeError):
+    """Stands in for torch.cuda.OutOfMemoryError: the same name and message."""
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        XlaRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 2147483648 bytes."),
+        OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB (GPU 0; 79.11 GiB total capacity)"),
+        ValueError("shapes (3,) and (4,) not aligned"),  # not a memory error: not retried
+    ],
+)
+def test_out_of_memory_of_each_backend_is_retried_once_with_half_the_batch(error, monkeypatch):
+    from benchmark.execution import FoldTask, run_fold
+
+    real, batch_sizes = training.train_fold, []
+
+    def first_attempt_fails(build, images, fold, settings, *args):
+        batch_sizes.append(settings.batch_size)
+        if len(batch_sizes) == 1:
+            raise error
+        return real(build, images, fold, settings, *args)
+
+    monkeypatch.setattr(training, "train_fold", first_attempt_fails)
+    images = bright_or_dark(size=16)
+    fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
+    settings = TrainSettings(epochs=1, batch_size=32, lr=1e-3, lr_decay_epochs=10, patience=2, augment="none")
+    out = run_fold(FoldTask("baseline", 0, fold, 0, settings, save_model=False), images)
+    if isinstance(error, ValueError):
+        assert batch_sizes == [32] and out.error == "ValueError: shapes (3,) and (4,) not aligned"
+        return
+    assert out.error is None and batch_sizes == [32, 16] and out.record["batch_size"] == 16
+    assert out.log == ("baseline fold 1: out of memory at batch size 32; retrying once with 16",)
+
+
+def test_early_stopping_watches_the_inner_split_and_keeps_its_best_weights(tmp_path):
+    """With the inner split's labels flipped, its loss rises as the model learns: training must stop
+    ``patience`` epochs after the inner split's best epoch, and the saved model must be that epoch's."""
+    images = bright_or_dark(n_neg=60, n_pos=60)
+    fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
+    labels = images.labels.copy()
+    labels[fold.val] = 1 - labels[fold.val]
+    flipped = Images(images.pixels, labels, images.paths)
+    settings = TrainSettings(epochs=12, batch_size=16, lr=1e-2, lr_decay_epochs=100, patience=2, augment="none")
+    result = train_fold(small_cnn, flipped, fold, settings, seed=0, model_path=tmp_path / "model.keras")
+    val_loss = result.history["val_loss"]
+    best = int(np.argmin(val_loss))
+    assert len(val_loss) == best + 1 + settings.patience < settings.epochs  # stopped early, on the inner split
+    model = training.load_fold_model(tmp_path / "model.keras")
+    p = np.clip(model.predict(images.pixels[fold.val], verbose=0).reshape(-1), 1e-7, 1 - 1e-7)
+    y = labels[fold.val]
+    saved_loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert saved_loss == pytest.approx(val_loss[best], rel=1e-4) and saved_loss < val_loss[-1]
+    scored = model.predict(images.pixels[fold.score], verbose=0).reshape(-1)
+    np.testing.assert_allclose(scored, result.probabilities, atol=1e-6)  # the score fold saw the best weights

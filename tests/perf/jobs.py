@@ -44,6 +44,8 @@ def main() -> None:
         f"identical: {metrics[1] == metrics[2]}.",
     ]
     record("Parallel workers at 32 px", "benchmark run " + " ".join(ARGS) + " --jobs 1|2", lines)
+    if metrics[1] != metrics[2]:
+        raise SystemExit("--jobs 2 gave other results than --jobs 1: the parallel executor is broken")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import sys
 
 from tests.perf.common import ROOT
 
-BENCHMARKS = ("decode", "flops", "jobs", "memory", "overhead")
+BENCHMARKS = ("decode", "flops", "jobs", "memory", "overhead", "scale")
 
 
 def main() -> int:
