@@ -58,6 +58,7 @@ __all__ = [
     "create",
     "select",
     "load_file",
+    "load_files",
     "check",
     "REGISTRY",
 ]
@@ -187,6 +188,11 @@ class Registry:
             raise RegistryError("--archs is empty: give `all`, names, patterns or tag:NAME.")
         return chosen
 
+    def load_files(self, paths) -> None:
+        """:meth:`load_file` for each of ``paths``."""
+        for path in paths:
+            self.load_file(path)
+
     def load_file(self, path: str | Path) -> None:
         """Import an architecture file kept outside this package (``--arch-module``)."""
         path = Path(path)
@@ -234,3 +240,4 @@ get = REGISTRY.get
 create = REGISTRY.create
 select = REGISTRY.select
 load_file = REGISTRY.load_file
+load_files = REGISTRY.load_files

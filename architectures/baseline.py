@@ -43,33 +43,25 @@ def conv_net(input_shape, filters, *, batchnorm=False, dropout=0.0, dense=128, h
 BASELINE_FILTERS = (16, 32, 64)  # as in the TensorFlow image-classification tutorial
 
 
-@register("baseline", tags=("baseline",), description="Three conv/pool blocks (16-32-64) and a 128-unit dense head.")
-def baseline(input_shape):
-    return conv_net(input_shape, BASELINE_FILTERS, name="baseline")
+@register(tags=("baseline",))
+def baseline(input_shape, **options):
+    """Three conv/pool blocks (16-32-64) and a 128-unit dense head."""
+    return conv_net(input_shape, BASELINE_FILTERS, **options)
 
 
-@register(
-    "baseline_dropout",
-    tags=("baseline", "regularized"),
-    description="baseline with dropout 0.5 before and after the dense layer.",
-)
-def baseline_dropout(input_shape):
-    return conv_net(input_shape, BASELINE_FILTERS, dropout=0.5, name="baseline_dropout")
+@register(tags=("baseline", "regularized"))
+def baseline_dropout(input_shape, dropout=0.5, **options):
+    """baseline with dropout 0.5 before and after the dense layer."""
+    return conv_net(input_shape, BASELINE_FILTERS, dropout=dropout, **options)
 
 
-@register(
-    "baseline_batchnorm",
-    tags=("baseline", "batchnorm"),
-    description="baseline with batch normalisation after every convolution.",
-)
-def baseline_batchnorm(input_shape):
-    return conv_net(input_shape, BASELINE_FILTERS, batchnorm=True, name="baseline_batchnorm")
+@register(tags=("baseline", "batchnorm"))
+def baseline_batchnorm(input_shape, **options):
+    """baseline with batch normalisation after every convolution."""
+    return conv_net(input_shape, BASELINE_FILTERS, batchnorm=True, **options)
 
 
-@register(
-    "baseline_bn_dropout",
-    tags=("baseline", "batchnorm", "regularized"),
-    description="baseline with batch normalisation and dropout 0.5.",
-)
-def baseline_bn_dropout(input_shape):
-    return conv_net(input_shape, BASELINE_FILTERS, batchnorm=True, dropout=0.5, name="baseline_bn_dropout")
+@register(tags=("baseline", "batchnorm", "regularized"))
+def baseline_bn_dropout(input_shape, dropout=0.5, **options):
+    """baseline with batch normalisation and dropout 0.5."""
+    return conv_net(input_shape, BASELINE_FILTERS, batchnorm=True, dropout=dropout, **options)

@@ -4,28 +4,19 @@ from architectures import register
 from architectures.baseline import conv_net
 
 
-@register(
-    "pyramid_up",
-    tags=("pyramid",),
-    description="Four conv/pool blocks whose filters rise 16-32-64-128 (cheap early, wide late).",
-)
-def pyramid_up(input_shape):
-    return conv_net(input_shape, (16, 32, 64, 128), dropout=0.3, name="pyramid_up")
+@register(tags=("pyramid",))
+def pyramid_up(input_shape, dropout=0.3, **options):
+    """Four conv/pool blocks whose filters rise 16-32-64-128 (cheap early, wide late)."""
+    return conv_net(input_shape, (16, 32, 64, 128), dropout=dropout, **options)
 
 
-@register(
-    "pyramid_down",
-    tags=("pyramid",),
-    description="Four conv/pool blocks whose filters fall 128-64-32-16 (wide at full resolution).",
-)
-def pyramid_down(input_shape):
-    return conv_net(input_shape, (128, 64, 32, 16), dropout=0.3, name="pyramid_down")
+@register(tags=("pyramid",))
+def pyramid_down(input_shape, dropout=0.3, **options):
+    """Four conv/pool blocks whose filters fall 128-64-32-16 (wide at full resolution)."""
+    return conv_net(input_shape, (128, 64, 32, 16), dropout=dropout, **options)
 
 
-@register(
-    "pyramid_bn_gap",
-    tags=("pyramid", "batchnorm", "gap"),
-    description="pyramid_up with batch norm and a global-average-pooling head instead of flatten + dense.",
-)
-def pyramid_bn_gap(input_shape):
-    return conv_net(input_shape, (16, 32, 64, 128), batchnorm=True, dropout=0.3, head="gap", name="pyramid_bn_gap")
+@register(tags=("pyramid", "batchnorm", "gap"))
+def pyramid_bn_gap(input_shape, dropout=0.3, **options):
+    """pyramid_up with batch norm and a global-average-pooling head instead of flatten + dense."""
+    return conv_net(input_shape, (16, 32, 64, 128), batchnorm=True, dropout=dropout, head="gap", **options)

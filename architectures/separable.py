@@ -21,12 +21,9 @@ def dense_block(x, units, dropout):
     return layers.Dropout(dropout)(x)
 
 
-@register(
-    "separable",
-    tags=("separable", "batchnorm", "regularized"),
-    description="Two plain convs, four separable-conv blocks (32-64-128-256) with BN/dropout, dense head 512-128-64.",
-)
+@register(tags=("separable", "batchnorm", "regularized"))
 def separable(input_shape):
+    """Two plain convs, four separable-conv blocks (32-64-128-256) with BN/dropout, dense head 512-128-64."""
     inputs = keras.Input(shape=input_shape)
     x = layers.Conv2D(16, 3, activation="relu", padding="same")(inputs)
     x = layers.Conv2D(16, 3, activation="relu", padding="same")(x)
@@ -42,4 +39,4 @@ def separable(input_shape):
     x = dense_block(x, 128, 0.5)
     x = dense_block(x, 64, 0.3)
     outputs = layers.Dense(1, activation="sigmoid")(x)
-    return keras.Model(inputs, outputs, name="separable")
+    return keras.Model(inputs, outputs)

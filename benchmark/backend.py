@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import keras
 
 from benchmark import UsageError
-
-STRATEGIES = ("auto", "none", "mirrored")
+from benchmark.config import STRATEGIES
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmark import UsageError, __version__
-from benchmark.config import AUGMENTATIONS, BACKENDS, RunConfig, default_data_dir
+from benchmark.config import AUGMENTATIONS, BACKENDS, STRATEGIES, RunConfig, default_data_dir
 from benchmark.metrics import METRICS
 
 DEFAULTS = RunConfig(data=Path("."), out=Path("."))
@@ -28,7 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list the registered architectures")
     ls.add_argument("pattern", nargs="?", default="all", help="names, patterns or tag:NAME (as --archs); default all")
     ls.add_argument(
-        "--arch-module", action="append", default=[], metavar="FILE", help="also load architectures from FILE"
+        "--arch-module",
+        dest="arch_modules",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also load architectures from FILE",
     )
     ls.add_argument("--image-size", type=int, default=DEFAULTS.image_size, help="input size for the parameter count")
 
@@ -57,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
         "--archs", default=d.archs, help="all, names, shell patterns (pyramid_*) or tag:NAME, comma-separated"
     )
     g.add_argument(
-        "--arch-module", action="append", default=[], metavar="FILE", help="load architectures from FILE too"
+        "--arch-module",
+        dest="arch_modules",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="load architectures from FILE too",
     )
     g.add_argument("--folds", type=int, default=d.folds)
     g.add_argument("--seed", type=int, default=d.seed)
@@ -88,9 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--deterministic", action="store_true", help="deterministic ops (slower)")
     g.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs)")
-    g.add_argument(
-        "--strategy", default=d.strategy, choices=("auto", "none", "mirrored"), help="multi-GPU data parallelism"
-    )
+    g.add_argument("--strategy", default=d.strategy, choices=STRATEGIES, help="multi-GPU data parallelism")
     g = r.add_argument_group("execution")
     g.add_argument("--jobs", type=int, default=d.jobs, help="trainings at once, in worker processes")
     g.add_argument("--backend", default=d.backend, choices=BACKENDS, help="where trainings run: here or a Dask cluster")
@@ -120,8 +128,7 @@ def _list(args) -> int:
 
     import architectures
 
-    for path in args.arch_module:
-        architectures.load_file(path)
+    architectures.load_files(args.arch_modules)
     rows = []
     for name in architectures.select(args.pattern):
         spec = architectures.get(name)
@@ -131,7 +138,9 @@ def _list(args) -> int:
             params = f"build fails: {type(err).__name__}"
         rows.append([name, ", ".join(spec.tags), params, spec.description])
     print(tabulate(rows, headers=["name", "tags", f"params @{args.image_size}px", "description"], tablefmt="simple"))
-    return 0
+    for problem in architectures.REGISTRY.broken:  # listed above without that file's architectures
+        _error(problem)
+    return 2 if architectures.REGISTRY.broken else 0
 
 
 def _report(args) -> int:
@@ -152,39 +161,8 @@ def _run(args) -> int:
     from benchmark.runner import run
 
     out = args.out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    config = RunConfig(
-        data=args.data or default_data_dir(),
-        out=out,
-        archs=args.archs,
-        folds=args.folds,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        positive=args.positive,
-        image_size=args.image_size,
-        channels=args.channels,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_decay_epochs=args.lr_decay_epochs,
-        patience=args.patience,
-        augment=args.augment,
-        label_smoothing=args.label_smoothing,
-        rank_by=args.rank_by,
-        test_top=args.test_top,
-        tta=args.tta,
-        gradcam_archs=args.gradcam_archs,
-        cache_dir=args.cache_dir,
-        save_models=args.save_models,
-        strict=args.strict,
-        deterministic=args.deterministic,
-        mixed_precision=args.mixed_precision,
-        strategy=args.strategy,
-        jobs=args.jobs,
-        backend=args.backend,
-        scheduler=args.scheduler,
-        arch_modules=tuple(args.arch_module),
-        overwrite=args.overwrite,
-        quiet=args.quiet,
+    config = RunConfig.from_args(
+        args, data=args.data or default_data_dir(), out=out, arch_modules=tuple(args.arch_modules)
     )
     interrupted = threading.Event()
 
@@ -226,14 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"list": _list, "report": _report, "run": _run}[args.command](args)
     except (UsageError, RegistryError) as err:
-        print(
-            "error: "
-            + textwrap.fill(
-                str(err), width=100, subsequent_indent="       ", break_long_words=False, break_on_hyphens=False
-            ),
-            file=sys.stderr,
-        )
+        _error(str(err))
         return 2
+
+
+def _error(message: str) -> None:
+    """One paragraph on standard error."""
+    text = textwrap.fill(message, width=100, subsequent_indent=" " * 7, break_long_words=False, break_on_hyphens=False)
+    print("error: " + text, file=sys.stderr)
 
 
 if __name__ == "__main__":

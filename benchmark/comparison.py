@@ -80,6 +80,11 @@ def rank(entries: list[dict], rank_by: str) -> list[dict]:
     return ok + failed
 
 
+def ranked(outcomes: list[ArchOutcome], rank_by: str, patience: int) -> list[dict]:
+    """The ``results.json`` entries of ``outcomes``, ranked."""
+    return rank([summarise(o, patience) for o in outcomes], rank_by)
+
+
 def pairwise_comparison(entries: list[dict], records: list[dict], metric: str) -> dict | None:
     """Statistics on ``metric`` between the ranked architectures (None with fewer than two).
 
@@ -108,3 +113,33 @@ def pairwise_comparison(entries: list[dict], records: list[dict], metric: str) -
             if b != best and (test := bayesian_correlated_ttest(folds[best], folds[b], higher_is_better=higher))
         },
     }
+
+
+def folds_table(records: list[dict]) -> pd.DataFrame:
+    """One row per architecture × fold with every metric and the fold's training facts."""
+    rows = []
+    for r in records:
+        tn, fp = r["metrics"]["confusion_matrix"][0]
+        fn, tp = r["metrics"]["confusion_matrix"][1]
+        rows.append(
+            {
+                "arch": r["arch"],
+                "fold": r["fold"],
+                **{m: r["metrics"][m] for m in METRICS},
+                "tn": tn,
+                "fp": fp,
+                "fn": fn,
+                "tp": tp,
+                "best_epoch": r["best_epoch"],
+                "epochs": r["epochs"],
+                "fit_seconds": r["fit_seconds"],
+                "predict_seconds": r["predict_seconds"],
+                "class_weight_0": r["class_weight"]["0"],
+                "class_weight_1": r["class_weight"]["1"],
+                "initial_bias": r["initial_bias"],
+                "n_fit": r["n_fit"],
+                "n_val": r["n_val"],
+                "n_score": r["n_score"],
+            }
+        )
+    return pd.DataFrame(rows)

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from benchmark import UsageError
-from benchmark.data import KAGGLE_HINT
+from benchmark.data import KAGGLE_HINT, default_cache_dir
 from benchmark.metrics import METRICS
 
 # Random ranges per level (fractions as Keras's preprocessing layers take them). No flips:
@@ -26,6 +26,7 @@ AUGMENTATIONS = {
 }
 
 BACKENDS = ("local", "dask")  # where the trainings run (benchmark.execution)
+STRATEGIES = ("auto", "none", "mirrored")  # multi-GPU data parallelism (benchmark.backend)
 
 # Settings that change the numbers: resuming a run folder requires them unchanged. The data is
 # compared by content (benchmark.data.fingerprint), not by how --data is spelt.
@@ -111,6 +112,17 @@ class RunConfig:
             raise UsageError(f"--label-smoothing {self.label_smoothing}: give a number from 0 (off) up to below 1.")
         if self.lr <= 0 or self.lr_decay_epochs <= 0:
             raise UsageError("--lr and --lr-decay-epochs must be positive.")
+
+    @property
+    def compile_cache(self) -> str:
+        """JAX's compilation cache: ``xla/`` in the image cache folder."""
+        return str(Path(self.cache_dir or default_cache_dir()) / "xla")
+
+    @classmethod
+    def from_args(cls, args, **overrides) -> RunConfig:
+        """The settings parsed by the CLI, taken field by field by name (``overrides`` win)."""
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+        return cls(**{**given, **overrides})
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}

@@ -26,8 +26,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import keras
 import pandas as pd
 
+import architectures
+from benchmark import backend, training
 from benchmark.data import Images
 from benchmark.metrics import best_epoch, binary_metrics
 from benchmark.splits import Fold
@@ -75,12 +78,6 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
     Any other failure of the architecture is returned as ``FoldOutput.error``; only
     KeyboardInterrupt and errors of this machine's own files propagate.
     """
-    import keras
-
-    import architectures
-    from benchmark import backend
-    from benchmark.training import train_fold
-
     log = []
     # Every task starts from a clean Keras state, whichever process or thread runs it and whatever
     # ran there before: the same task then gives the same numbers here, in loky workers and on Dask
@@ -101,7 +98,9 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
             for attempt in (1, 2):
                 try:
                     with backend.gpu_scope(gpu):
-                        result = train_fold(build, images, task.split, settings, task.seed, model_path, report, scope)
+                        result = training.train_fold(
+                            build, images, task.split, settings, task.seed, model_path, report, scope, name=task.arch
+                        )
                     break
                 except Exception as err:
                     if attempt == 2 or not backend.is_out_of_memory(err) or settings.batch_size < 2:

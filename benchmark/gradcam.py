@@ -22,9 +22,8 @@ import numpy as np
 from PIL import Image
 
 from benchmark.data import Images
-from benchmark.files import atomic_path
-from benchmark.heldout import GRADCAM, fold_ensemble, read_heldout
-from benchmark.output import RunFolder
+from benchmark.heldout import fold_ensemble, read_heldout
+from benchmark.runfolder import RunFolder
 from benchmark.training import load_fold_model, split_input
 
 KINDS = ("true positive", "true negative", "false positive", "false negative")
@@ -131,8 +130,8 @@ def explain_heldout(folder: RunFolder, names: list[str], n_folds: int, test: Ima
     """Save ``<arch>/gradcam.npz`` for each name that has held-out predictions and none yet; return how many."""
     done = 0
     for name in names:
-        out, runs = folder.arch_dir(name) / GRADCAM, read_heldout(folder, name, n_folds)
-        if out.exists() or runs is None:
+        runs = read_heldout(folder, name, n_folds)
+        if folder.gradcam(name).exists() or runs is None:
             continue
         probability = fold_ensemble(runs)
         chosen = pick(test.labels, probability)
@@ -145,17 +144,16 @@ def explain_heldout(folder: RunFolder, names: list[str], n_folds: int, test: Ima
             preprocess, arch = split_input(load_fold_model(folder.model_path(name, i)))
             images = keras.ops.convert_to_numpy(preprocess(test.pixels[index], training=False))
             maps.append(heatmaps(arch, images, signs))
-        with atomic_path(out) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(
-                f,
-                pixels=test.pixels[index],
-                heatmaps=np.mean(maps, axis=0).astype("float32"),
-                kinds=np.array([k for _, k in chosen]),
-                paths=np.array([test.paths[i] for i in index]),
-                labels=test.labels[index],
-                probabilities=probability[index],
-                layer=np.array(target_layer(arch).name),
-            )
+        panel = {
+            "pixels": test.pixels[index],
+            "heatmaps": np.mean(maps, axis=0).astype("float32"),
+            "kinds": np.array([k for _, k in chosen]),
+            "paths": np.array([test.paths[i] for i in index]),
+            "labels": test.labels[index],
+            "probabilities": probability[index],
+            "layer": np.array(target_layer(arch).name),
+        }
+        folder.write_gradcam(name, panel)
         done += 1
     if done:
         log(f"Grad-CAM: heat maps of {done} architecture(s) over {len(index)} test images each")

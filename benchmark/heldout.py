@@ -14,10 +14,7 @@ import pandas as pd
 
 from benchmark.data import Images
 from benchmark.files import write_csv
-from benchmark.output import RunFolder
-
-TEST_PREDICTIONS = "test_predictions.csv"
-GRADCAM = "gradcam.npz"  # written by benchmark.gradcam
+from benchmark.runfolder import RunFolder
 
 
 def predict_heldout(
@@ -39,7 +36,7 @@ def predict_heldout(
     done = 0
     for name in names:
         for i in range(n_folds):
-            out, model_path = folder.fold_dir(name, i) / TEST_PREDICTIONS, folder.model_path(name, i)
+            out, model_path = folder.test_predictions(name, i), folder.model_path(name, i)
             if not model_path.exists() or (out.exists() and (not tta or "probability_tta" in _columns(out))):
                 continue
             model = load_fold_model(model_path)
@@ -83,7 +80,7 @@ def _columns(path) -> list[str]:
 
 def read_heldout(folder: RunFolder, name: str, n_folds: int) -> list[pd.DataFrame] | None:
     """Every fold's test predictions of ``name``, or None unless all ``n_folds`` are saved."""
-    paths = [folder.fold_dir(name, i) / TEST_PREDICTIONS for i in range(n_folds)]
+    paths = [folder.test_predictions(name, i) for i in range(n_folds)]
     if not all(p.exists() for p in paths):
         return None
     return [pd.read_csv(p) for p in paths]
@@ -92,15 +89,3 @@ def read_heldout(folder: RunFolder, name: str, n_folds: int) -> list[pd.DataFram
 def fold_ensemble(runs: list[pd.DataFrame], column: str = "probability") -> np.ndarray:
     """The fold ensemble's test probabilities: the mean over the fold models of ``column``."""
     return np.mean([r[column].to_numpy() for r in runs], axis=0)
-
-
-def read_gradcam(folder: RunFolder, name: str) -> dict | None:
-    """The saved Grad-CAM panel of ``name`` (pixels, heatmaps, kinds, paths, labels, probabilities), or None."""
-    path = folder.arch_dir(name) / GRADCAM
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError):  # unreadable: the next run redoes it
-        return None

@@ -131,11 +131,14 @@ def load_fold_model(path: Path) -> keras.Model:
     return compilable(keras.models.load_model(path, compile=False))
 
 
-def assemble(build: Callable, input_shape: tuple[int, int, int], augment: str) -> tuple[keras.Model, keras.Model]:
+def assemble(
+    build: Callable, input_shape: tuple[int, int, int], augment: str, name: str | None = None
+) -> tuple[keras.Model, keras.Model]:
     """Wrap an architecture: uint8 pixels → [0, 1] → augmentation (training only) → architecture.
 
-    Returns (wrapped model, architecture model). Raises ArchitectureError when the
-    builder fails or does not end in one unit.
+    Returns (wrapped model, architecture model); the wrapped model is called ``name``
+    (the registry's name; by default the architecture model's). Raises ArchitectureError
+    when the builder fails or does not end in one unit.
     """
     try:
         arch = build(input_shape)
@@ -154,7 +157,7 @@ def assemble(build: Callable, input_shape: tuple[int, int, int], augment: str) -
     x = arch(x)
     # Under mixed precision, keep the probabilities (and so the loss) in float32.
     outputs = layers.Activation("linear", dtype="float32", name="probability")(x)
-    return keras.Model(inputs, outputs, name=arch.name), arch
+    return keras.Model(inputs, outputs, name=name or arch.name), arch
 
 
 def split_input(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -250,10 +253,11 @@ def train_fold(
     model_path: Path | None = None,
     report: Callable[[int, dict], None] | None = None,
     scope=None,
+    name: str | None = None,
 ) -> FoldResult:
     """Fit a fresh model on ``fold.train``, stop early on ``fold.val``, predict ``fold.score``."""
     with own_python_random(seed):
-        return _train_fold(build, images, fold, settings, seed, model_path, report, scope)
+        return _train_fold(build, images, fold, settings, seed, model_path, report, scope, name)
 
 
 @contextlib.contextmanager
@@ -276,7 +280,7 @@ def own_python_random(seed: int):
         seed_generator.python_random = shared
 
 
-def _train_fold(build, images, fold, settings, seed, model_path, report, scope) -> FoldResult:
+def _train_fold(build, images, fold, settings, seed, model_path, report, scope, name) -> FoldResult:
     keras.utils.set_random_seed(seed)  # the same seed per fold for every architecture
     x_fit, y_fit = images.pixels[fold.train], images.labels[fold.train].astype("float32")
     x_val, y_val = images.pixels[fold.val], images.labels[fold.val].astype("float32")
@@ -285,7 +289,7 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope) 
     steps_per_epoch = math.ceil(len(x_fit) / settings.batch_size)
 
     with scope or contextlib.nullcontext():
-        model, arch = assemble(build, x_fit.shape[1:], settings.augment)
+        model, arch = assemble(build, x_fit.shape[1:], settings.augment, name)
         bias_set = set_output_bias(arch, bias)
         schedule = keras.optimizers.schedules.ExponentialDecay(
             settings.lr, decay_steps=settings.lr_decay_epochs * steps_per_epoch, decay_rate=0.1
@@ -300,6 +304,10 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope) 
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
         watch,
     ]
+    if keras.backend.backend() == "tensorflow":
+        # TensorFlow keeps its behaviour: Keras's per-step NaN check, which also keeps its callbacks
+        # synchronous; without it Keras hands them to a thread, 6 % slower on 2 vCPUs (docs/performance.md).
+        callbacks.append(keras.callbacks.TerminateOnNaN())
     if backend.feeds_from_device():
         batches = DeviceBatches(x_fit, y_fit, weights, settings.batch_size)
         data = {"x": iter(batches), "steps_per_epoch": batches.steps, "shuffle": False}  # shuffled by batches

@@ -4,22 +4,12 @@ import sys
 import textwrap
 
 import keras
+import numpy as np
 import pytest
 
 import architectures
 from architectures import Registry, RegistryError
 from tests.conftest import ROOT, link_kaggle_subset
-
-REQUIRED = {
-    "baseline",
-    "pyramid_up",
-    "pyramid_down",
-    "baseline_dropout",
-    "baseline_batchnorm",
-    "baseline_bn_dropout",
-    "separable",
-    "pyramid_bn_gap",
-}
 
 
 def tiny_builder(input_shape):
@@ -36,18 +26,89 @@ def make_registry():
     return reg
 
 
-def test_builtin_registry_has_the_required_architectures_with_descriptions():
-    names = set(architectures.list_architectures())
-    assert names >= REQUIRED
-    assert all(architectures.get(n).description for n in names)
+def test_builtin_registry_patterns():
     assert architectures.list_architectures("pyramid_*") == ["pyramid_bn_gap", "pyramid_down", "pyramid_up"]
+    assert architectures.REGISTRY.broken == []
 
 
-@pytest.mark.parametrize("name", sorted(REQUIRED))
-def test_every_builtin_builds_a_one_unit_sigmoid_model(name):
+@pytest.mark.parametrize("name", architectures.list_architectures())
+def test_every_registered_architecture_builds_has_one_output_and_trains_a_step(name):
+    spec = architectures.get(name)
+    assert spec.description and not spec.description.startswith(" ") and spec.source.endswith(".py")
     model = architectures.create(name, (32, 32, 1))
-    assert model.output_shape == (None, 1)
-    assert model.layers[-1].activation.__name__ == "sigmoid"
+    assert model.output_shape == (None, 1) and model.layers[-1].activation.__name__ == "sigmoid"
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    x = np.random.default_rng(0).random((8, 32, 32, 1)).astype("float32")
+    before = [w.copy() for w in model.get_weights()]
+    loss = model.train_on_batch(x, np.array([0, 1] * 4, dtype="float32"))
+    assert np.isfinite(loss) and any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
+def test_register_takes_the_name_from_the_function_and_the_description_from_its_docstring():
+    reg = Registry()
+
+    @reg.register
+    def wide_net(input_shape, width=4):
+        """A convolution of ``width`` filters.
+
+        More words that are not the description.
+        """
+        inputs = keras.Input(shape=input_shape)
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(width, 3)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+
+    @reg.register(tags=("x",))
+    def plain(input_shape):
+        """Plain."""
+        return tiny_builder(input_shape)
+
+    assert reg.list() == ["plain", "wide_net"] and reg.get("plain").tags == ("x",)
+    assert reg.get("wide_net").description == "A convolution of ``width`` filters."
+    assert reg.create("wide_net", (8, 8, 1)).count_params() == 4 * 9 + 4 + 4 + 1
+    assert reg.create("wide_net", (8, 8, 1), width=16).count_params() == 16 * 9 + 16 + 16 + 1  # kwargs reach it
+
+
+def test_partial_and_callable_builders_register_with_their_source_file():
+    import functools
+
+    class Builder:
+        def __call__(self, input_shape):
+            return tiny_builder(input_shape)
+
+    reg = Registry()
+    reg.register("partial", description="p")(functools.partial(tiny_builder))
+    reg.register("object", description="o")(Builder())
+    assert reg.get("partial").source == reg.get("object").source == __file__
+    assert reg.create("partial", (8, 8, 1)).output_shape == (None, 1)
+    with pytest.raises(RegistryError, match="with a name"):
+        reg.register(functools.partial(tiny_builder))
+
+
+def test_the_tool_names_the_trained_model_after_the_registry_entry():
+    from benchmark.training import assemble
+
+    model, arch = assemble(architectures.get("pyramid_up").build, (32, 32, 1), "none", name="pyramid_up")
+    assert model.name == "pyramid_up" and arch.name != "pyramid_up"  # the builder did not name it
+
+
+def test_a_module_that_fails_to_import_is_named_and_the_others_still_listed(tmp_path, monkeypatch):
+    package = tmp_path / "zz_archs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "good.py").write_text(
+        "from tests.test_registry import BROKEN_REGISTRY, tiny_builder\n"
+        "BROKEN_REGISTRY.register('good', description='fine')(tiny_builder)\n"
+    )
+    (package / "bad.py").write_text("import numpy\n\nvalue = numpy.does_not_exist\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert BROKEN_REGISTRY.list() == ["good"]
+    [problem] = BROKEN_REGISTRY.broken
+    assert "zz_archs.bad" in problem and "bad.py: AttributeError at line 3" in problem and "does_not_exist" in problem
+    with pytest.raises(RegistryError, match="bad.py: AttributeError at line 3"):
+        BROKEN_REGISTRY.check()
+
+
+BROKEN_REGISTRY = Registry(package="zz_archs")
 
 
 def test_patterns_tags_and_order_of_select():

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import benchmark.output
 import benchmark.training
 from benchmark.cli import main
 from benchmark.files import write_text
@@ -154,10 +153,10 @@ def test_failures_are_isolated_and_out_of_memory_retries_with_half_the_batch(dat
     module.write_text(FAILING)
     real_train_fold = benchmark.training.train_fold
 
-    def train_fold(build, images, fold, settings, *args):
+    def train_fold(build, images, fold, settings, *args, **kwargs):
         if build.__name__ == "big" and settings.batch_size > 16:
             raise ResourceExhaustedError(f"OOM when allocating tensor with shape[{settings.batch_size},8,32,32]")
-        return real_train_fold(build, images, fold, settings, *args)
+        return real_train_fold(build, images, fold, settings, *args, **kwargs)
 
     monkeypatch.setattr(benchmark.training, "train_fold", train_fold)
     code = main(argv(data, tmp_path, "baseline,zz_nan,zz_two_units,zz_big", "--arch-module", str(module)))

@@ -294,11 +294,11 @@ def test_out_of_memory_of_each_backend_is_retried_once_with_half_the_batch(error
 
     real, batch_sizes = training.train_fold, []
 
-    def first_attempt_fails(build, images, fold, settings, *args):
+    def first_attempt_fails(build, images, fold, settings, *args, **kwargs):
         batch_sizes.append(settings.batch_size)
         if len(batch_sizes) == 1:
             raise error
-        return real(build, images, fold, settings, *args)
+        return real(build, images, fold, settings, *args, **kwargs)
 
     monkeypatch.setattr(training, "train_fold", first_attempt_fails)
     images = bright_or_dark(size=16)

@@ -75,10 +75,12 @@ def fixture_run(folder: Path, paths: tuple[str, ...], labels: np.ndarray) -> flo
     import pandas as pd
 
     import architectures
-    from benchmark.config import RunConfig
+    from benchmark.comparison import folds_table, pairwise_comparison, ranked
+    from benchmark.leaderboard import leaderboard_md, leaderboard_text
     from benchmark.metrics import binary_metrics
-    from benchmark.output import RunFolder
-    from benchmark.runner import _outcome, _publish
+    from benchmark.report import write_report
+    from benchmark.runfolder import RunFolder
+    from benchmark.runner import OOF_COLUMNS, outcome
     from benchmark.splits import NestedStratifiedKFold, save_splits
 
     run = RunFolder(folder)
@@ -97,12 +99,19 @@ def fixture_run(folder: Path, paths: tuple[str, ...], labels: np.ndarray) -> flo
                       "n_fit": len(fold.train), "n_val": len(fold.val), "n_score": len(y)}  # fmt: skip
             preds = pd.DataFrame({"path": [paths[j] for j in fold.score], "label": y, "probability": p})
             run.write_fold(name, i, record, history, preds)
-    config = RunConfig(data=Path("."), out=folder, folds=5)
     info = {"data": ".", "folds": 5, "seed": 42, "image_size": SIZE, "rank_by": "f1", "n_images": len(paths),
             "classes": {"negative": "NORMAL", "positive": "PNEUMONIA"}, "counts": {}, "test_counts": None,
             "skipped": {}, "backend": "none", "devices": [], "wall_seconds": 0.0}  # fmt: skip
-    with Timer() as t:
-        _publish(run, info, [_outcome(n, run, 5, None) for n in names], config)
+    with Timer() as t:  # what benchmark.runner.publish does
+        outcomes = [outcome(n, run, 5, None) for n in names]
+        entries = ranked(outcomes, "f1", 5)
+        records = [r for o in outcomes for r in o.folds]
+        comparison = pairwise_comparison(entries, records, "f1")
+        oof = pd.concat([o.predictions for o in outcomes])[OOF_COLUMNS]
+        board = leaderboard_md(info, leaderboard_text(entries, "f1", comparison))
+        run.write_results({"run": info, "architectures": entries, "comparison": comparison}, folds_table(records),
+                          oof, board)  # fmt: skip
+        write_report(folder)
     return t.wall
 
 

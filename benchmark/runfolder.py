@@ -1,0 +1,218 @@
+"""Stage 5 — the run folder: every file a run writes, where it lives, and how it is read back.
+
+::
+
+    RUN/config.json             every setting, versions, machine, git commit, backend, devices,
+                                the data's path and fingerprint
+    RUN/files.csv               every image: path (relative to --data), class, size, modification time
+    RUN/splits.json             the folds as paths relative to --data
+    RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras,
+                                test_predictions.csv (the held-out split)
+    RUN/<arch>/gradcam.npz      Grad-CAM heat maps of chosen test images (the report's section 8)
+    RUN/folds.csv               one row per architecture × fold
+    RUN/oof.csv                 out-of-fold probabilities: arch, fold, path, label, probability
+    RUN/results.json            the aggregated, ranked results (the contract reports build on)
+    RUN/leaderboard.md          the ranked table
+    RUN/report.md, report.html  the report; RUN/report_files/ holds its figures
+
+:class:`RunFolder` is the one place that spells these names. A fold's ``metrics.json``
+is written last, so its presence marks the fold finished; every file is written
+atomically (benchmark.files).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark import UsageError
+from benchmark.files import atomic_path, read_json, write_bytes, write_csv, write_json, write_text
+
+FILE_COLUMNS = ["path", "class", "size", "mtime_ns"]
+
+
+def safe_name(name: str) -> str:
+    """A file-system-safe folder name for an architecture name.
+
+    >>> safe_name("resnet/v2 (wide)")
+    'resnet_v2_wide_'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).lstrip(".") or "_"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    # The run's own files.
+    config = property(lambda self: self.path / "config.json")
+    files = property(lambda self: self.path / "files.csv")
+    splits = property(lambda self: self.path / "splits.json")
+    folds_table = property(lambda self: self.path / "folds.csv")
+    oof = property(lambda self: self.path / "oof.csv")
+    results = property(lambda self: self.path / "results.json")
+    leaderboard = property(lambda self: self.path / "leaderboard.md")
+    report_md = property(lambda self: self.path / "report.md")
+    report_html = property(lambda self: self.path / "report.html")
+    figures = property(lambda self: self.path / "report_files")
+
+    def figure(self, name: str) -> Path:
+        """A report figure (PNG) named ``name``, its folder made."""
+        self.figures.mkdir(parents=True, exist_ok=True)
+        return self.figures / f"{safe_name(name)}.png"
+
+    # Each architecture's and each fold's files.
+    def arch_dir(self, arch: str) -> Path:
+        return self.path / safe_name(arch)
+
+    def gradcam(self, arch: str) -> Path:
+        return self.arch_dir(arch) / "gradcam.npz"
+
+    def fold_dir(self, arch: str, fold: int) -> Path:
+        return self.arch_dir(arch) / f"fold-{fold}"
+
+    def model_path(self, arch: str, fold: int) -> Path:
+        return self.fold_dir(arch, fold) / "model.keras"
+
+    def history(self, arch: str, fold: int) -> Path:
+        return self.fold_dir(arch, fold) / "history.csv"
+
+    def predictions(self, arch: str, fold: int) -> Path:
+        return self.fold_dir(arch, fold) / "predictions.csv"
+
+    def metrics(self, arch: str, fold: int) -> Path:
+        return self.fold_dir(arch, fold) / "metrics.json"
+
+    def test_predictions(self, arch: str, fold: int) -> Path:
+        return self.fold_dir(arch, fold) / "test_predictions.csv"
+
+    @contextmanager
+    def locked(self):
+        """Hold ``.lock`` (this process's pid) while a run writes here. A second run on the same
+        folder is refused; a lock left by a process that no longer exists is taken over."""
+        lock = self.path / ".lock"
+        mine = self.path / f".lock.{os.getpid()}"
+        mine.write_text(str(os.getpid()))  # linked into place whole, so a lock is never seen empty
+        try:
+            while True:
+                try:
+                    os.link(mine, lock)
+                    break
+                except FileExistsError:
+                    pid = _lock_pid(lock)
+                    if pid is not None and _alive(pid):
+                        raise UsageError(
+                            f"--out {self.path} is in use by another run (pid {pid}). Wait for it to finish, "
+                            f"or choose another --out. If no such run exists, delete {lock}."
+                        ) from None
+                    lock.unlink(missing_ok=True)  # stale: its process is gone
+        finally:
+            mine.unlink()
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Remove everything in the folder but the lock (``--overwrite``)."""
+        for child in self.path.iterdir():
+            if not child.name.startswith(".lock"):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    def write_files(self, rows: list[tuple]) -> None:
+        write_csv(self.files, pd.DataFrame(rows, columns=FILE_COLUMNS))
+
+    def read_files(self) -> list[tuple] | None:
+        try:
+            return list(pd.read_csv(self.files, keep_default_na=False).itertuples(index=False, name=None))
+        except (OSError, ValueError):
+            return None
+
+    def write_fold(
+        self, arch: str, fold: int, record: dict, history: dict, predictions: pd.DataFrame, model: bytes | None = None
+    ) -> None:
+        if model is not None:
+            write_bytes(self.model_path(arch, fold), model)
+        frame = pd.DataFrame(history)
+        frame.insert(0, "epoch", range(1, len(frame) + 1))
+        write_csv(self.history(arch, fold), frame)
+        write_csv(self.predictions(arch, fold), predictions)
+        write_json(self.metrics(arch, fold), record)  # last: marks the fold finished
+
+    def read_fold(self, arch: str, fold: int) -> tuple[dict, dict, pd.DataFrame] | None:
+        """(record, history, predictions) of a finished fold, or None when it must be (re)done."""
+        record = read_json(self.metrics(arch, fold))
+        if record is None:
+            return None
+        try:
+            history = pd.read_csv(self.history(arch, fold)).drop(columns="epoch").to_dict(orient="list")
+            predictions = pd.read_csv(self.predictions(arch, fold))
+        except (OSError, ValueError, KeyError):
+            return None
+        if len(predictions) != record.get("n_score") or not history.get("val_loss"):
+            return None
+        return record, history, predictions
+
+    def read_history(self, arch: str, fold: int) -> pd.DataFrame:
+        return pd.read_csv(self.history(arch, fold))
+
+    def write_results(self, results: dict, folds: pd.DataFrame, oof: pd.DataFrame, leaderboard: str) -> None:
+        """Write folds.csv, oof.csv, results.json and leaderboard.md."""
+        write_csv(self.folds_table, folds)
+        write_csv(self.oof, oof)
+        write_json(self.results, results)
+        write_text(self.leaderboard, leaderboard)
+
+    def read_results(self) -> dict:
+        """results.json, config.json, folds.csv and oof.csv, as the report reads them."""
+        results = read_json(self.results)
+        if results is None:
+            raise UsageError(
+                f"{self.path}: no readable results.json. Give a run folder written by `benchmark run` "
+                "(rerun the same command with --out to finish a partial run)."
+            )
+        return {
+            "results": results,
+            "config": read_json(self.config) or {},
+            "folds": pd.read_csv(self.folds_table) if self.folds_table.exists() else pd.DataFrame(),
+            "oof": pd.read_csv(self.oof) if self.oof.exists() else pd.DataFrame(),
+        }
+
+    def write_gradcam(self, arch: str, panel: dict) -> None:
+        with atomic_path(self.gradcam(arch)) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **panel)
+
+    def read_gradcam(self, arch: str) -> dict | None:
+        """The saved Grad-CAM panel (pixels, heatmaps, kinds, paths, labels, probabilities, layer), or None."""
+        path = self.gradcam(arch)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError):  # unreadable: the next run redoes it
+            return None
+
+
+def _lock_pid(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True

@@ -1,0 +1,438 @@
+"""Stage 6 — reporting: the report's sections, one builder each, from a run folder alone.
+
+Everything shown is read back from the saved files (results.json, folds.csv,
+oof.csv, each fold's history.csv and test predictions), so ``benchmark report
+RUN_DIR`` rebuilds the report of a finished, resumed or partial run without
+training anything. :mod:`benchmark.render` writes the sections as markdown and HTML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from benchmark import plots
+from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
+from benchmark.heldout import fold_ensemble, read_heldout
+from benchmark.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
+from benchmark.metrics import LOWER_IS_BETTER, binary_metrics, confusion, oof_thresholds
+from benchmark.render import Figure, Section, Table
+from benchmark.runfolder import RunFolder
+from benchmark.statistics import mean_ci
+
+THRESHOLD_FREE = ("roc_auc", "pr_auc", "log_loss")
+RANGES = {"mcc": (-1.0, 1.0), "log_loss": (0.0, float("inf"))}  # the others lie in [0, 1]
+HELDOUT_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
+GAP_FLAG = 0.05  # a CV-vs-test difference this large is worth a look
+SUMMARY_SETTINGS = (
+    "folds",
+    "seed",
+    "image_size",
+    "epochs",
+    "patience",
+    "batch_size",
+    "lr",
+    "augment",
+    "label_smoothing",
+)
+
+
+@dataclass
+class Report:
+    """What every section builder reads: the run folder and its saved results."""
+
+    folder: RunFolder
+    results: dict
+    config: dict
+    folds: pd.DataFrame  # folds.csv
+    oof: pd.DataFrame  # oof.csv
+
+    @property
+    def run(self) -> dict:
+        return self.results["run"]
+
+    @property
+    def rank_by(self) -> str:
+        return self.run["rank_by"]
+
+    @property
+    def entries(self) -> list[dict]:
+        return self.results["architectures"]
+
+    @property
+    def ok(self) -> list[dict]:
+        return [e for e in self.entries if e["status"] == "ok"]
+
+    @property
+    def comparison(self) -> dict | None:
+        return self.results.get("comparison")
+
+    @property
+    def positive(self) -> str:
+        return self.run["classes"]["positive"]
+
+
+def build_sections(folder: RunFolder) -> list[Section]:
+    """Every section of the report, with its figures written under ``RUN/report_files/``."""
+    report = Report(folder, **folder.read_results())
+    builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, gradcam, reproduce)
+    return [section for build in builders if (section := build(report)) is not None]
+
+
+def summary(r: Report) -> Section:
+    """1: the winner, the verdict against the runner-up, the data, settings and versions."""
+    parts = []
+    if r.ok:
+        m = r.ok[0]["metrics"][r.rank_by]
+        parts.append(f"Winner on {r.rank_by}: {r.ok[0]['name']} ({m['mean']:.3f} ± {m['std']:.3f}).")
+    if r.comparison:
+        parts.append(runner_up_verdict(r.comparison))
+    run, settings = r.run, r.config.get("settings", {})
+    counts = ", ".join(f"{c} {n}" for c, n in run.get("counts", {}).items())
+    test = ", ".join(f"{c} {n}" for c, n in (run.get("test_counts") or {}).items()) or "none"
+    parts.append(
+        f"Data: {run['data']} — cross-validation images: {counts}; held-out test images: {test}; "
+        f"skipped unreadable files: {len(run.get('skipped', {}))}."
+    )
+    parts.append(
+        "Settings: "
+        + ", ".join(f"{k} {settings[k]}" for k in SUMMARY_SETTINGS if k in settings)
+        + f"; backend {run.get('backend')} on {', '.join(run.get('devices', []))}; training time (sum of "
+        f"fit over all folds) {sum(sum(e['fit_seconds']) for e in r.ok) / 60:.1f} min; wall time of the last "
+        f"invocation {run.get('wall_seconds', 0) / 60:.1f} min."
+    )
+    packages = r.config.get("packages", {})
+    parts.append(
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in packages.items())
+        + f"; machine: {r.config.get('machine', {}).get('platform', '?')}."
+    )
+    return Section("1. Summary", parts)
+
+
+def leaderboard(r: Report) -> Section:
+    """2: every metric with its interval, the ranking metric's group first; cost; failures; descriptions."""
+    section = Section(
+        "2. Leaderboard",
+        [
+            f"Ranked by {r.rank_by} ({'lower' if r.rank_by in LOWER_IS_BETTER else 'higher'} is better; ties go to "
+            "the lower std). Each cell: mean ± sample std over folds [95 % confidence interval, t-distribution]."
+        ],
+    )
+    shown = ranked_metrics(r.rank_by)
+    groups = [
+        ("At threshold 0.5", [m for m in shown if m not in THRESHOLD_FREE]),
+        ("Threshold-free", [m for m in shown if m in THRESHOLD_FREE]),
+    ]
+    for caption, metrics in sorted(groups, key=lambda g: r.rank_by not in g[1]):  # the ranking metric's group first
+        section.parts.append(
+            Table(["rank", "architecture", *metrics], [_board_row(e, metrics) for e in r.entries], caption)
+        )
+    cost = [
+        [
+            e["rank"] or "-",
+            e["name"],
+            f"{e['params']:,}",
+            f"{np.mean(e['curves']['epochs']):.1f}",
+            f"{np.mean(e['fit_seconds']):.0f}",
+        ]
+        for e in r.entries
+        if "metrics" in e
+    ]
+    section.parts.append(Table(["rank", "architecture", "params", "mean epochs", "fit s/fold"], cost, "Cost."))
+    section.parts += [f"Failed: {e['name']}: {e['error']}" for e in r.entries if e["status"] != "ok"]
+    section.parts.append(
+        Table(
+            ["architecture", "tags", "description"],
+            [[e["name"], ", ".join(e["tags"]), e["description"]] for e in r.entries],
+        )
+    )
+    return section
+
+
+def _board_row(entry: dict, metrics: list[str]) -> list:
+    name = entry["name"] + ("" if entry["status"] == "ok" else " (failed)")
+    if "metrics" not in entry:
+        return [entry["rank"] or "-", name, *["-"] * len(metrics)]
+    cells = []
+    for m in metrics:
+        mean, lo, hi = mean_ci(entry["metrics"][m]["folds"])
+        low_bound, high_bound = RANGES.get(m, (0.0, 1.0))  # a t-interval can overshoot a metric's range
+        lo, hi = max(lo, low_bound), min(hi, high_bound)
+        cells.append(f"{mean:.3f} ± {entry['metrics'][m]['std']:.3f} [{lo:.3f}, {hi:.3f}]")
+    return [entry["rank"] or "-", name, *cells]
+
+
+def per_fold(r: Report) -> Section:
+    """3: the ranking metric of each architecture on each fold, as a table and box plots."""
+    section = Section("3. Per-fold detail", [f"{r.rank_by} of each architecture on each scored fold."])
+    if r.folds.empty:
+        return section
+    wide = r.folds.pivot(index="arch", columns="fold", values=r.rank_by)
+    wide = wide.reindex([e["name"] for e in r.entries if e["name"] in wide.index])  # rank order
+    section.parts.append(
+        Table(
+            ["architecture", *[f"fold {c + 1}" for c in wide.columns]],
+            [[a, *[f"{v:.3f}" for v in wide.loc[a]]] for a in wide.index],
+        )
+    )
+    section.parts.append(
+        Figure(
+            plots.fold_boxplots(r.folds, [e["name"] for e in r.ok], r.folder.figure("folds")),
+            "Fold-wise metrics: box plot per architecture, one dot per fold.",
+        )
+    )
+    return section
+
+
+def statistics(r: Report) -> Section:
+    """4: the corrected t-tests, Friedman with the CD diagram, and the Bayesian correlated t-test."""
+    section = Section("4. Statistical comparison")
+    comparison = r.comparison
+    if not comparison:
+        section.parts.append("Fewer than two architectures completed: nothing to compare.")
+        return section
+    section.parts.append(
+        "How to read this: a p-value below 0.05 says the difference on "
+        f"{comparison['metric']} is unlikely to be fold-to-fold noise; the corrected t-test accounts for the "
+        "overlap of training sets between folds, which a plain t-test ignores. With k folds there are only k "
+        "paired values, so a large p-value is weak evidence of equality, not proof."
+    )
+    best = comparison["best"]
+    rows = [
+        [
+            name,
+            f"{t['mean_difference']:+.4f}",
+            f"[{t['ci_low']:+.4f}, {t['ci_high']:+.4f}]",
+            f"{t['t']:.2f}",
+            f"{t['p']:.3g}",
+        ]
+        for name, t in comparison["best_vs"].items()
+    ]
+    caption = "The best against each other architecture (Nadeau–Bengio corrected resampled t-test)."
+    section.parts.append(Table([f"{best} vs", "mean difference", "95 % interval", "t", "p"], rows, caption))
+    names = list(comparison["p_values"])
+    pairs = [[a, *["-" if a == b else f"{comparison['p_values'][a][b]:.3g}" for b in names]] for a in names]
+    section.parts.append(Table(["p-value", *names], pairs, caption="Corrected t-test p-value of every pair."))
+    section.parts += _friedman(r, comparison) + _bayesian(comparison)
+    return section
+
+
+def _friedman(r: Report, comparison: dict) -> list:
+    sentence = friedman_sentence(comparison)
+    if not sentence:
+        return ["Friedman's test and the critical-difference diagram need three or more architectures."]
+    f = comparison["friedman"]
+    return [
+        sentence,
+        Figure(
+            plots.critical_difference(f["average_ranks"], f["critical_difference"], r.folder.figure("cd")),
+            "Critical-difference diagram: average rank over folds (1 = best); a bar joins architectures "
+            "whose average ranks differ by less than the Nemenyi critical difference (not significantly "
+            "different at 0.05).",
+        ),
+    ]
+
+
+def _bayesian(comparison: dict) -> list:
+    bayesian, best = comparison.get("bayesian"), comparison["best"]
+    if "bayesian" in comparison and not bayesian:  # computed, but baycomp is not installed
+        return ["Install baycomp (`pip install baycomp`) for the Bayesian correlated t-test."]
+    if not bayesian:
+        return []
+    rope = next(iter(bayesian.values()))["rope"]
+    rows = [[n, f"{b['better']:.3f}", f"{b['equivalent']:.3f}", f"{b['worse']:.3f}"] for n, b in bayesian.items()]
+    return [
+        Table(
+            [f"{best} vs", f"P({best} better)", "P(practically equal)", "P(other better)"],
+            rows,
+            caption=f"Bayesian correlated t-test (Corani & Benavoli 2015, baycomp) on {comparison['metric']}, "
+            f"rope ±{rope}: differences smaller than {rope} count as practically equal. Read the probabilities "
+            "directly: above 0.95 is a confident statement, anything else says the folds cannot decide.",
+        )
+    ]
+
+
+def curves(r: Report) -> Section:
+    """5: every fold's loss curves, their variance and oscillation, and the diagnostics in words."""
+    histories = {e["name"]: [r.folder.read_history(e["name"], i) for i in range(e["folds_done"])] for e in r.ok}
+    section = Section(
+        "5. Loss curves and diagnostics",
+        [
+            "Training (dashed) and validation (solid) loss of every fold, thin; the across-fold mean of the "
+            "validation loss bold; a dot marks each fold's best epoch.",
+            Figure(plots.loss_curves(histories, r.folder.figure("loss_curves")), "Loss curves per architecture."),
+            Figure(
+                plots.curve_bars(r.ok, OSCILLATION, r.folder.figure("curve_bars")),
+                "Across-fold variance of the validation loss (mean over the epochs every fold ran) and the "
+                "oscillation index (share of epochs where the validation loss turns around).",
+            ),
+            Table(CURVE_HEADERS, [curve_row(e) for e in r.ok]),
+        ],
+    )
+    settings = r.config.get("settings", {})
+    for e in r.ok:
+        found = flags(e, r.rank_by, settings.get("epochs", 0), settings.get("patience", 0))
+        section.parts.append(f"{e['name']}: " + ("; ".join(found) if found else "no flags") + ".")
+    section.parts.append(
+        f"Flag rules: oscillation index above {OSCILLATION}; validation − training loss above {OVERFIT_GAP} "
+        f"at the best epoch; best epoch = last epoch = --epochs; best epoch 1 in at least {EARLY_BEST:.0%} of "
+        f"folds; std of {r.rank_by} over folds above {FOLD_STD}; a fold that waited the full patience."
+    )
+    return section
+
+
+def out_of_fold(r: Report) -> Section | None:
+    """6: ROC/PR curves, confusion matrices at the OOF thresholds, and calibration of the OOF probabilities."""
+    if r.oof.empty:
+        return None
+    names = [e["name"] for e in r.ok]
+    rows = []
+    for name in names:
+        part = r.oof[r.oof.arch == name]
+        for rule, t in oof_thresholds(part.label, part.probability).items():
+            c = confusion(part.label, part.probability, t)
+            rows.append([name, f"{t:.3f} ({rule})", c["tn"], c["fp"], c["fn"], c["tp"]])
+    return Section(
+        "6. Out-of-fold curves",
+        [
+            "Every training image scored once, by the fold model that did not see it (oof.csv).",
+            Figure(plots.roc_pr(r.oof, names, r.folder.figure("roc_pr")), "ROC and precision-recall curves."),
+            Table(
+                ["architecture", "threshold", "TN", "FP", "FN", "TP"],
+                rows,
+                caption="Confusion matrices of the out-of-fold predictions at 0.5 and at the thresholds with the "
+                "highest out-of-fold F1 and the highest sensitivity + specificity (Youden's J), the rules applied "
+                "to the held-out split.",
+            ),
+            Figure(
+                plots.reliability(r.oof, names, r.folder.figure("reliability")),
+                f"Reliability: mean predicted probability against the observed {r.positive} rate, 10 equal-width bins.",
+            ),
+        ],
+    )
+
+
+HELDOUT_TITLE = "7. Held-out test (not used for ranking)"
+
+
+def heldout(r: Report) -> Section:
+    """7: the fold ensemble and each fold model on the test split, at 0.5 and at the OOF thresholds."""
+    rows, fold_rows, gap_rows, test_curves = [], [], [], []
+    for e in r.ok:
+        runs = read_heldout(r.folder, e["name"], r.run["folds"])
+        if runs is None:
+            continue
+        labels, ensemble = runs[0].label.to_numpy(), fold_ensemble(runs)
+        arch_oof = r.oof[r.oof.arch == e["name"]]
+        thresholds = oof_thresholds(arch_oof.label, arch_oof.probability)
+        for column, suffix in (("probability", ""), ("probability_tta", " + TTA")):  # --tta adds the same rows
+            if column in runs[0]:
+                probabilities = fold_ensemble(runs, column)
+                for rule, t in thresholds.items():
+                    m = binary_metrics(labels, probabilities, t)
+                    label = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
+                    rows.append([e["name"], label + suffix, *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
+        singles = [binary_metrics(labels, run.probability.to_numpy()) for run in runs]
+        fold_rows.append([e["name"], *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in singles]])
+        gap_rows += _gaps(e, binary_metrics(labels, ensemble))
+        test_curves.append(pd.DataFrame({"arch": e["name"], "label": labels, "probability": ensemble}))
+    if not rows:
+        return Section(
+            HELDOUT_TITLE, ["No held-out predictions: the data has no test/ split, or models were not saved."]
+        )
+    return Section(HELDOUT_TITLE, [HELDOUT_TEXT, *_heldout_tables(r, rows, fold_rows, gap_rows, test_curves)])
+
+
+NO_HELDOUT = "No held-out predictions: the data has no test/ split, or models were not saved."
+HELDOUT_TEXT = (
+    "The official test split, scored once after cross-validation by each architecture's fold models; "
+    "nothing here fed back into training, thresholds or ranks. Fold ensemble = the mean of the fold "
+    "models' probabilities. Each architecture's first row is at 0.5; the next two at thresholds chosen on "
+    "its out-of-fold predictions before looking at the test split: the highest F1, and the highest "
+    "sensitivity + specificity (Youden's J, which does not depend on the share of positives). Rows "
+    "marked TTA (with --tta) average each model over the image and four copies shifted by 4 % up, down, "
+    "left and right."
+)
+
+
+def _gaps(entry: dict, at_half: dict) -> list[list]:
+    rows = []
+    for k in HELDOUT_METRICS:
+        cv = entry["metrics"][k]["mean"]
+        gap = at_half[k] - cv
+        rows.append(
+            [entry["name"], k, f"{cv:.3f}", f"{at_half[k]:.3f}", f"{gap:+.3f}", "large" if abs(gap) >= GAP_FLAG else ""]
+        )
+    return rows
+
+
+def _heldout_tables(r: Report, rows, fold_rows, gap_rows, test_curves) -> list:
+    curves_frame = pd.concat(test_curves)
+    return [
+        Table(["architecture", "threshold", *HELDOUT_METRICS], rows, caption="Fold ensemble on the test split."),
+        Table(
+            ["architecture", *[f"fold {i + 1}" for i in range(r.run["folds"])]],
+            fold_rows,
+            caption="Each fold model alone at 0.5: ROC-AUC / accuracy.",
+        ),
+        Table(
+            ["architecture", "metric", "CV mean", "test (ensemble, 0.5)", "gap", f"flag (gap ≥ {GAP_FLAG} either way)"],
+            gap_rows,
+            caption="Cross-validation against the test split. A test split collected differently from the training "
+            "images (as Kaggle's chest X-ray test split was) gives large gaps; they say how far CV figures transfer.",
+        ),
+        Figure(
+            plots.roc_pr(curves_frame, list(curves_frame.arch.unique()), r.folder.figure("test_roc_pr")),
+            "ROC and precision-recall curves of the fold ensembles on the test split.",
+        ),
+    ]
+
+
+def gradcam(r: Report) -> Section:
+    """8: the saved Grad-CAM panels (``<arch>/gradcam.npz``)."""
+    section = Section("8. Grad-CAM", [GRADCAM_TEXT])
+    for e in r.ok:
+        panel = r.folder.read_gradcam(e["name"])
+        if panel is None:
+            continue
+        path = plots.gradcam_panel(panel, r.positive, r.folder.figure(f"gradcam-{e['name']}"))
+        section.parts.append(Figure(path, f"{e['name']}: Grad-CAM at layer {panel['layer']}."))
+        shown = zip(panel["kinds"], panel["paths"], panel["probabilities"], strict=True)
+        section.parts.append(
+            Table(
+                ["kind", "file", f"P({r.positive})"],
+                [[k, p, f"{q:.3f}"] for k, p, q in shown],
+                caption=f"{e['name']}: the images above, left to right and top to bottom.",
+            )
+        )
+    if len(section.parts) == 1:
+        section.parts.append("No Grad-CAM panels: no held-out test split, or `--gradcam-archs none`.")
+    return section
+
+
+GRADCAM_TEXT = (
+    "Where the fold models look: the gradient of the predicted class's score with respect to the last "
+    "convolutional feature map, averaged over space, weights its channels; the rectified weighted sum is "
+    "drawn over the test image (red = most influence), averaged over the fold models. Images: the most "
+    "confident true positives, true negatives, false positives and false negatives of the fold ensemble "
+    "at 0.5. A model that looks outside the lungs (labels, borders) is learning a shortcut."
+)
+
+
+def reproduce(r: Report) -> Section:
+    """9: the command, the files and the rules."""
+    return Section(
+        "9. Reproduce",
+        [
+            "Command: " + " ".join(r.config.get("argv", ["benchmark", "run"])),
+            "Files: config.json (settings, versions, machine), splits.json (the folds), <arch>/fold-<i>/ "
+            "(history.csv, predictions.csv, metrics.json, model.keras), folds.csv, oof.csv, results.json.",
+            "Rules: metrics at threshold 0.5 on each scored fold; mean ± sample std (ddof 1) over folds; "
+            "confidence intervals from the t-distribution with k − 1 degrees of freedom; Nadeau–Bengio "
+            "corrected resampled t-test with n_test/n_train from the saved fold sizes; Friedman's test and "
+            "the Nemenyi critical difference (Demšar 2006).",
+        ],
+    )
