@@ -133,7 +133,8 @@ class Registry:
             try:
                 importlib.import_module(module)
             except Exception as err:  # one broken file must not hide the others: kept, and reported
-                self.broken.append(_import_error(module, err))
+                spec = importlib.util.find_spec(module)
+                self.broken.append(_import_error(module, err, spec.origin if spec else None))
 
     def check(self) -> None:
         """Raise RegistryError if an architecture module failed to import (a run would silently lack it)."""
@@ -207,7 +208,7 @@ class Registry:
         try:
             spec.loader.exec_module(module)
         except Exception as err:
-            raise RegistryError("--arch-module " + _import_error(str(path), err)) from None
+            raise RegistryError("--arch-module " + _import_error(str(path), err, str(path))) from None
         sys.modules[module_name] = module
 
 
@@ -222,12 +223,13 @@ def _source(build: Callable) -> str:
     return "<unknown>"
 
 
-def _import_error(module: str, err: Exception) -> str:
-    """One paragraph naming the file and line where importing ``module`` failed."""
+def _import_error(module: str, err: Exception, file: str | None) -> str:
+    """One paragraph naming the file and line where importing ``module`` (from ``file``) failed."""
     if isinstance(err, SyntaxError):
         where, what = f"{err.filename}: syntax error at line {err.lineno}", err.msg
     else:
-        frame = traceback.extract_tb(err.__traceback__)[-1]
+        frames = traceback.extract_tb(err.__traceback__)
+        frame = next((f for f in reversed(frames) if file and Path(f.filename) == Path(file)), frames[-1])
         where, what = f"{frame.filename}: {type(err).__name__} at line {frame.lineno}", str(err)
     return f"architecture module {module} ({where}): {what}. Fix the file and run again."
 

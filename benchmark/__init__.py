@@ -1,10 +1,16 @@
 """Cross-validation benchmarking of CNN image classifiers.
 
-Data flows one way, one module per stage::
+Data flows one way through six stages; every module's docstring names its stage::
 
-    data → splits → training → metrics → comparison → output
+    1 data        data.py
+    2 splits      splits.py
+    3 training    training.py (one fold), backend.py, execution.py (where folds run)
+    4 evaluation  metrics.py, statistics.py, comparison.py, diagnostics.py, heldout.py
+    5 run folder  runfolder.py (every path of the run folder)
+    6 reporting   leaderboard.py, sections.py, render.py, plots.py, gradcam.py, report.py
 
-``runner`` ties the stages together and ``cli`` is the command line.
+``runner`` is the driver, ``progress`` its terminal line, ``cli`` the command line and
+``config`` the settings.
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Devices and numerics of the active Keras backend (tensorflow, jax or torch).
+"""Stage 3 — training: devices, numerics and compilation of the active Keras backend (tensorflow, jax or torch).
 
 The only module that may import a backend library directly, and only the one
 that Keras is running on, so the tool works where TensorFlow is not installed.

@@ -1,4 +1,4 @@
-"""Stage 5 — comparison: aggregate each architecture's folds and rank the architectures.
+"""Stage 4 — evaluation: aggregate each architecture's folds, rank the architectures, compare them.
 
 Input is the per-fold records exactly as saved in ``<arch>/fold-<i>/metrics.json``
 and ``history.csv``, so every aggregated number can be recomputed from those files.

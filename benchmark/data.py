@@ -253,10 +253,10 @@ def listing(root: Path, images: ImageSet) -> list[tuple[str, int, int]]:
 
 
 def file_table(dataset: Dataset) -> list[tuple[str, str, int, int]]:
-    """(path, class, size, modification time in ns) of every file of ``dataset``, training then test.
+    """(path, class, size, modification time in ns) of every file of ``dataset``, sorted by path.
 
     Paths are relative to ``--data``, so the table is the same whichever way the folder is reached
-    (a relative or absolute spelling, a link, a move).
+    (a relative or absolute spelling, a link, a move) and whichever class is positive.
     """
     rows = []
     for images in (dataset.train, dataset.test):
@@ -266,7 +266,7 @@ def file_table(dataset: Dataset) -> list[tuple[str, str, int, int]]:
                 (rel, name, size, mtime)
                 for (rel, size, mtime), name in zip(listing(dataset.root, images), names, strict=True)
             ]
-    return rows
+    return sorted(rows)
 
 
 def fingerprint(rows: list[tuple]) -> str:

@@ -1,4 +1,4 @@
-"""Where the (architecture, fold) trainings run: here, in worker processes, or on a Dask cluster.
+"""Stage 3 — training: where the (architecture, fold) trainings run: here, in worker processes, or on a Dask cluster.
 
 A :class:`FoldTask` carries everything one training needs (the architecture's name,
 the fold's indices, the seed and the settings); :func:`run_fold` trains and scores

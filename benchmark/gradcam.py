@@ -1,4 +1,4 @@
-"""Grad-CAM: where in the X-ray the fold models look (the report's section 8).
+"""Stage 6 — reporting: Grad-CAM, where in the image the fold models look (the report's section 8).
 
 Selvaraju et al. 2017: the gradient of the predicted class's score with respect to
 the last convolutional feature map, averaged over its height and width, weights

@@ -1,4 +1,4 @@
-"""Stage 6 — held-out evaluation: the saved fold models score the official test split, once.
+"""Stage 4 — evaluation, held out: the saved fold models score the official test split, once.
 
 It runs after cross-validation and feeds nothing back: models, early stopping,
 thresholds and the ranking never see the test images. The probabilities are saved

@@ -1,4 +1,4 @@
-"""Stage 4 — metrics: scores of one fold's predictions, and statistics of its loss curves.
+"""Stage 4 — evaluation: scores of one fold's predictions, and statistics of its loss curves.
 
 Threshold metrics are computed from the confusion matrix at ``threshold``
 (0.5 unless said otherwise); ``roc_auc``, ``pr_auc`` (average precision) and

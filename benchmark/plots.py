@@ -1,4 +1,4 @@
-"""Figures of the report, drawn with matplotlib/seaborn and saved as PNG (no screen needed)."""
+"""Stage 6 — reporting: the figures of the report, drawn with matplotlib/seaborn and saved as PNG (no screen needed)."""
 
 from __future__ import annotations
 

@@ -174,6 +174,7 @@ def test_held_out_thresholds_are_chosen_on_the_out_of_fold_predictions(run):
     oof = pd.read_csv(run["out"] / "oof.csv")
     markdown = (run["out"] / "report.md").read_text()
     heldout = markdown[markdown.index("## 7. Held-out test") : markdown.index("## 8. Grad-CAM")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in heldout.splitlines() if line.startswith("| ")]
     differs = False
     for name in ("baseline", "pyramid_up"):
         part = oof[oof.arch == name]
@@ -181,9 +182,9 @@ def test_held_out_thresholds_are_chosen_on_the_out_of_fold_predictions(run):
         labels, ensemble = tests[0].label.to_numpy(), np.mean([t.probability for t in tests], axis=0)
         for rule, t in oof_thresholds(part.label, part.probability).items():
             m = binary_metrics(labels, ensemble, t)
-            cells = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
-            row = f"| {name} | {cells} | " + " | ".join(f"{m[k]:.3f}" for k in ("accuracy", "precision", "recall"))
-            assert row in heldout, row
+            label = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
+            row = [name, label, *(f"{m[k]:.3f}" for k in ("accuracy", "precision", "recall", "specificity", "f1"))]
+            assert row in [r[:7] for r in rows], row
         on_test = {max_f1_threshold(labels, ensemble), youden_threshold(labels, ensemble)}
         differs |= on_test != set(oof_thresholds(part.label, part.probability).values()) - {0.5}
     assert differs  # thresholds chosen on the test split would have given other rows
