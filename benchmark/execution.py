@@ -78,70 +78,28 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
     Any other failure of the architecture is returned as ``FoldOutput.error``; only
     KeyboardInterrupt and errors of this machine's own files propagate.
     """
-    log = []
     # Every task starts from a clean Keras state, whichever process or thread runs it and whatever
     # ran there before: the same task then gives the same numbers here, in loky workers and on Dask
     # (whose worker threads would otherwise each keep their own Keras state).
     keras.backend.clear_session()
     backend.setup(task.setup.mixed_precision, task.setup.deterministic, task.setup.strategy, task.setup.compile_cache)
     backend.limit_threads(task.setup.threads)
-    for path in task.arch_modules:
-        architectures.load_file(path)
-    build = architectures.get(task.arch).build
-    settings = task.settings
+    architectures.load_files(task.arch_modules)
     folder = Path(tempfile.mkdtemp(prefix="benchmark-fold-"))
     model_path = folder / "model.keras" if task.save_model else None
-    gpu = task.setup.gpu
+    log: list[str] = []
     try:
         started = time.perf_counter()
         try:
-            for attempt in (1, 2):
-                try:
-                    with backend.gpu_scope(gpu):
-                        result = training.train_fold(
-                            build, images, task.split, settings, task.seed, model_path, report, scope, name=task.arch
-                        )
-                    break
-                except Exception as err:
-                    if attempt == 2 or not backend.is_out_of_memory(err) or settings.batch_size < 2:
-                        raise
-                    smaller = replace(settings, batch_size=settings.batch_size // 2)
-                    log.append(
-                        f"{task.arch} fold {task.fold + 1}: out of memory at batch size {settings.batch_size}; "
-                        f"retrying once with {smaller.batch_size}"
-                    )
-                    keras.backend.clear_session()  # free what the failed attempt held
-                    settings = smaller
+            result, settings = _train(task, images, model_path, report, scope, log)
         except Exception as err:  # the architecture's failure, not the run's
             reason = str(err) if isinstance(err, ArchitectureError) else f"{type(err).__name__}: {err}"
             return FoldOutput(task, error=reason, log=tuple(log))
-        seconds = time.perf_counter() - started
-        labels = images.labels[task.split.score]
-        record = {
-            "arch": task.arch,
-            "fold": task.fold,
-            "metrics": binary_metrics(labels, result.probabilities),
-            "class_weight": {str(k): v for k, v in result.class_weight.items()},
-            "initial_bias": result.initial_bias,
-            "best_epoch": best_epoch(result.history["val_loss"]) + 1,
-            "epochs": len(result.history["val_loss"]),
-            "fit_seconds": result.fit_seconds,
-            "predict_seconds": result.predict_seconds,
-            "epoch_seconds": result.epoch_seconds,
-            "input_seconds": result.input_seconds,
-            "jit_compile": result.jit_compile,
-            "task_seconds": seconds,
-            "params": result.params,
-            "seed": task.seed,
-            "batch_size": settings.batch_size,
-            "n_fit": len(task.split.train),
-            "n_val": len(task.split.val),
-            "n_score": len(task.split.score),
-        }
+        record = _record(task, result, images.labels[task.split.score], settings, time.perf_counter() - started)
         predictions = pd.DataFrame(
             {
                 "path": [images.paths[j] for j in task.split.score],
-                "label": labels.astype(int),
+                "label": images.labels[task.split.score].astype(int),
                 "probability": result.probabilities,
             }
         )
@@ -149,6 +107,53 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
         return FoldOutput(task, record, result.history, predictions, model, log=tuple(log))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _train(task: FoldTask, images: Images, model_path, report, scope, log: list[str]):
+    """(result, settings it trained with): a second attempt at half the batch after an out-of-memory error."""
+    build, settings = architectures.get(task.arch).build, task.settings
+    for attempt in (1, 2):
+        try:
+            with backend.gpu_scope(task.setup.gpu):
+                result = training.train_fold(
+                    build, images, task.split, settings, task.seed, model_path, report, scope, name=task.arch
+                )
+            return result, settings
+        except Exception as err:
+            if attempt == 2 or not backend.is_out_of_memory(err) or settings.batch_size < 2:
+                raise
+            smaller = replace(settings, batch_size=settings.batch_size // 2)
+            log.append(
+                f"{task.arch} fold {task.fold + 1}: out of memory at batch size {settings.batch_size}; "
+                f"retrying once with {smaller.batch_size}"
+            )
+            keras.backend.clear_session()  # free what the failed attempt held
+            settings = smaller
+
+
+def _record(task: FoldTask, result, labels, settings: TrainSettings, seconds: float) -> dict:
+    """The fold's ``metrics.json``."""
+    return {
+        "arch": task.arch,
+        "fold": task.fold,
+        "metrics": binary_metrics(labels, result.probabilities),
+        "class_weight": {str(k): v for k, v in result.class_weight.items()},
+        "initial_bias": result.initial_bias,
+        "best_epoch": best_epoch(result.history["val_loss"]) + 1,
+        "epochs": len(result.history["val_loss"]),
+        "fit_seconds": result.fit_seconds,
+        "predict_seconds": result.predict_seconds,
+        "epoch_seconds": result.epoch_seconds,
+        "input_seconds": result.input_seconds,
+        "jit_compile": result.jit_compile,
+        "task_seconds": seconds,
+        "params": result.params,
+        "seed": task.seed,
+        "batch_size": settings.batch_size,
+        "n_fit": len(task.split.train),
+        "n_val": len(task.split.val),
+        "n_score": len(task.split.score),
+    }
 
 
 def execute(

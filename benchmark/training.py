@@ -183,6 +183,37 @@ def set_output_bias(arch: keras.Model, bias: float) -> bool:
     return False
 
 
+def _compile(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) -> None:
+    """Adam with the learning rate falling 10× every ``lr_decay_epochs``; binary cross-entropy."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        settings.lr, decay_steps=settings.lr_decay_epochs * steps_per_epoch, decay_rate=0.1
+    )
+    # Label smoothing pulls the targets to ε/2 and 1 − ε/2, so overconfident fits cost more.
+    loss = keras.losses.BinaryCrossentropy(label_smoothing=settings.label_smoothing)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=["accuracy"])
+    compilable(model)
+
+
+def _callbacks(settings: TrainSettings, watch: EpochWatch) -> list:
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
+        watch,
+    ]
+    if keras.backend.backend() == "tensorflow":
+        # TensorFlow keeps its behaviour: Keras's per-step NaN check, which also keeps its callbacks
+        # synchronous; without it Keras hands them to a thread, 6 % slower on 2 vCPUs (docs/performance.md).
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+    return callbacks
+
+
+def _fit_data(x_fit, y_fit, weights: dict, settings: TrainSettings) -> tuple[dict, DeviceBatches | None]:
+    """``model.fit``'s training-data arguments: batches gathered on the device, or Keras's own pipeline."""
+    if backend.feeds_from_device():
+        batches = DeviceBatches(x_fit, y_fit, weights, settings.batch_size)
+        return {"x": iter(batches), "steps_per_epoch": batches.steps, "shuffle": False}, batches  # shuffled there
+    return {"x": x_fit, "y": y_fit, "class_weight": weights, "batch_size": settings.batch_size, "shuffle": True}, None
+
+
 class EpochWatch(keras.callbacks.Callback):
     """After each epoch: record its wall time, stop when the loss is NaN, call ``report(epoch, logs)``.
 
@@ -286,41 +317,19 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
     x_val, y_val = images.pixels[fold.val], images.labels[fold.val].astype("float32")
     weights = class_weights(images.labels[fold.train])
     bias = initial_bias(images.labels[fold.train])
-    steps_per_epoch = math.ceil(len(x_fit) / settings.batch_size)
-
     with scope or contextlib.nullcontext():
         model, arch = assemble(build, x_fit.shape[1:], settings.augment, name)
         bias_set = set_output_bias(arch, bias)
-        schedule = keras.optimizers.schedules.ExponentialDecay(
-            settings.lr, decay_steps=settings.lr_decay_epochs * steps_per_epoch, decay_rate=0.1
-        )
-        # Label smoothing pulls the targets to ε/2 and 1 − ε/2, so overconfident fits cost more.
-        loss = keras.losses.BinaryCrossentropy(label_smoothing=settings.label_smoothing)
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=["accuracy"])
-        compilable(model)
-
+        _compile(model, settings, steps_per_epoch=math.ceil(len(x_fit) / settings.batch_size))
     watch = EpochWatch(report)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
-        watch,
-    ]
-    if keras.backend.backend() == "tensorflow":
-        # TensorFlow keeps its behaviour: Keras's per-step NaN check, which also keeps its callbacks
-        # synchronous; without it Keras hands them to a thread, 6 % slower on 2 vCPUs (docs/performance.md).
-        callbacks.append(keras.callbacks.TerminateOnNaN())
-    if backend.feeds_from_device():
-        batches = DeviceBatches(x_fit, y_fit, weights, settings.batch_size)
-        data = {"x": iter(batches), "steps_per_epoch": batches.steps, "shuffle": False}  # shuffled by batches
-    else:
-        batches = None
-        data = {"x": x_fit, "y": y_fit, "class_weight": weights, "batch_size": settings.batch_size, "shuffle": True}
+    data, batches = _fit_data(x_fit, y_fit, weights, settings)
     start = time.perf_counter()
     fit = model.fit(
         **data,
         validation_data=(x_val, y_val),
         validation_batch_size=settings.batch_size,
         epochs=settings.epochs,
-        callbacks=callbacks,
+        callbacks=_callbacks(settings, watch),
         verbose=0,
     )
     fit_seconds = time.perf_counter() - start

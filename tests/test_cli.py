@@ -57,6 +57,7 @@ def test_data_default_comes_from_env_then_setup_cfg(tmp_path):
         default_data_dir(tmp_path / "elsewhere", environ={})
 
 
+@pytest.mark.realdata
 def test_repository_setup_cfg_points_at_the_shared_data():
     assert default_data_dir(Path(__file__).resolve().parents[1], environ={}) == REAL_224.resolve()
 

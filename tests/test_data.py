@@ -14,6 +14,7 @@ from benchmark.data import decode, discover, file_table, fingerprint, load_image
 from tests.conftest import REAL_224, REAL_FULLRES, ROOT, link_kaggle_subset, real_files, write_image
 
 
+@pytest.mark.realdata
 def test_discover_reads_the_real_kaggle_split():
     ds = discover(REAL_224)
     assert ds.classes == ("NORMAL", "PNEUMONIA")
@@ -22,6 +23,7 @@ def test_discover_reads_the_real_kaggle_split():
     assert all(p.startswith("train/") for p in ds.train.paths)
 
 
+@pytest.mark.realdata
 def test_wrapper_folder_and_archive_junk_are_skipped(tmp_path):
     data = link_kaggle_subset(tmp_path, {"NORMAL": 4, "PNEUMONIA": 5}, test_per_class=2)
     ds = discover(data)
@@ -85,6 +87,7 @@ def test_cmyk_jpeg_loads(tmp_path):
     assert decode(path, 8).mean() > 250  # no ink is white
 
 
+@pytest.mark.realdata
 def test_real_fullres_sample_matches_the_224_copy():
     """The same X-rays decoded from full resolution and from the 224 px copy agree at 64 px."""
     full = sorted((REAL_FULLRES / "train" / "NORMAL").iterdir())[:5]
@@ -226,6 +229,7 @@ def test_a_full_cache_disk_stops_cleanly_and_the_next_run_decodes(synthetic_fold
     assert load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=lambda m: None).pixels.shape[0] == 6
 
 
+@pytest.mark.realdata
 def test_two_runs_on_one_cache_key_decode_once(tmp_path):
     data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 40, "PNEUMONIA": 40}, wrapper=False)
     code = (
@@ -269,6 +273,7 @@ def test_a_folder_that_cannot_be_listed_is_an_error(synthetic_folder, monkeypatc
         discover(root)
 
 
+@pytest.mark.realdata
 def test_dataset_fingerprint_follows_content_not_spelling(tmp_path, monkeypatch):
     data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 3, "PNEUMONIA": 3}, test_per_class=2, wrapper=False)
     (tmp_path / "link").symlink_to(data)

@@ -26,6 +26,8 @@ from benchmark.metrics import METRICS, binary_metrics, max_f1_threshold, oof_thr
 from benchmark.training import load_fold_model
 from tests.conftest import link_kaggle_subset
 
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
 ARGS = ["--folds", "3", "--epochs", "2", "--image-size", "32", "--rank-by", "roc_auc", "--patience", "2"]
 BROKEN = textwrap.dedent("""
     from architectures import register

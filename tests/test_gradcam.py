@@ -63,10 +63,12 @@ def check_every_registry_architecture() -> None:
         assert maps.min() >= 0 and maps.max() <= 1, name
 
 
+@pytest.mark.slow
 def test_heat_map_follows_a_bright_blob():
     check_heat_map_follows_a_bright_blob()
 
 
+@pytest.mark.slow
 def test_every_registry_architecture_gives_a_heat_map():
     check_every_registry_architecture()
 
@@ -100,6 +102,7 @@ def test_pick_takes_the_most_confident_of_each_kind():
     ]
 
 
+@pytest.mark.slow
 def test_jax_backend_gives_the_same_behaviour():
     code = (
         "from tests.test_gradcam import check_heat_map_follows_a_bright_blob, check_every_registry_architecture\n"

@@ -11,6 +11,8 @@ from benchmark.cli import main
 from benchmark.data import Images
 from tests.conftest import link_kaggle_subset
 
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
 ARGS = ["--archs", "baseline,pyramid_up", "--folds", "3", "--epochs", "2", "--image-size", "32", "--deterministic"]
 
 

@@ -178,6 +178,8 @@ def test_arch_module_file_and_its_syntax_error(tmp_path):
         reg.load_file(tmp_path / "missing.py")
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
 def test_a_file_dropped_into_architectures_is_listed_and_runs(tmp_path):
     dropped = ROOT / "architectures" / "zz_pytest_dropin.py"
     dropped.write_text(
@@ -236,6 +238,7 @@ def test_installed_plugins_register_through_entry_points(tmp_path, monkeypatch):
 PLUGIN_REGISTRY = Registry(entry_point_group="benchmark.test_plugins")
 
 
+@pytest.mark.slow
 def test_the_issue7_candidates_file_builds_the_measured_models():
     """docs/results.md's rows are rerun with this file: its models must keep the measured sizes."""
     cli = [sys.executable, "-m", "benchmark.cli", "list", "pyramid_bn_gap,tag:issue7"]

@@ -17,6 +17,8 @@ from benchmark.cli import main
 from benchmark.files import write_text
 from tests.conftest import link_kaggle_subset, real_files
 
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
 SMALL = ["--folds", "3", "--epochs", "1", "--image-size", "32", "--batch-size", "32"]
 
 

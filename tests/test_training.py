@@ -76,6 +76,7 @@ def test_output_bias_is_set_on_the_last_unit():
     assert not set_output_bias(no_bias, 1.0)
 
 
+@pytest.mark.slow
 def test_train_fold_learns_and_uses_the_fit_part_only(tmp_path):
     images = bright_or_dark()
     fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
@@ -104,6 +105,7 @@ def test_train_fold_learns_and_uses_the_fit_part_only(tmp_path):
     np.testing.assert_allclose(again, result.probabilities, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_label_smoothing_keeps_probabilities_off_0_and_1():
     images = bright_or_dark()
     fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
@@ -130,6 +132,7 @@ def test_strong_augmentation_moves_pixels_further_than_light():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(augmentation("strong")(batch, training=False)), batch)
 
 
+@pytest.mark.slow
 def test_nan_loss_marks_the_architecture_failed():
     def explodes(shape):
         inputs = keras.Input(shape=shape)
@@ -143,6 +146,7 @@ def test_nan_loss_marks_the_architecture_failed():
         train_fold(explodes, images, fold, SETTINGS, seed=0)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_model():
     images = bright_or_dark()
     fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[1]
@@ -258,6 +262,8 @@ def check_jax_compiled_equals_eager_on_real_images():
     assert roc_auc_score(labels, eager.probabilities) > 0.9 and roc_auc_score(labels, fed.probabilities) > 0.8
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
 @pytest.mark.parametrize(
     "check", ["check_jax_train_step_is_compiled", "check_jax_compiled_equals_eager_on_real_images"]
 )
@@ -281,6 +287,7 @@ class OutOfMemoryError(RuntimeError):
     """Stands in for torch.cuda.OutOfMemoryError: the same name and message."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "error",
     [
@@ -312,6 +319,7 @@ def test_out_of_memory_of_each_backend_is_retried_once_with_half_the_batch(error
     assert out.log == ("baseline fold 1: out of memory at batch size 32; retrying once with 16",)
 
 
+@pytest.mark.slow
 def test_early_stopping_watches_the_inner_split_and_keeps_its_best_weights(tmp_path):
     """With the inner split's labels flipped, its loss rises as the model learns: training must stop
     ``patience`` epochs after the inner split's best epoch, and the saved model must be that epoch's."""

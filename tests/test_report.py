@@ -1,0 +1,126 @@
+"""The report, built from a checked-in run folder (tests/fixtures/run/, made by tests/fixtures/make_run.py
+from real images) without training: sections, numbers traced to the saved files, escaping, figures."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.leaderboard import leaderboard_md, leaderboard_text
+from benchmark.metrics import binary_metrics, oof_thresholds
+from benchmark.render import Figure, Section, Table, to_html, to_markdown
+from benchmark.runfolder import RunFolder
+from benchmark.sections import build_sections
+from tests.conftest import ROOT
+
+FIXTURE = ROOT / "tests" / "fixtures" / "run"
+SECTIONS = [
+    "1. Summary",
+    "2. Leaderboard",
+    "3. Per-fold detail",
+    "4. Statistical comparison",
+    "5. Loss curves and diagnostics",
+    "6. Out-of-fold curves",
+    "7. Held-out test (not used for ranking)",
+    "8. Grad-CAM",
+    "9. Reproduce",
+]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """The fixture run folder, copied, with its report written by `benchmark report`."""
+    folder = tmp_path_factory.mktemp("report") / "run"
+    shutil.copytree(FIXTURE, folder)
+    assert main(["report", str(folder)]) == 0
+    return {
+        "folder": RunFolder(folder),
+        "md": (folder / "report.md").read_text(),
+        "html": (folder / "report.html").read_text(),
+        "results": json.loads((folder / "results.json").read_text()),
+    }
+
+
+def table_rows(markdown: str, start: str, end: str) -> list[list[str]]:
+    part = markdown[markdown.index(start) : markdown.index(end)]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in part.splitlines() if line.startswith("| ")]
+
+
+def test_every_section_is_in_both_renderings_in_order(report):
+    positions = [report["md"].index(f"## {title}") for title in SECTIONS]
+    assert positions == sorted(positions)
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in report["html"]
+    # folds, loss curves, curve bars, CD diagram, OOF roc/pr, reliability, test roc/pr, the winner's Grad-CAM
+    assert report["html"].count("src='data:image/png;base64,") == 8
+    assert "http://" not in report["html"] and "https://" not in report["html"]
+
+
+def test_the_leaderboard_cells_are_the_saved_fold_values_with_their_interval(report):
+    rows = table_rows(report["md"], "## 2. Leaderboard", "## 3. Per-fold")
+    for entry in (e for e in report["results"]["architectures"] if e["status"] == "ok"):
+        folds = [json.loads(report["folder"].metrics(entry["name"], i).read_text()) for i in range(3)]
+        f1 = [f["metrics"]["f1"] for f in folds]
+        row = next(r for r in rows if r[1] == entry["name"] and len(r) > 3)  # the first table: f1's group
+        cell = row[2]  # rank, architecture, then the ranking metric
+        assert cell.startswith(f"{np.mean(f1):.3f} ± {np.std(f1, ddof=1):.3f} [")
+
+
+def test_summary_names_the_winner_and_the_failure(report):
+    winner = report["results"]["architectures"][0]
+    m = winner["metrics"]["f1"]
+    assert f"Winner on f1: {winner['name']} ({m['mean']:.3f} ± {m['std']:.3f})." in report["md"]
+    assert "Failed: zz_broken: fold 1: build failed: ValueError: this builder is broken on purpose" in report["md"]
+
+
+def test_user_strings_are_escaped_in_both_renderings(report):
+    for text in (report["md"], report["html"]):
+        assert "<script>" not in text and "&lt;script&gt;alert(" in text
+
+
+def test_held_out_rows_are_recomputed_from_the_saved_test_predictions(report):
+    oof = pd.read_csv(report["folder"].oof)
+    rows = table_rows(report["md"], "## 7. Held-out test", "Each fold model alone")
+    folder = report["folder"]
+    for name in oof.arch.unique():
+        tests = [pd.read_csv(folder.test_predictions(name, i)) for i in range(3)]
+        labels, ensemble = tests[0].label.to_numpy(), np.mean([t.probability for t in tests], axis=0)
+        part = oof[oof.arch == name]
+        for rule, t in oof_thresholds(part.label, part.probability).items():
+            m = binary_metrics(labels, ensemble, t)
+            label = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
+            assert [name, label, f"{m['accuracy']:.3f}", f"{m['precision']:.3f}"] in [r[:4] for r in rows]
+
+
+def test_dataset_words_come_from_the_run_not_the_code(report, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(FIXTURE, folder)
+    results = json.loads((folder / "results.json").read_text())
+    results["run"]["classes"]["positive"] = "COVID"
+    (folder / "results.json").write_text(json.dumps(results))
+    markdown = to_markdown(build_sections(RunFolder(folder)), "t", folder)
+    assert "observed COVID rate" in markdown and "P(COVID)" in markdown and "PNEUMONIA rate" not in markdown
+
+
+def test_the_leaderboard_file_is_rebuilt_byte_for_byte_from_results_json(report):
+    results, folder = report["results"], report["folder"]
+    text = leaderboard_text(results["architectures"], results["run"]["rank_by"], results["comparison"])
+    assert leaderboard_md(results["run"], text) == folder.leaderboard.read_text()
+
+
+def test_renderers_escape_and_lay_out_parts():
+    section = Section(
+        "A <b>", ["x | y", Table(["h|1"], [["1.000 [0.9, 1.0]"]], caption="c"), Figure(ROOT / "f.png", "f")]
+    )
+    markdown = to_markdown([section], "T", ROOT)
+    assert "## A &lt;b&gt;" in markdown and "h\\|1" in markdown and "![f](f.png)" in markdown
+    page = to_html([Section("A <b>", ["x | y", Table(["h"], [["1.000 [0.9, 1.0]"]])])], "T")
+    assert "<h2>A &lt;b&gt;</h2>" in page and "<td class='num'>1.000<br><small>[0.9, 1.0]</small></td>" in page
+
+
+def test_report_of_a_folder_without_results_is_a_usage_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no readable results.json" in capsys.readouterr().err
