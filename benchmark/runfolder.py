@@ -131,7 +131,7 @@ class RunFolder:
 
     def read_files(self) -> list[tuple] | None:
         try:
-            return list(pd.read_csv(self.files, keep_default_na=False).itertuples(index=False, name=None))
+            return sorted(pd.read_csv(self.files, keep_default_na=False).itertuples(index=False, name=None))
         except (OSError, ValueError):
             return None
 

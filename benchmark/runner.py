@@ -236,13 +236,15 @@ def check_resume(folder: RunFolder, config: RunConfig, files: list[tuple]) -> No
         if Path(saved["settings"]["data"]).resolve() != Path(config.data).resolve():
             raise UsageError(f"--out {folder.path} holds a run on other data ({saved['settings']['data']}). {fix}")
         return
-    if saved["data"]["fingerprint"] != fingerprint(files):
-        changes = table_diff(folder.read_files() or [], files)
-        counts = ", ".join(f"{len(v)} {k}" for k, v in changes.items())
-        example = next((f" (e.g. {k}: {v[0]})" for k, v in changes.items() if v), "")
-        raise UsageError(
-            f"--out {folder.path} holds a run on other data than --data {config.data}: {counts} file(s){example}. {fix}"
-        )
+    saved_files = folder.read_files()
+    if saved["data"]["fingerprint"] == fingerprint(files) or saved_files == files:
+        return
+    changes = table_diff(saved_files or [], files)
+    counts = ", ".join(f"{len(v)} {k}" for k, v in changes.items()) if saved_files is not None else "unknown"
+    example = next((f" (e.g. {k}: {v[0]})" for k, v in changes.items() if v), "")
+    raise UsageError(
+        f"--out {folder.path} holds a run on other data than --data {config.data}: {counts} file(s){example}. {fix}"
+    )
 
 
 def run_info(config: RunConfig, dataset: Dataset, images: Images, device: DeviceInfo) -> dict:
