@@ -64,7 +64,7 @@ def test_a_failed_write_mid_run_stops_clearly_and_a_rerun_resumes(data, tmp_path
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    args = argv(data, tmp_path, "baseline")
+    args = argv(data, tmp_path, "baseline", "--folds", "2")
     assert main(args) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert os.strerror(code) in err and "fold-1/.history.csv." in err and "Traceback" not in err
@@ -79,7 +79,7 @@ def test_a_failed_write_mid_run_stops_clearly_and_a_rerun_resumes(data, tmp_path
     monkeypatch.setattr(os, "fsync", real_fsync)  # space freed, permissions back
     assert main(args) == 0
     assert capsys.readouterr().err.count("(saved)") == 1  # fold 0 was not retrained
-    assert len(json.loads((out / "results.json").read_text())["architectures"][0]["metrics"]["f1"]["folds"]) == 3
+    assert len(json.loads((out / "results.json").read_text())["architectures"][0]["metrics"]["f1"]["folds"]) == 2
 
 
 def test_truncated_fold_files_are_redone_and_overwrite_starts_afresh(data, tmp_path, capsys):
@@ -161,7 +161,9 @@ def test_failures_are_isolated_and_out_of_memory_retries_with_half_the_batch(dat
         return real_train_fold(build, images, fold, settings, *args, **kwargs)
 
     monkeypatch.setattr(benchmark.training, "train_fold", train_fold)
-    code = main(argv(data, tmp_path, "baseline,zz_nan,zz_two_units,zz_big", "--arch-module", str(module)))
+    code = main(
+        argv(data, tmp_path, "baseline,zz_nan,zz_two_units,zz_big", "--arch-module", str(module), "--folds", "2")
+    )
     err = capsys.readouterr().err
     assert code == 1  # some failed; the rest completed
     out = tmp_path / "out"
@@ -173,8 +175,8 @@ def test_failures_are_isolated_and_out_of_memory_retries_with_half_the_batch(dat
         status["zz_two_units"][0] == "failed"
         and "output shape (None, 2), expected (None, 1)" in status["zz_two_units"][1]
     )
-    assert err.count("out of memory at batch size 32; retrying once with 16") == 3  # once per fold
-    for i in range(3):
+    assert err.count("out of memory at batch size 32; retrying once with 16") == 2  # once per fold
+    for i in range(2):
         assert json.loads((out / "zz_big" / f"fold-{i}" / "metrics.json").read_text())["batch_size"] == 16
         assert json.loads((out / "baseline" / f"fold-{i}" / "metrics.json").read_text())["batch_size"] == 32
     board = (out / "leaderboard.md").read_text()

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from keras import layers
+from sklearn.metrics import roc_auc_score
 
 from benchmark import training
 from benchmark.data import Images
@@ -95,8 +96,6 @@ def test_train_fold_learns_and_uses_the_fit_part_only(tmp_path):
     assert result.class_weight == class_weights(fit_labels)
     assert result.initial_bias == pytest.approx(np.log(fit_labels.sum() / (len(fit_labels) - fit_labels.sum())))
     assert result.probabilities.shape == (len(fold.score),)
-    from sklearn.metrics import roc_auc_score
-
     assert roc_auc_score(images.labels[fold.score], result.probabilities) > 0.95
     assert epochs_seen == list(range(1, len(result.history["val_loss"]) + 1))
     assert set(result.history) >= {"loss", "val_loss"}
@@ -220,7 +219,8 @@ def counting_cnn(input_shape):
 
 
 def check_jax_train_step_is_compiled():
-    """Under JAX the training step is traced a few times, not run in Python at every step."""
+    """Under JAX the training step is traced a few times, not run in Python at every step; batches
+    gathered on the device (as on a GPU) train as well as Keras's own pipeline."""
     images = bright_or_dark(n_neg=100, n_pos=200)
     fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
     settings = TrainSettings(epochs=3, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=5, augment="light")
@@ -230,12 +230,16 @@ def check_jax_train_step_is_compiled():
     assert result.jit_compile and steps >= 30
     assert CountCalls.calls <= 12, f"the model's Python code ran {CountCalls.calls} times for {steps} steps"
     assert len(result.epoch_seconds) == 3 and result.epoch_seconds[0] > result.epoch_seconds[-1]  # compilation
+    training.backend.feeds_from_device = lambda: True
+    fed = train_fold(counting_cnn, images, fold, settings, seed=0)
+    assert fed.jit_compile and fed.input_seconds > 0
+    # Fed from the device, batches come in another, equally random order; images paired with the wrong
+    # labels would score about 0.5.
+    assert roc_auc_score(images.labels[fold.score], fed.probabilities) > 0.95
 
 
 def check_jax_compiled_equals_eager_on_real_images():
-    """Compiled training gives the eager run's numbers; batches fed from the device give the same quality."""
-    from sklearn.metrics import roc_auc_score
-
+    """Compiled training gives the numbers of the eager run it replaced, on real X-rays."""
     import architectures
     from benchmark.data import discover, load_images
     from tests.conftest import REAL_224
@@ -245,31 +249,25 @@ def check_jax_compiled_equals_eager_on_real_images():
     loaded = load_images(REAL_224, dataset.train, 32, cache_dir=os.environ["CACHE"], log=lambda m: None)
     images = Images(np.asarray(loaded.pixels[chosen]), loaded.labels[chosen], tuple(loaded.paths[i] for i in chosen))
     fold = NestedStratifiedKFold(3, 0.1, 0).split(images.labels)[0]
-    settings = TrainSettings(epochs=3, batch_size=32, lr=1e-3, lr_decay_epochs=10, patience=5, augment="light")
+    settings = TrainSettings(epochs=2, batch_size=32, lr=1e-3, lr_decay_epochs=10, patience=5, augment="light")
     build = architectures.get("baseline").build
     compiled = train_fold(build, images, fold, settings, seed=1)
     training.JIT_COMPILE["jax"] = False  # the step as it ran before compilation was turned on
     eager = train_fold(build, images, fold, settings, seed=1)
-    training.JIT_COMPILE["jax"] = True
-    training.backend.feeds_from_device = lambda: True  # as on a GPU
-    fed = train_fold(build, images, fold, settings, seed=1)
-    assert compiled.jit_compile and not eager.jit_compile and fed.jit_compile and fed.input_seconds > 0
+    assert compiled.jit_compile and not eager.jit_compile
     np.testing.assert_allclose(compiled.probabilities, eager.probabilities, atol=1e-4)
     np.testing.assert_allclose(compiled.history["loss"], eager.history["loss"], rtol=1e-4)
-    labels = images.labels[fold.score]
-    # Fed from the device, batches come in another, equally random order. Over seeds 1-3 both feeds gave
-    # ROC-AUC 0.83-0.93 here (docs/performance.md); images paired with the wrong labels would give ~0.5.
-    assert roc_auc_score(labels, eager.probabilities) > 0.9 and roc_auc_score(labels, fed.probabilities) > 0.8
+    np.testing.assert_allclose(compiled.history["val_loss"], eager.history["val_loss"], rtol=1e-4)
+    assert roc_auc_score(images.labels[fold.score], compiled.probabilities) > 0.8  # it learned
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.parametrize(
-    "check", ["check_jax_train_step_is_compiled", "check_jax_compiled_equals_eager_on_real_images"]
-)
-def test_under_jax(check, tmp_path):
+def test_under_jax(tmp_path):
+    """Both checks above, in one process whose Keras runs on JAX."""
+    checks = "check_jax_train_step_is_compiled, check_jax_compiled_equals_eager_on_real_images"
     result = subprocess.run(
-        [sys.executable, "-c", f"from tests.test_training import {check}; {check}()"],
+        [sys.executable, "-c", f"from tests.test_training import {checks}; {checks.replace(',', '();')}()"],
         cwd=ROOT,
         capture_output=True,
         text=True,
