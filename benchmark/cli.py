@@ -14,6 +14,7 @@ from pathlib import Path
 from benchmark import UsageError, __version__
 from benchmark.config import AUGMENTATIONS, BACKENDS, STRATEGIES, RunConfig, default_data_dir
 from benchmark.metrics import METRICS
+from benchmark.splits import GROUP_PRESETS
 
 DEFAULTS = RunConfig(data=Path("."), out=Path("."))
 
@@ -70,7 +71,21 @@ def _parser() -> argparse.ArgumentParser:
         help="load architectures from FILE too",
     )
     g.add_argument("--folds", type=int, default=d.folds)
+    g.add_argument("--repeats", type=int, default=d.repeats, help="repeated CV: the k folds drawn this many times")
     g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument(
+        "--groups",
+        metavar="REGEX",
+        help="grouped folds: images whose file names give the same first capture group never straddle fit and "
+        f"score (presets: {', '.join(GROUP_PRESETS)})",
+    )
+    g.add_argument("--groups-file", type=Path, metavar="CSV", help="grouped folds from a CSV with columns path, group")
+    g.add_argument(
+        "--ungrouped",
+        default=d.ungrouped,
+        choices=("error", "own"),
+        help="a file that --groups does not match: an error, or a group of its own",
+    )
     g.add_argument(
         "--val-fraction", type=float, default=d.val_fraction, help="inner validation split for early stopping"
     )

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.metrics import LOWER_IS_BETTER, METRICS, curve_statistics
-from benchmark.statistics import bayesian_correlated_ttest, corrected_ttest, friedman
+from benchmark.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, holm
 
 
 @dataclass
@@ -60,6 +60,7 @@ def summarise(outcome: ArchOutcome, patience: int) -> dict:
         entry["metrics"] = {m: mean_std([f["metrics"][m] for f in outcome.folds]) for m in METRICS}
         entry["confusion_matrix"] = np.sum([f["metrics"]["confusion_matrix"] for f in outcome.folds], axis=0).tolist()
         entry["curves"] = curve_statistics(outcome.histories, patience)
+        entry["test_fraction"] = float(np.mean([f["n_score"] / f["n_fit"] for f in outcome.folds]))
         entry["fit_seconds"] = [f["fit_seconds"] for f in outcome.folds]
         entry["predict_seconds"] = [f["predict_seconds"] for f in outcome.folds]
     return entry
@@ -85,13 +86,14 @@ def ranked(outcomes: list[ArchOutcome], rank_by: str, patience: int) -> list[dic
     return rank([summarise(o, patience) for o in outcomes], rank_by)
 
 
-def pairwise_comparison(entries: list[dict], records: list[dict], metric: str) -> dict | None:
+def pairwise_comparison(entries: list[dict], records: list[dict], metric: str, repeats: int = 1) -> dict | None:
     """Statistics on ``metric`` between the ranked architectures (None with fewer than two).
 
-    Corrected resampled t-tests (Nadeau–Bengio) of the best against each other and
-    the p-value of every pair, with ``n_test / n_train`` taken from the saved fold
-    sizes; Friedman's test with average ranks and the Nemenyi critical difference;
-    the Bayesian correlated t-test of the best against each other when baycomp is installed.
+    Corrected t-tests of the best against each other and of every pair, with ``n_test / n_train``
+    from the saved fold sizes (Nadeau–Bengio; over the folds of all ``repeats``, Bouckaert–Frank)
+    and Holm's adjustment over all pairs; Friedman's test with average ranks and the Nemenyi
+    critical difference (descriptive: folds of one data set are not independent blocks); the
+    Bayesian correlated t-test of the best against each other when baycomp is installed.
     """
     ok = [e for e in entries if e["status"] == "ok"]  # in rank order
     if len(ok) < 2:
@@ -100,19 +102,31 @@ def pairwise_comparison(entries: list[dict], records: list[dict], metric: str) -
     ratio = float(np.mean([r["n_score"] / r["n_fit"] for r in records]))
     best = ok[0]["name"]
     higher = metric not in LOWER_IS_BETTER
+    p = {a: {b: corrected_ttest(folds[a], folds[b], ratio).p for b in folds if b != a} for a in folds}
+    adjusted = holm({(a, b): p[a][b] for a in folds for b in folds if a < b})
     return {
         "metric": metric,
         "test_fraction": ratio,
+        "repeats": repeats,
+        "test": TESTS[repeats > 1],
         "best": best,
         "best_vs": {b: asdict(corrected_ttest(folds[best], folds[b], ratio)) for b in folds if b != best},
-        "p_values": {a: {b: corrected_ttest(folds[a], folds[b], ratio).p for b in folds if b != a} for a in folds},
+        "p_values": p,
+        "p_values_holm": {a: {b: adjusted[tuple(sorted((a, b)))] for b in folds if b != a} for a in folds},
         "friedman": asdict(friedman(folds, higher_is_better=higher)),
         "bayesian": {  # absent when the optional baycomp is not installed
             b: asdict(test)
             for b in folds
-            if b != best and (test := bayesian_correlated_ttest(folds[best], folds[b], higher_is_better=higher))
+            if b != best
+            and (test := bayesian_correlated_ttest(folds[best], folds[b], higher_is_better=higher, runs=repeats))
         },
     }
+
+
+TESTS = {
+    False: "Nadeau–Bengio corrected resampled t-test",
+    True: "Bouckaert–Frank corrected repeated k-fold t-test",
+}
 
 
 def folds_table(records: list[dict]) -> pd.DataFrame:

@@ -44,6 +44,10 @@ RESULT_SETTINGS = (
     "patience",
     "augment",
     "label_smoothing",
+    "groups",
+    "groups_file",
+    "ungrouped",
+    "repeats",
 )
 
 
@@ -55,8 +59,12 @@ class RunConfig:
     out: Path
     archs: str = "all"
     folds: int = 5
+    repeats: int = 1  # repeated cross-validation: repeats × folds trainings per architecture
     seed: int = 42
     val_fraction: float = 0.1
+    groups: str | None = None  # a regular expression (or preset) naming each file's group
+    groups_file: Path | None = None  # or a CSV of path, group
+    ungrouped: str = "error"  # a file without a group: "error", or "own" (a group of its own)
     positive: str | None = None
     # image_size, epochs, batch_size and patience are chosen so that the README's main job
     # (7 architectures × 5 folds on the 5,216 Kaggle training images) fits in 45 minutes on
@@ -112,6 +120,10 @@ class RunConfig:
             raise UsageError(f"--label-smoothing {self.label_smoothing}: give a number from 0 (off) up to below 1.")
         if self.lr <= 0 or self.lr_decay_epochs <= 0:
             raise UsageError("--lr and --lr-decay-epochs must be positive.")
+        if self.groups and self.groups_file:
+            raise UsageError("--groups and --groups-file: give one of them (a file-name pattern or a CSV of groups).")
+        if self.ungrouped not in ("error", "own"):
+            raise UsageError(f"--ungrouped {self.ungrouped}: choose error or own.")
 
     @property
     def compile_cache(self) -> str:

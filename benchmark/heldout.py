@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from benchmark.data import Images
 from benchmark.files import write_csv
+from benchmark.metrics import LOWER_IS_BETTER, metric_value
 from benchmark.runfolder import RunFolder
 
 
@@ -89,3 +91,92 @@ def read_heldout(folder: RunFolder, name: str, n_folds: int) -> list[pd.DataFram
 def fold_ensemble(runs: list[pd.DataFrame], column: str = "probability") -> np.ndarray:
     """The fold ensemble's test probabilities: the mean over the fold models of ``column``."""
     return np.mean([r[column].to_numpy() for r in runs], axis=0)
+
+
+def ranking_transfer(
+    cv: dict[str, float],
+    test: dict[str, np.ndarray],
+    labels: np.ndarray,
+    metric: str,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """Does the cross-validation ranking hold on the held-out split?
+
+    ``cv``: each architecture's CV mean of ``metric``; ``test``: its fold ensemble's held-out
+    probabilities, over images with ``labels``. Kendall's τ and Spearman's ρ between the CV and
+    the test scores, each with a percentile interval from ``n_boot`` bootstrap resamples of the
+    test images (the same resample for every architecture); each architecture's gap; and a verdict.
+
+    >>> labels = np.array([0, 0, 1, 1] * 10)
+    >>> good, bad = np.tile([0.2, 0.3, 0.7, 0.8], 10), np.tile([0.4, 0.6, 0.4, 0.6], 10)
+    >>> r = ranking_transfer({"a": 0.9, "b": 0.5}, {"a": good, "b": bad}, labels, "accuracy", n_boot=50)
+    >>> r["kendall_tau"], r["same_winner"], r["verdict"]
+    (1.0, True, 'agree')
+    """
+    names = list(cv)
+    sign = -1 if metric in LOWER_IS_BETTER else 1
+    cv_scores = np.array([cv[n] for n in names])
+    test_scores = np.array([metric_value(labels, test[n], metric) for n in names])
+    tau, rho = _correlations(cv_scores, test_scores)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(labels), len(labels))
+        boot.append(_correlations(cv_scores, np.array([_quick(labels[idx], test[n][idx], metric) for n in names])))
+    boot = np.array(boot)
+    tau_ci, rho_ci = (np.nanpercentile(boot[:, i], [2.5, 97.5]).tolist() for i in (0, 1))
+    same_winner = names[int(np.argmax(sign * cv_scores))] == names[int(np.argmax(sign * test_scores))]
+    verdict = "agree" if tau_ci[0] > 0 and same_winner else "disagree" if tau <= 0 or not same_winner else "uncertain"
+    return {
+        "metric": metric,
+        "architectures": names,
+        "cv": cv_scores.tolist(),
+        "test": test_scores.tolist(),
+        "gap": (test_scores - cv_scores).tolist(),
+        "kendall_tau": tau,
+        "kendall_tau_ci": tau_ci,
+        "spearman_rho": rho,
+        "spearman_rho_ci": rho_ci,
+        "n_boot": n_boot,
+        "same_winner": same_winner,
+        "verdict": verdict,
+    }
+
+
+def heldout_transfer(folder: RunFolder, entries: list[dict], n_folds: int, metric: str) -> dict | None:
+    """:func:`ranking_transfer` of the ranked ``entries`` that have held-out predictions (None below two)."""
+    cv, test, labels = {}, {}, None
+    for e in entries:
+        runs = read_heldout(folder, e["name"], n_folds) if e["status"] == "ok" else None
+        if runs is not None:
+            cv[e["name"]], test[e["name"]] = e["metrics"][metric]["mean"], fold_ensemble(runs)
+            labels = runs[0].label.to_numpy()
+    return ranking_transfer(cv, test, labels, metric) if len(cv) >= 2 else None
+
+
+def _quick(labels: np.ndarray, probabilities: np.ndarray, metric: str) -> float:
+    """:func:`metric_value`, with ROC-AUC and average precision from one sort instead of scikit-learn's
+    general code (the same formulas; 30× faster, for the bootstrap).
+
+    >>> y, p = np.array([0, 1, 1, 0, 1]), np.array([0.1, 0.8, 0.3, 0.3, 0.9])
+    >>> [round(_quick(y, p, m), 6) == round(metric_value(y, p, m), 6) for m in ("roc_auc", "pr_auc")]
+    [True, True]
+    """
+    if metric not in ("roc_auc", "pr_auc") or not 0 < labels.sum() < len(labels):
+        return metric_value(labels, probabilities, metric)
+    order = np.argsort(-probabilities, kind="mergesort")
+    y, p = labels[order], probabilities[order]
+    last = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # the last image at each distinct threshold
+    tps = np.cumsum(y)[last]
+    fps = last + 1 - tps
+    recall = tps / tps[-1]
+    if metric == "pr_auc":
+        return float(np.sum(np.diff(np.r_[0.0, recall]) * tps / (tps + fps)))
+    return float(np.trapezoid(np.r_[0.0, recall], np.r_[0.0, fps / fps[-1]]))
+
+
+def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    if len(a) < 2 or np.ptp(b) == 0 or np.ptp(a) == 0:
+        return float("nan"), float("nan")
+    return float(stats.kendalltau(a, b).statistic), float(stats.spearmanr(a, b).statistic)

@@ -107,10 +107,12 @@ def runner_up_verdict(comparison: dict) -> str:
         if r["p"] < 0.05
         else "not significant at the 0.05 level (with few folds the test has little power)."
     )
+    test = comparison.get("test", "Nadeau–Bengio corrected resampled t-test")
+    holm = comparison.get("p_values_holm")
+    adjusted = f" (Holm-adjusted over all pairs: {holm[best][runner_up]:.3g})" if holm and len(holm) > 2 else ""
     return (
         f"{best} vs the runner-up {runner_up} on {metric}: difference {r['mean_difference']:+.4f} "
-        f"(95 % CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}), Nadeau–Bengio corrected resampled "
-        f"t-test p = {r['p']:.3g}: {words}"
+        f"(95 % CI {r['ci_low']:+.4f} to {r['ci_high']:+.4f}), {test} p = {r['p']:.3g}{adjusted}: {words}"
     )
 
 

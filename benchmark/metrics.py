@@ -40,23 +40,50 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: flo
     y = np.asarray(labels).astype(int)
     p = np.asarray(probabilities, dtype=np.float64)
     c = confusion(y, p, threshold)
+    values = {**_from_confusion(c), **{m: _ranking_metric(y, p, m) for m in THRESHOLD_FREE}}
+    return {
+        **{m: values[m] for m in METRICS},
+        "confusion_matrix": [[c["tn"], c["fp"]], [c["fn"], c["tp"]]],
+        "threshold": threshold,
+    }
+
+
+THRESHOLD_FREE = ("roc_auc", "pr_auc", "log_loss")
+
+
+def metric_value(labels: np.ndarray, probabilities: np.ndarray, metric: str, threshold: float = 0.5) -> float:
+    """One metric of :func:`binary_metrics`, computing only that one (for bootstraps).
+
+    >>> metric_value([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.9], "specificity")
+    0.5
+    """
+    y = np.asarray(labels).astype(int)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if metric in THRESHOLD_FREE:
+        return _ranking_metric(y, p, metric)
+    return _from_confusion(confusion(y, p, threshold))[metric]
+
+
+def _from_confusion(c: dict[str, int]) -> dict[str, float]:
     tn, fp, fn, tp = c["tn"], c["fp"], c["fn"], c["tp"]
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     mcc_den = np.sqrt(float(tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    both_classes = 0 < y.sum() < len(y)
     return {
-        "accuracy": _ratio(tp + tn, len(y)),
+        "accuracy": _ratio(tp + tn, tp + tn + fp + fn),
         "precision": precision,
         "recall": recall,
         "specificity": _ratio(tn, tn + fp),
         "f1": _ratio(2 * precision * recall, precision + recall),
-        "roc_auc": float(roc_auc_score(y, p)) if both_classes else float("nan"),
-        "pr_auc": float(average_precision_score(y, p)) if both_classes else float("nan"),
         "mcc": _ratio(tp * tn - fp * fn, mcc_den),
-        "log_loss": float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
-        "confusion_matrix": [[tn, fp], [fn, tp]],
-        "threshold": threshold,
     }
+
+
+def _ranking_metric(y: np.ndarray, p: np.ndarray, metric: str) -> float:
+    if metric == "log_loss":
+        return float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1]))
+    if not 0 < y.sum() < len(y):  # one class only: undefined
+        return float("nan")
+    return float(roc_auc_score(y, p) if metric == "roc_auc" else average_precision_score(y, p))
 
 
 def best_epoch(val_loss: np.ndarray) -> int:

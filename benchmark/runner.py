@@ -29,11 +29,11 @@ from benchmark.data import Dataset, Images, discover, file_table, fingerprint, l
 from benchmark.execution import FoldTask, execute, setups
 from benchmark.files import read_json, write_json
 from benchmark.gradcam import explain_heldout
-from benchmark.heldout import predict_heldout
+from benchmark.heldout import heldout_transfer, predict_heldout
 from benchmark.leaderboard import leaderboard_md, leaderboard_text
 from benchmark.progress import Progress
 from benchmark.runfolder import RunFolder
-from benchmark.splits import Fold, NestedStratifiedKFold, load_splits, save_splits
+from benchmark.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
 from benchmark.training import TrainSettings
 
 OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
@@ -69,15 +69,17 @@ def run(config: RunConfig, interrupted: threading.Event | None = None) -> int:
     names = architectures.select(config.archs)
     gradcam_names(config.gradcam_archs, names)  # a typo fails now, not after hours of training
     dataset = discover(config.data, config.positive)
-    splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed)
-    splitter.check(dataset.train.labels)  # fail before the slow decode
+    splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed, config.repeats)
+    groups = file_groups(dataset.train.paths, config.groups, config.groups_file, config.ungrouped)
+    splitter.check(dataset.train.labels, groups)  # fail before the slow decode
+    group_of = None if groups is None else dict(zip(dataset.train.paths, groups, strict=True))
     files = file_table(dataset)
     folder = open_folder(config, files)
     with folder.locked():
         if config.overwrite:
             folder.clear()
         folder.write_files(files)
-        ctx = start(config, folder, names, dataset, splitter, files, interrupted or threading.Event())
+        ctx = start(config, folder, names, dataset, (splitter, group_of), files, interrupted or threading.Event())
         errors = cross_validate(ctx, on_complete=lambda done, errors: publish(ctx, ctx.outcomes(done, errors)))
         outcomes = ctx.outcomes(names, errors)
         score_heldout(ctx, outcomes)
@@ -86,22 +88,39 @@ def run(config: RunConfig, interrupted: threading.Event | None = None) -> int:
     return 1 if any(e["status"] != "ok" for e in entries) else 0
 
 
-def start(config, folder, names, dataset, splitter, files, interrupted) -> Run:
+def start(config, folder, names, dataset, splitting, files, interrupted) -> Run:
     """Decode the images, set up the backend, make or reload the folds, write config.json."""
     log = logger(config.quiet)
     images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
     warn_skipped(images.skipped, config.strict)
     device = backend.setup(config.mixed_precision, config.deterministic, config.strategy, config.compile_cache)
-    folds = load_splits(folder.splits, images.paths) if folder.splits.exists() else None
-    if folds is None:  # one set of folds for every architecture, reused on resume
-        folds = splitter.split(images.labels)
-        save_splits(folder.splits, folds, images.paths, config.folds, config.seed, config.val_fraction)
-    info = run_info(config, dataset, images, device)
+    folds, groups = make_folds(config, folder, images, *splitting)
+    info = run_info(config, dataset, images, device, groups)
     data = {"path": str(config.data), "fingerprint": fingerprint(files), "files": len(files)}
     write_json(folder.config, {"settings": config.to_dict(), "data": data, "run": info, "device": vars(device),
                                **environment()})  # fmt: skip
     progress = Progress(len(names) * len(folds), quiet=config.quiet, jobs=config.jobs, interrupted=interrupted)
     return Run(config, folder, names, dataset, images, folds, device, info, progress, log)
+
+
+def make_folds(config: RunConfig, folder: RunFolder, images: Images, splitter, group_of: dict | None):
+    """(folds, each image's group or None): one set of folds for every architecture, made once and
+    reused on resume; no group straddles the parts of a fold."""
+    groups = None if group_of is None else np.array([group_of[p] for p in images.paths], dtype=object)
+    if folder.splits.exists():
+        folds = load_splits(folder.splits, images.paths, groups)
+        if folds is None:
+            raise UsageError(
+                f"--out {folder.path}: its splits.json does not match the images and groups of this run (a groups "
+                "file or a file changed). Use another --out, or --overwrite to start it afresh."
+            )
+    else:
+        folds = splitter.split(images.labels, groups)
+        save_splits(folder.splits, folds, images.paths, config.folds, config.seed, config.val_fraction, groups,
+                    config.repeats)  # fmt: skip
+    if problem := straddling(folds, groups):
+        raise UsageError(f"{folder.splits}: {problem}. Images of one group must stay in one part of each fold.")
+    return folds, groups
 
 
 def logger(quiet: bool) -> Callable[[str], None]:
@@ -192,8 +211,9 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
     entries = ranked(outcomes, config.rank_by, config.patience)
     records = [r for o in outcomes for r in o.folds]
     oof = pd.concat([o.predictions for o in outcomes if o.folds] or [pd.DataFrame(columns=OOF_COLUMNS)])
-    comparison = pairwise_comparison(entries, records, config.rank_by)
-    results = {"run": ctx.info, "architectures": entries, "comparison": comparison}
+    comparison = pairwise_comparison(entries, records, config.rank_by, config.repeats)
+    transfer = heldout_transfer(ctx.folder, entries, len(ctx.folds), config.rank_by)
+    results = {"run": ctx.info, "architectures": entries, "comparison": comparison, "transfer": transfer}
     text = leaderboard_text(entries, config.rank_by, comparison)
     ctx.folder.write_results(results, folds_table(records), oof[OOF_COLUMNS], leaderboard_md(ctx.info, text))
     write_report(ctx.folder.path)
@@ -247,11 +267,13 @@ def check_resume(folder: RunFolder, config: RunConfig, files: list[tuple]) -> No
     )
 
 
-def run_info(config: RunConfig, dataset: Dataset, images: Images, device: DeviceInfo) -> dict:
+def run_info(config: RunConfig, dataset: Dataset, images: Images, device: DeviceInfo, groups) -> dict:
     """The ``run`` part of results.json: what was run, on which data, where."""
     negative, positive = dataset.classes
     return {
         **{k: v for k, v in config.to_dict().items() if k in ("data", "folds", "seed", "image_size", "rank_by")},
+        "repeats": config.repeats,
+        "splits": splits_in_words(config, images, groups, dataset.classes),
         "classes": {"negative": negative, "positive": positive},
         "n_images": len(images.paths),
         "counts": _by_class(dataset.classes, images.labels),
@@ -260,6 +282,16 @@ def run_info(config: RunConfig, dataset: Dataset, images: Images, device: Device
         "backend": device.backend,
         "devices": list(device.devices),
     }
+
+
+def splits_in_words(config: RunConfig, images: Images, groups, classes) -> str:
+    """How the folds were made, for the report."""
+    how = f"stratified {config.folds}-fold" + (f", repeated {config.repeats} times" if config.repeats > 1 else "")
+    if groups is None:
+        return f"{how}, image by image"
+    source = f"--groups {config.groups}" if config.groups else f"--groups-file {config.groups_file}"
+    counts = ", ".join(f"{c} {len(set(groups[images.labels == i]))}" for i, c in enumerate(classes))
+    return f"{how}, grouped ({source}; groups per class: {counts}); no group straddles fit, validation and score"
 
 
 def _by_class(classes: tuple[str, str], labels) -> dict[str, int]:

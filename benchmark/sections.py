@@ -17,12 +17,11 @@ from benchmark import plots
 from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
 from benchmark.heldout import fold_ensemble, read_heldout
 from benchmark.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
-from benchmark.metrics import LOWER_IS_BETTER, binary_metrics, confusion, oof_thresholds
+from benchmark.metrics import LOWER_IS_BETTER, THRESHOLD_FREE, binary_metrics, confusion, oof_thresholds
 from benchmark.render import Figure, Section, Table
 from benchmark.runfolder import RunFolder
 from benchmark.statistics import mean_ci
 
-THRESHOLD_FREE = ("roc_auc", "pr_auc", "log_loss")
 RANGES = {"mcc": (-1.0, 1.0), "log_loss": (0.0, float("inf"))}  # the others lie in [0, 1]
 HELDOUT_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
 GAP_FLAG = 0.05  # a CV-vs-test difference this large is worth a look
@@ -73,11 +72,15 @@ class Report:
     def positive(self) -> str:
         return self.run["classes"]["positive"]
 
+    @property
+    def transfer(self) -> dict | None:
+        return self.results.get("transfer")
+
 
 def build_sections(folder: RunFolder) -> list[Section]:
     """Every section of the report, with its figures written under ``RUN/report_files/``."""
     report = Report(folder, **folder.read_results())
-    builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, gradcam, reproduce)
+    builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, transfer, gradcam, reproduce)
     return [section for build in builders if (section := build(report)) is not None]
 
 
@@ -89,12 +92,14 @@ def summary(r: Report) -> Section:
         parts.append(f"Winner on {r.rank_by}: {r.ok[0]['name']} ({m['mean']:.3f} ± {m['std']:.3f}).")
     if r.comparison:
         parts.append(runner_up_verdict(r.comparison))
+    if r.transfer:
+        parts.append(transfer_sentence(r))
     run, settings = r.run, r.config.get("settings", {})
     counts = ", ".join(f"{c} {n}" for c, n in run.get("counts", {}).items())
     test = ", ".join(f"{c} {n}" for c, n in (run.get("test_counts") or {}).items()) or "none"
     parts.append(
         f"Data: {run['data']} — cross-validation images: {counts}; held-out test images: {test}; "
-        f"skipped unreadable files: {len(run.get('skipped', {}))}."
+        f"skipped unreadable files: {len(run.get('skipped', {}))}. Folds: {run.get('splits', 'stratified k-fold')}."
     )
     parts.append(
         "Settings: "
@@ -118,7 +123,8 @@ def leaderboard(r: Report) -> Section:
         "2. Leaderboard",
         [
             f"Ranked by {r.rank_by} ({'lower' if r.rank_by in LOWER_IS_BETTER else 'higher'} is better; ties go to "
-            "the lower std). Each cell: mean ± sample std over folds [95 % confidence interval, t-distribution]."
+            "the lower std). Each cell: mean ± sample std over folds [95 % confidence interval of the mean, with "
+            "the same correction for overlapping training sets as the t-tests of section 4]."
         ],
     )
     shown = ranked_metrics(r.rank_by)
@@ -128,7 +134,7 @@ def leaderboard(r: Report) -> Section:
     ]
     for caption, metrics in sorted(groups, key=lambda g: r.rank_by not in g[1]):  # the ranking metric's group first
         section.parts.append(
-            Table(["rank", "architecture", *metrics], [_board_row(e, metrics) for e in r.entries], caption)
+            Table(["rank", "architecture", *metrics], [_board_row(e, metrics, r.run) for e in r.entries], caption)
         )
     cost = [
         [
@@ -152,13 +158,14 @@ def leaderboard(r: Report) -> Section:
     return section
 
 
-def _board_row(entry: dict, metrics: list[str]) -> list:
+def _board_row(entry: dict, metrics: list[str], run: dict) -> list:
     name = entry["name"] + ("" if entry["status"] == "ok" else " (failed)")
     if "metrics" not in entry:
         return [entry["rank"] or "-", name, *["-"] * len(metrics)]
+    test_fraction = entry.get("test_fraction", 1 / (run["folds"] - 1))  # results.json written before it was kept
     cells = []
     for m in metrics:
-        mean, lo, hi = mean_ci(entry["metrics"][m]["folds"])
+        mean, lo, hi = mean_ci(entry["metrics"][m]["folds"], test_fraction)
         low_bound, high_bound = RANGES.get(m, (0.0, 1.0))  # a t-interval can overshoot a metric's range
         lo, hi = max(lo, low_bound), min(hi, high_bound)
         cells.append(f"{mean:.3f} ± {entry['metrics'][m]['std']:.3f} [{lo:.3f}, {hi:.3f}]")
@@ -194,11 +201,13 @@ def statistics(r: Report) -> Section:
     if not comparison:
         section.parts.append("Fewer than two architectures completed: nothing to compare.")
         return section
+    test = comparison.get("test", "Nadeau–Bengio corrected resampled t-test")
     section.parts.append(
         "How to read this: a p-value below 0.05 says the difference on "
-        f"{comparison['metric']} is unlikely to be fold-to-fold noise; the corrected t-test accounts for the "
+        f"{comparison['metric']} is unlikely to be fold-to-fold noise; the {test} accounts for the "
         "overlap of training sets between folds, which a plain t-test ignores. With k folds there are only k "
-        "paired values, so a large p-value is weak evidence of equality, not proof."
+        "paired values, so a large p-value is weak evidence of equality, not proof. Comparing every pair tests "
+        "many hypotheses at once: the Holm-adjusted p-values control the chance of any false alarm among them."
     )
     best = comparison["best"]
     rows = [
@@ -211,13 +220,22 @@ def statistics(r: Report) -> Section:
         ]
         for name, t in comparison["best_vs"].items()
     ]
-    caption = "The best against each other architecture (Nadeau–Bengio corrected resampled t-test)."
+    caption = f"The best against each other architecture ({test})."
     section.parts.append(Table([f"{best} vs", "mean difference", "95 % interval", "t", "p"], rows, caption))
     names = list(comparison["p_values"])
-    pairs = [[a, *["-" if a == b else f"{comparison['p_values'][a][b]:.3g}" for b in names]] for a in names]
-    section.parts.append(Table(["p-value", *names], pairs, caption="Corrected t-test p-value of every pair."))
+    holm = comparison.get("p_values_holm")
+    pairs = [
+        [a, *["-" if a == b else _p_cell(comparison["p_values"][a][b], holm and holm[a][b]) for b in names]]
+        for a in names
+    ]
+    caption = "Corrected t-test p-value of every pair" + (" (Holm-adjusted in brackets)." if holm else ".")
+    section.parts.append(Table(["p-value", *names], pairs, caption=caption))
     section.parts += _friedman(r, comparison) + _bayesian(comparison)
     return section
+
+
+def _p_cell(p: float, adjusted: float | None) -> str:
+    return f"{p:.3g}" if adjusted is None else f"{p:.3g} [{adjusted:.3g}]"
 
 
 def _friedman(r: Report, comparison: dict) -> list:
@@ -226,7 +244,8 @@ def _friedman(r: Report, comparison: dict) -> list:
         return ["Friedman's test and the critical-difference diagram need three or more architectures."]
     f = comparison["friedman"]
     return [
-        sentence,
+        sentence + " Descriptive only: Friedman's test and the Nemenyi difference assume independent blocks (data "
+        "sets), and the folds of one data set are not independent.",
         Figure(
             plots.critical_difference(f["average_ranks"], f["critical_difference"], r.folder.figure("cd")),
             "Critical-difference diagram: average rank over folds (1 = best); a bar joins architectures "
@@ -391,9 +410,59 @@ def _heldout_tables(r: Report, rows, fold_rows, gap_rows, test_curves) -> list:
     ]
 
 
+def transfer(r: Report) -> Section:
+    """8: whether the cross-validation ranking holds on the held-out split."""
+    t = r.transfer
+    if not t:
+        return Section(TRANSFER_TITLE, ["Needs held-out predictions of two or more architectures."])
+    rows = [
+        [name, f"{cv:.3f}", f"{test:.3f}", f"{gap:+.3f}", "large" if abs(gap) >= GAP_FLAG else ""]
+        for name, cv, test, gap in zip(t["architectures"], t["cv"], t["test"], t["gap"], strict=True)
+    ]
+    order = sorted(
+        range(len(t["test"])), key=lambda i: -t["test"][i] if r.rank_by not in LOWER_IS_BETTER else t["test"][i]
+    )
+    return Section(
+        TRANSFER_TITLE,
+        [
+            transfer_sentence(r),
+            f"Kendall's τ = {t['kendall_tau']:.2f} (95 % bootstrap interval {_ci(t['kendall_tau_ci'])}), Spearman's "
+            f"ρ = {t['spearman_rho']:.2f} ({_ci(t['spearman_rho_ci'])}), between each architecture's CV mean and its "
+            f"fold ensemble on the test split, both on {t['metric']} at 0.5; the intervals resample the test images "
+            f"{t['n_boot']} times. Ranked by the test split: {', '.join(t['architectures'][i] for i in order)}.",
+            Table(["architecture (CV rank order)", f"CV {t['metric']}", "test", "gap", f"flag (≥ {GAP_FLAG})"], rows),
+            "Rankings that disagree mean the CV estimate does not transfer to the test images: a shift between the "
+            "collections (scanner, hospital, time) or leakage inside the folds (images of one patient on both sides; "
+            "see --groups). Trust the architecture whose lead holds on both.",
+        ],
+    )
+
+
+TRANSFER_TITLE = "8. Does the ranking transfer?"
+
+
+def transfer_sentence(r: Report) -> str:
+    """The winner's held-out figures and whether the rankings agree, in one sentence."""
+    t, winner = r.transfer, r.transfer["architectures"][0]
+    words = {
+        "agree": "the CV and test rankings agree",
+        "uncertain": "the CV and test rankings agree only loosely (the test split cannot confirm the order)",
+        "disagree": "the CV and test rankings DISAGREE: the CV winner is not what the test split would choose",
+    }[t["verdict"]]
+    return (
+        f"On the held-out test split the CV winner {winner} scores {t['metric']} {t['test'][0]:.3f} (CV "
+        f"{t['cv'][0]:.3f}; fold ensemble at 0.5); {words} (Kendall's τ = {t['kendall_tau']:.2f}, 95 % interval "
+        f"{_ci(t['kendall_tau_ci'])})."
+    )
+
+
+def _ci(interval: list[float]) -> str:
+    return f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
 def gradcam(r: Report) -> Section:
-    """8: the saved Grad-CAM panels (``<arch>/gradcam.npz``)."""
-    section = Section("8. Grad-CAM", [GRADCAM_TEXT])
+    """9: the saved Grad-CAM panels (``<arch>/gradcam.npz``)."""
+    section = Section("9. Grad-CAM", [GRADCAM_TEXT])
     for e in r.ok:
         panel = r.folder.read_gradcam(e["name"])
         if panel is None:
@@ -423,16 +492,18 @@ GRADCAM_TEXT = (
 
 
 def reproduce(r: Report) -> Section:
-    """9: the command, the files and the rules."""
+    """10: the command, the files and the rules."""
     return Section(
-        "9. Reproduce",
+        "10. Reproduce",
         [
             "Command: " + " ".join(r.config.get("argv", ["benchmark", "run"])),
             "Files: config.json (settings, versions, machine), splits.json (the folds), <arch>/fold-<i>/ "
             "(history.csv, predictions.csv, metrics.json, model.keras), folds.csv, oof.csv, results.json.",
             "Rules: metrics at threshold 0.5 on each scored fold; mean ± sample std (ddof 1) over folds; "
-            "confidence intervals from the t-distribution with k − 1 degrees of freedom; Nadeau–Bengio "
-            "corrected resampled t-test with n_test/n_train from the saved fold sizes; Friedman's test and "
-            "the Nemenyi critical difference (Demšar 2006).",
+            "confidence intervals from the t-distribution with n − 1 degrees of freedom over the n folds, the "
+            "variance of the mean taken as s²(1/n + n_test/n_train); Nadeau–Bengio corrected resampled t-test "
+            "(Bouckaert–Frank over repeated folds) with n_test/n_train from the saved fold sizes, Holm's "
+            "adjustment over all pairs; Friedman's test and the Nemenyi critical difference (Demšar 2006), "
+            "descriptive; Kendall's τ and Spearman's ρ with a percentile bootstrap over test images.",
         ],
     )

@@ -195,6 +195,7 @@ def _compile(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) 
 
 
 def _callbacks(settings: TrainSettings, watch: EpochWatch) -> list:
+    """After :class:`Validate` has scored the epoch: early stopping, the epoch watch, NaN."""
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
         watch,
@@ -212,6 +213,49 @@ def _fit_data(x_fit, y_fit, weights: dict, settings: TrainSettings) -> tuple[dic
         batches = DeviceBatches(x_fit, y_fit, weights, settings.batch_size)
         return {"x": iter(batches), "steps_per_epoch": batches.steps, "shuffle": False}, batches  # shuffled there
     return {"x": x_fit, "y": y_fit, "class_weight": weights, "batch_size": settings.batch_size, "shuffle": True}, None
+
+
+RECALIBRATION_IMAGES = 1024  # fit images that re-estimate the batch-norm statistics each epoch
+
+
+def recalibrate_batchnorm(model: keras.Model, pixels: np.ndarray, batch_size: int = 256) -> int:
+    """Set each BatchNormalization layer's moving mean and variance to those of its inputs over
+    ``pixels`` (uint8, un-augmented), layer after layer, the network in inference mode; return how
+    many layers were set.
+
+    Training normalises with the statistics of augmented batches; the moving averages that
+    inference uses then describe augmented images, not the plain ones the model is scored on
+    (the batch-norm architectures' epoch-1 optimum, docs/results.md). Re-estimated this way, the
+    statistics are exactly those of plain images, as "precise BN" (Wu & Johnson 2021) does.
+    """
+    preprocess, arch = split_input(model)
+    norms = [layer for layer in _all_layers(arch) if isinstance(layer, layers.BatchNormalization)]
+    x = keras.ops.convert_to_numpy(preprocess(pixels, training=False))
+    for norm in norms:  # in order: each layer's inputs depend on the layers before it
+        probe = keras.Model(arch.inputs, norm.input)
+        total, squares, count = 0.0, 0.0, 0
+        for start in range(0, len(x), batch_size):
+            a = keras.ops.convert_to_numpy(probe(x[start : start + batch_size], training=False)).astype(np.float64)
+            a = np.moveaxis(a, norm.axis, -1).reshape(-1, a.shape[norm.axis])
+            total, squares, count = total + a.sum(axis=0), squares + (a**2).sum(axis=0), count + len(a)
+        mean = total / count
+        norm.moving_mean.assign(mean.astype(norm.moving_mean.dtype))
+        norm.moving_variance.assign(np.maximum(squares / count - mean**2, 0).astype(norm.moving_variance.dtype))
+    return len(norms)
+
+
+class Validate(keras.callbacks.Callback):
+    """At each epoch's end: re-estimate the batch-norm statistics on un-augmented fit images, then
+    score the inner validation split (``val_loss``, ``val_accuracy``) for early stopping."""
+
+    def __init__(self, recalibration: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, batch_size: int):
+        super().__init__()
+        self.recalibration, self.x_val, self.y_val, self.batch_size = recalibration, x_val, y_val, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        recalibrate_batchnorm(self.model, self.recalibration)
+        scores = self.model.evaluate(self.x_val, self.y_val, batch_size=self.batch_size, verbose=0, return_dict=True)
+        logs.update({f"val_{name}": float(value) for name, value in scores.items()})
 
 
 class EpochWatch(keras.callbacks.Callback):
@@ -322,16 +366,11 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
         bias_set = set_output_bias(arch, bias)
         _compile(model, settings, steps_per_epoch=math.ceil(len(x_fit) / settings.batch_size))
     watch = EpochWatch(report)
+    sample = np.random.default_rng(seed).permutation(len(x_fit))[:RECALIBRATION_IMAGES]  # leaves numpy's global RNG
+    validate = Validate(x_fit[np.sort(sample)], x_val, y_val, settings.batch_size)
     data, batches = _fit_data(x_fit, y_fit, weights, settings)
     start = time.perf_counter()
-    fit = model.fit(
-        **data,
-        validation_data=(x_val, y_val),
-        validation_batch_size=settings.batch_size,
-        epochs=settings.epochs,
-        callbacks=_callbacks(settings, watch),
-        verbose=0,
-    )
+    fit = model.fit(**data, epochs=settings.epochs, callbacks=[validate, *_callbacks(settings, watch)], verbose=0)
     fit_seconds = time.perf_counter() - start
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     if not all(np.isfinite(history.get("loss", [np.nan]))):

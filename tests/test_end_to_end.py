@@ -175,7 +175,7 @@ def test_held_out_thresholds_are_chosen_on_the_out_of_fold_predictions(run):
     """Section 7's threshold rows: the rules applied to oof.csv, then the test split scored at them."""
     oof = pd.read_csv(run["out"] / "oof.csv")
     markdown = (run["out"] / "report.md").read_text()
-    heldout = markdown[markdown.index("## 7. Held-out test") : markdown.index("## 8. Grad-CAM")]
+    heldout = markdown[markdown.index("## 7. Held-out test") : markdown.index("## 8. Does the ranking transfer?")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in heldout.splitlines() if line.startswith("| ")]
     differs = False
     for name in ("baseline", "pyramid_up"):
@@ -190,6 +190,26 @@ def test_held_out_thresholds_are_chosen_on_the_out_of_fold_predictions(run):
         on_test = {max_f1_threshold(labels, ensemble), youden_threshold(labels, ensemble)}
         differs |= on_test != set(oof_thresholds(part.label, part.probability).values()) - {0.5}
     assert differs  # thresholds chosen on the test split would have given other rows
+
+
+def test_the_ranking_transfer_is_computed_from_the_saved_test_predictions(run):
+    from scipy import stats
+
+    results = read(run["out"] / "results.json")
+    transfer = results["transfer"]
+    names = [e["name"] for e in results["architectures"] if e["status"] == "ok"]
+    assert transfer["architectures"] == names and transfer["metric"] == "roc_auc"
+    test = []
+    for name in names:
+        runs = [pd.read_csv(run["out"] / name / f"fold-{i}" / "test_predictions.csv") for i in range(3)]
+        test.append(binary_metrics(runs[0].label, np.mean([r.probability for r in runs], axis=0))["roc_auc"])
+    cv = [e["metrics"]["roc_auc"]["mean"] for e in results["architectures"][:2]]
+    assert transfer["test"] == pytest.approx(test) and transfer["cv"] == pytest.approx(cv)
+    assert transfer["kendall_tau"] == pytest.approx(stats.kendalltau(cv, test).statistic)
+    low, high = transfer["kendall_tau_ci"]
+    assert -1 <= low <= high <= 1 and transfer["verdict"] in ("agree", "uncertain", "disagree")
+    summary = (run["out"] / "report.md").read_text().split("## 2.")[0]
+    assert f"On the held-out test split the CV winner {names[0]} scores roc_auc {test[0]:.3f}" in summary
 
 
 def test_leaderboard_is_ranked_and_traceable_to_fold_files(run):
@@ -230,8 +250,9 @@ SECTIONS = [
     "5. Loss curves and diagnostics",
     "6. Out-of-fold curves",
     "7. Held-out test (not used for ranking)",
-    "8. Grad-CAM",
-    "9. Reproduce",
+    "8. Does the ranking transfer?",
+    "9. Grad-CAM",
+    "10. Reproduce",
 ]
 
 

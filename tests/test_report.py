@@ -25,8 +25,9 @@ SECTIONS = [
     "5. Loss curves and diagnostics",
     "6. Out-of-fold curves",
     "7. Held-out test (not used for ranking)",
-    "8. Grad-CAM",
-    "9. Reproduce",
+    "8. Does the ranking transfer?",
+    "9. Grad-CAM",
+    "10. Reproduce",
 ]
 
 

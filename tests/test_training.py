@@ -338,3 +338,40 @@ def test_early_stopping_watches_the_inner_split_and_keeps_its_best_weights(tmp_p
     assert saved_loss == pytest.approx(val_loss[best], rel=1e-4) and saved_loss < val_loss[-1]
     scored = model.predict(images.pixels[fold.score], verbose=0).reshape(-1)
     np.testing.assert_allclose(scored, result.probabilities, atol=1e-6)  # the score fold saw the best weights
+
+
+def two_batchnorm_cnn(input_shape):
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Conv2D(4, 3, padding="same")(inputs)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Conv2D(3, 3, padding="same")(x)
+    x = layers.BatchNormalization(name="bn2")(x)
+    x = layers.GlobalAveragePooling2D()(layers.Activation("relu")(x))
+    return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
+
+
+def test_batchnorm_statistics_are_re_estimated_on_plain_images_layer_after_layer():
+    keras.utils.set_random_seed(0)
+    model, arch = assemble(two_batchnorm_cnn, (12, 12, 1), augment="light")
+    pixels = bright_or_dark(size=12).pixels
+    assert training.recalibrate_batchnorm(model, pixels, batch_size=32) == 2
+    x = pixels.astype("float32") / 255  # what the architecture receives, un-augmented
+    for name in ("bn1", "bn2"):
+        norm = arch.get_layer(name)
+        # the layer's inputs, with the layers before it (bn1 for bn2) already re-estimated
+        a = keras.ops.convert_to_numpy(keras.Model(arch.inputs, norm.input)(x, training=False)).astype(np.float64)
+        a = a.reshape(-1, a.shape[-1])
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), a.mean(axis=0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(norm.moving_variance), a.var(axis=0), rtol=1e-3, atol=1e-6
+        )
+
+
+@pytest.mark.slow
+def test_the_validation_loss_is_that_of_the_re_estimated_model():
+    images = bright_or_dark()
+    fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
+    settings = TrainSettings(epochs=2, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=5, augment="light")
+    result = train_fold(two_batchnorm_cnn, images, fold, settings, seed=0, model_path=None)
+    assert set(result.history) >= {"loss", "val_loss", "val_accuracy"} and len(result.history["val_loss"]) == 2
