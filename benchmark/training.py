@@ -215,33 +215,40 @@ def _fit_data(x_fit, y_fit, weights: dict, settings: TrainSettings) -> tuple[dic
     return {"x": x_fit, "y": y_fit, "class_weight": weights, "batch_size": settings.batch_size, "shuffle": True}, None
 
 
-RECALIBRATION_IMAGES = 1024  # fit images that re-estimate the batch-norm statistics each epoch
+RECALIBRATION_IMAGES = 512  # fit images that re-estimate the batch-norm statistics each epoch
 
 
-def recalibrate_batchnorm(model: keras.Model, pixels: np.ndarray, batch_size: int = 256) -> int:
+def recalibrate_batchnorm(model: keras.Model, pixels: np.ndarray, batch_size: int = 256, probes=None) -> int:
     """Set each BatchNormalization layer's moving mean and variance to those of its inputs over
     ``pixels`` (uint8, un-augmented), layer after layer, the network in inference mode; return how
-    many layers were set.
+    many layers were set. ``probes`` (from :func:`batchnorm_probes`) saves rebuilding them.
 
     Training normalises with the statistics of augmented batches; the moving averages that
     inference uses then describe augmented images, not the plain ones the model is scored on
     (the batch-norm architectures' epoch-1 optimum, docs/results.md). Re-estimated this way, the
     statistics are exactly those of plain images, as "precise BN" (Wu & Johnson 2021) does.
     """
-    preprocess, arch = split_input(model)
-    norms = [layer for layer in _all_layers(arch) if isinstance(layer, layers.BatchNormalization)]
+    preprocess, probes = probes or batchnorm_probes(model)
     x = keras.ops.convert_to_numpy(preprocess(pixels, training=False))
-    for norm in norms:  # in order: each layer's inputs depend on the layers before it
-        probe = keras.Model(arch.inputs, norm.input)
-        total, squares, count = 0.0, 0.0, 0
-        for start in range(0, len(x), batch_size):
-            a = keras.ops.convert_to_numpy(probe(x[start : start + batch_size], training=False)).astype(np.float64)
-            a = np.moveaxis(a, norm.axis, -1).reshape(-1, a.shape[norm.axis])
-            total, squares, count = total + a.sum(axis=0), squares + (a**2).sum(axis=0), count + len(a)
-        mean = total / count
-        norm.moving_mean.assign(mean.astype(norm.moving_mean.dtype))
-        norm.moving_variance.assign(np.maximum(squares / count - mean**2, 0).astype(norm.moving_variance.dtype))
-    return len(norms)
+    for norm, probe in probes:  # in order: each layer's inputs depend on the layers before it
+        means, squares = (np.asarray(a, np.float64).mean(axis=0) for a in probe.predict(x, batch_size, verbose=0))
+        norm.moving_mean.assign(means.astype(norm.moving_mean.dtype))
+        norm.moving_variance.assign(np.maximum(squares - means**2, 0).astype(norm.moving_variance.dtype))
+    return len(probes)
+
+
+def batchnorm_probes(model: keras.Model) -> tuple[keras.Model, list]:
+    """(preprocessing, [(batch-norm layer, probe)]): each probe maps what the architecture receives to
+    the per-image channel means of that layer's inputs and of their squares (channels last)."""
+    preprocess, arch = split_input(model)
+    probes = []
+    for norm in (layer for layer in _all_layers(arch) if isinstance(layer, layers.BatchNormalization)):
+        t = norm.input
+        squared = layers.Multiply()([t, t])
+        if len(t.shape) == 4:  # a feature map: average over its positions, per image
+            t, squared = layers.GlobalAveragePooling2D()(t), layers.GlobalAveragePooling2D()(squared)
+        probes.append((norm, compilable(keras.Model(arch.input, [t, squared]))))
+    return preprocess, probes
 
 
 class Validate(keras.callbacks.Callback):
@@ -252,8 +259,11 @@ class Validate(keras.callbacks.Callback):
         super().__init__()
         self.recalibration, self.x_val, self.y_val, self.batch_size = recalibration, x_val, y_val, batch_size
 
+    def on_train_begin(self, logs=None):
+        self.probes = batchnorm_probes(self.model)
+
     def on_epoch_end(self, epoch, logs=None):
-        recalibrate_batchnorm(self.model, self.recalibration)
+        recalibrate_batchnorm(self.model, self.recalibration, probes=self.probes)
         scores = self.model.evaluate(self.x_val, self.y_val, batch_size=self.batch_size, verbose=0, return_dict=True)
         logs.update({f"val_{name}": float(value) for name, value in scores.items()})
 

@@ -360,7 +360,7 @@ def test_batchnorm_statistics_are_re_estimated_on_plain_images_layer_after_layer
     for name in ("bn1", "bn2"):
         norm = arch.get_layer(name)
         # the layer's inputs, with the layers before it (bn1 for bn2) already re-estimated
-        a = keras.ops.convert_to_numpy(keras.Model(arch.inputs, norm.input)(x, training=False)).astype(np.float64)
+        a = keras.ops.convert_to_numpy(keras.Model(arch.input, norm.input)(x, training=False)).astype(np.float64)
         a = a.reshape(-1, a.shape[-1])
         np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), a.mean(axis=0), rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(
