@@ -125,3 +125,16 @@ def test_renderers_escape_and_lay_out_parts():
 def test_report_of_a_folder_without_results_is_a_usage_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no readable results.json" in capsys.readouterr().err
+
+
+def test_the_transfer_section_and_the_summary_say_whether_the_ranking_holds(report):
+    transfer = report["results"]["transfer"]
+    summary = report["md"].split("## 2. Leaderboard")[0]
+    winner = transfer["architectures"][0]
+    assert f"the CV winner {winner} scores f1 {transfer['test'][0]:.3f}" in summary
+    assert ("DISAGREE" in summary) == (transfer["verdict"] == "disagree")
+    rows = table_rows(report["md"], "## 8. Does the ranking transfer?", "## 9. Grad-CAM")
+    columns = (transfer["architectures"], transfer["cv"], transfer["test"], transfer["gap"])
+    for name, cv, test, gap in zip(*columns, strict=True):
+        assert [name, f"{cv:.3f}", f"{test:.3f}", f"{gap:+.3f}"] in [r[:4] for r in rows]
+    assert f"Kendall's τ = {transfer['kendall_tau']:.2f}" in report["md"]
