@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmark import UsageError, __version__
 from benchmark.config import AUGMENTATIONS, BACKENDS, STRATEGIES, RunConfig, default_data_dir
-from benchmark.metrics import METRICS
+from benchmark.metrics import ALL_METRICS
 from benchmark.splits import GROUP_PRESETS
 
 DEFAULTS = RunConfig(data=Path("."), out=Path("."))
@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         "default: $BENCHMARK_DATA, then 'data =' under [tool:benchmark] in ./setup.cfg",
     )
     g.add_argument("--positive", help="the positive class (default PNEUMONIA if present, else the second class)")
+    g.add_argument(
+        "--label-from",
+        metavar="REGEX",
+        help="classes from file names: the first capture group where it matches, else the folder "
+        "(e.g. '_(bacteria|virus)_' for NORMAL / bacteria / virus)",
+    )
     g.add_argument("--image-size", type=int, default=d.image_size, help="images are resized to SIZE×SIZE")
     g.add_argument("--channels", type=int, default=d.channels, choices=(1, 3))
     g.add_argument("--cache-dir", type=Path, help="decoded-image cache (default: the user cache folder)")
@@ -122,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--out", type=Path, help="run folder; rerun with the same --out to resume (default reports/<timestamp>)"
     )
-    g.add_argument("--rank-by", default=d.rank_by, choices=METRICS)
+    g.add_argument(
+        "--rank-by", default=d.rank_by, choices=ALL_METRICS, help="default: f1, or f1_macro for more than two classes"
+    )
     g.add_argument("--test-top", type=int, metavar="N", help="score only the N best on the held-out test split")
     g.add_argument("--tta", action="store_true", help="held-out scoring also with test-time augmentation (shifts)")
     g.add_argument(

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.metrics import LOWER_IS_BETTER, METRICS, curve_statistics
+from benchmark.metrics import LOWER_IS_BETTER, curve_statistics, metric_names
 from benchmark.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, holm
 
 
@@ -57,7 +57,8 @@ def summarise(outcome: ArchOutcome, patience: int) -> dict:
     if outcome.error:
         entry["error"] = outcome.error
     if outcome.folds:
-        entry["metrics"] = {m: mean_std([f["metrics"][m] for f in outcome.folds]) for m in METRICS}
+        names = metric_names(len(outcome.folds[0]["class_weight"]))  # one weight per class
+        entry["metrics"] = {m: mean_std([f["metrics"][m] for f in outcome.folds]) for m in names}
         entry["confusion_matrix"] = np.sum([f["metrics"]["confusion_matrix"] for f in outcome.folds], axis=0).tolist()
         entry["curves"] = curve_statistics(outcome.histories, patience)
         entry["test_fraction"] = float(np.mean([f["n_score"] / f["n_fit"] for f in outcome.folds]))
@@ -133,23 +134,19 @@ def folds_table(records: list[dict]) -> pd.DataFrame:
     """One row per architecture × fold with every metric and the fold's training facts."""
     rows = []
     for r in records:
-        tn, fp = r["metrics"]["confusion_matrix"][0]
-        fn, tp = r["metrics"]["confusion_matrix"][1]
+        matrix = r["metrics"]["confusion_matrix"]
+        counts = dict(zip(("tn", "fp", "fn", "tp"), (*matrix[0], *matrix[1]), strict=True)) if len(matrix) == 2 else {}
         rows.append(
             {
                 "arch": r["arch"],
                 "fold": r["fold"],
-                **{m: r["metrics"][m] for m in METRICS},
-                "tn": tn,
-                "fp": fp,
-                "fn": fn,
-                "tp": tp,
+                **{m: r["metrics"][m] for m in metric_names(len(r["class_weight"]))},
+                **counts,
                 "best_epoch": r["best_epoch"],
                 "epochs": r["epochs"],
                 "fit_seconds": r["fit_seconds"],
                 "predict_seconds": r["predict_seconds"],
-                "class_weight_0": r["class_weight"]["0"],
-                "class_weight_1": r["class_weight"]["1"],
+                **{f"class_weight_{c}": w for c, w in r["class_weight"].items()},
                 "initial_bias": r["initial_bias"],
                 "n_fit": r["n_fit"],
                 "n_val": r["n_val"],

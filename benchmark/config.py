@@ -14,7 +14,7 @@ from pathlib import Path
 
 from benchmark import UsageError
 from benchmark.data import KAGGLE_HINT, default_cache_dir
-from benchmark.metrics import METRICS
+from benchmark.metrics import ALL_METRICS
 
 # Random ranges per level (fractions as Keras's preprocessing layers take them). No flips:
 # a heart on the right is not a normal X-ray. "strong" doubles the geometry and adds
@@ -32,6 +32,7 @@ STRATEGIES = ("auto", "none", "mirrored")  # multi-GPU data parallelism (benchma
 # compared by content (benchmark.data.fingerprint), not by how --data is spelt.
 RESULT_SETTINGS = (
     "positive",
+    "label_from",
     "folds",
     "seed",
     "val_fraction",
@@ -66,6 +67,7 @@ class RunConfig:
     groups_file: Path | None = None  # or a CSV of path, group
     ungrouped: str = "error"  # a file without a group: "error", or "own" (a group of its own)
     positive: str | None = None
+    label_from: str | None = None  # classes from file names: a regular expression's first capture group
     # image_size, epochs, batch_size and patience are chosen so that the README's main job
     # (7 architectures × 5 folds on the 5,216 Kaggle training images) fits in 45 minutes on
     # a 2-core CPU: see docs/results.md.
@@ -78,7 +80,7 @@ class RunConfig:
     patience: int = 5
     augment: str = "light"  # a level of AUGMENTATIONS
     label_smoothing: float = 0.0
-    rank_by: str = "f1"
+    rank_by: str | None = None  # None: f1 for two classes, f1_macro for more
     test_top: int | None = None  # held-out scoring of the N best only (None: all)
     tta: bool = False  # held-out scoring also with test-time augmentation
     gradcam_archs: str = "winner"  # "winner", "none" or an --archs expression
@@ -96,8 +98,8 @@ class RunConfig:
     quiet: bool = False
 
     def __post_init__(self):
-        if self.rank_by not in METRICS:
-            raise UsageError(f"--rank-by {self.rank_by}: choose one of {', '.join(METRICS)}.")
+        if self.rank_by is not None and self.rank_by not in ALL_METRICS:
+            raise UsageError(f"--rank-by {self.rank_by}: choose one of {', '.join(ALL_METRICS)}.")
         for name in ("image_size", "epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: give a positive whole number.")

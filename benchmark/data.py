@@ -24,11 +24,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from filelock import FileLock
@@ -41,6 +42,7 @@ IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 JUNK_DIRS = {"__macosx"}
 DEFAULT_POSITIVE = "PNEUMONIA"
+MAX_CLASSES = 127  # labels are int8
 CACHE_FORMAT = 2  # bump when decoding or the cache key changes, so old caches are not reused
 CHUNK = 256  # images decoded per batch of work: bounds the decoded pixels held in memory
 RETRY_SECONDS = (0.5, 2.0, 5.0)  # back-off before each retry of files that failed with a file-system error
@@ -63,14 +65,15 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def counts(self) -> list[int]:
-        """[negatives, positives]."""
-        return np.bincount(self.labels, minlength=2).tolist()
+    def counts(self, n_classes: int = 2) -> list[int]:
+        """Images per class, in label order ([negatives, positives] with two classes)."""
+        return np.bincount(self.labels, minlength=n_classes).tolist()
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """A two-class image folder: ``classes`` is (negative, positive); paths are relative to ``root``."""
+    """An image folder of K ≥ 2 classes; with two, ``classes`` is (negative, positive), else sorted.
+    Paths are relative to ``root``; a label is an index into ``classes``."""
 
     root: Path
     classes: tuple[str, str]
@@ -153,7 +156,7 @@ def _class_files(split_dirs: list[Path], root: Path) -> dict[str, list[str]]:
     return files
 
 
-def discover(data_dir: str | Path, positive: str | None = None) -> Dataset:
+def discover(data_dir: str | Path, positive: str | None = None, label_from: str | None = None) -> Dataset:
     """Find the classes and files of ``data_dir``.
 
     >>> ds = discover("../shared/data/chest_xray_224")
@@ -164,7 +167,7 @@ def discover(data_dir: str | Path, positive: str | None = None) -> Dataset:
     if not data_dir.is_dir():
         raise UsageError(f"--data {data_dir}: no such folder. {KAGGLE_HINT}")
     try:
-        return _discover(data_dir, positive)
+        return _discover(data_dir, positive, label_from)
     except OSError as err:  # a folder that cannot be listed
         raise UsageError(
             f"--data {data_dir}: cannot list {err.filename or data_dir} ({err.strerror or err}). "
@@ -172,7 +175,7 @@ def discover(data_dir: str | Path, positive: str | None = None) -> Dataset:
         ) from None
 
 
-def _discover(data_dir: Path, positive: str | None) -> Dataset:
+def _discover(data_dir: Path, positive: str | None, label_from: str | None) -> Dataset:
     root = _find_root(data_dir)
     splits = {p.name.lower(): p for p in _subdirs(root)}
     # Paths are kept relative to data_dir (what the user gave), even when the data sits in a wrapper folder.
@@ -181,35 +184,70 @@ def _discover(data_dir: Path, positive: str | None) -> Dataset:
         test_files = _class_files([splits["test"]], data_dir) if "test" in splits else None
     else:
         train_files, test_files = _class_files([root], data_dir), None
+    if label_from:
+        train_files, test_files = relabel(train_files, label_from), test_files and relabel(test_files, label_from)
+    classes = _check_classes(data_dir, root, splits, train_files)
+    if len(classes) == 2:  # (negative, positive)
+        if positive is None:
+            positive = DEFAULT_POSITIVE if DEFAULT_POSITIVE in classes else classes[1]
+        if positive not in classes:
+            raise UsageError(f"--positive {positive}: not a class of {data_dir}; the classes are {', '.join(classes)}.")
+        classes = [classes[0] if classes[1] == positive else classes[1], positive]
+    elif positive is not None:
+        raise UsageError(
+            f"--positive {positive}: a positive class belongs to two-class tasks; {data_dir} has {len(classes)} "
+            f"classes ({', '.join(classes)}). Leave --positive out."
+        )
 
-    n_images = sum(len(f) for f in train_files.values())
-    if n_images == 0:
+    def image_set(files: dict[str, list[str]]) -> ImageSet:
+        paths = [p for c in classes for p in files.get(c, [])]
+        labels = np.array([i for i, c in enumerate(classes) for _ in files.get(c, [])], dtype=np.int8)
+        return ImageSet(tuple(paths), labels)
+
+    test = image_set(test_files) if test_files and any(test_files.values()) else None
+    return Dataset(root=data_dir, classes=tuple(classes), train=image_set(train_files), test=test)
+
+
+def _check_classes(data_dir: Path, root: Path, splits: dict, train_files: dict[str, list[str]]) -> list[str]:
+    """The sorted class names; a UsageError without images, with one class or with an empty one."""
+    if sum(len(f) for f in train_files.values()) == 0:
         raise UsageError(
             f"--data {data_dir}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files "
             f"in <class>/ subfolders of {root / 'train' if 'train' in splits else root}). {KAGGLE_HINT}"
         )
     empty = sorted(c for c, f in train_files.items() if not f)
-    if len(train_files) != 2 or empty:
+    if len(train_files) < 2 or empty:
         found = ", ".join(f"{c} ({len(f)} images)" for c, f in sorted(train_files.items()))
         problem = f"an empty class folder ({', '.join(empty)})" if empty else f"{len(train_files)} class(es)"
         raise UsageError(
-            f"--data {data_dir}: the training images must be in exactly two non-empty class folders "
+            f"--data {data_dir}: the training images must be in two or more non-empty class folders "
             f"(e.g. NORMAL/ and PNEUMONIA/); found {problem}: {found}. Put each class's images in its own folder."
         )
-    classes = sorted(train_files)
-    if positive is None:
-        positive = DEFAULT_POSITIVE if DEFAULT_POSITIVE in classes else classes[1]
-    if positive not in classes:
-        raise UsageError(f"--positive {positive}: not a class of {data_dir}; the classes are {', '.join(classes)}.")
-    negative = classes[0] if classes[1] == positive else classes[1]
+    if len(train_files) > MAX_CLASSES:
+        raise UsageError(f"--data {data_dir}: {len(train_files)} classes; at most {MAX_CLASSES} are supported.")
+    return sorted(train_files)
 
-    def image_set(files: dict[str, list[str]]) -> ImageSet:
-        paths = files.get(negative, []) + files.get(positive, [])
-        labels = np.array([0] * len(files.get(negative, [])) + [1] * len(files.get(positive, [])), dtype=np.int8)
-        return ImageSet(tuple(paths), labels)
 
-    test = image_set(test_files) if test_files and any(test_files.values()) else None
-    return Dataset(root=data_dir, classes=(negative, positive), train=image_set(train_files), test=test)
+def relabel(files: dict[str, list[str]], pattern: str) -> dict[str, list[str]]:
+    """``--label-from``: each file's class is the first capture group of ``pattern`` searched in its
+    name, or its folder's name when the pattern does not match (no file is copied or moved).
+
+    >>> relabel({"NORMAL": ["train/NORMAL/IM-1.jpeg"], "PNEUMONIA": ["train/PNEUMONIA/person1_virus_2.jpeg"]},
+    ...         r"_(bacteria|virus)_")
+    {'NORMAL': ['train/NORMAL/IM-1.jpeg'], 'virus': ['train/PNEUMONIA/person1_virus_2.jpeg']}
+    """
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise UsageError(f"--label-from {pattern}: not a regular expression ({err}).") from None
+    if regex.groups < 1:
+        raise UsageError(f"--label-from {pattern}: give one capture group, the part of a file name that is its class.")
+    out: dict[str, list[str]] = {}
+    for folder, paths in files.items():
+        for path in paths:
+            match = regex.search(PurePosixPath(path).name)
+            out.setdefault(match.group(1) if match else folder, []).append(path)
+    return out
 
 
 def decode(path: str | Path, image_size: int, channels: int = 1) -> np.ndarray:

@@ -32,7 +32,7 @@ import pandas as pd
 import architectures
 from benchmark import backend, training
 from benchmark.data import Images
-from benchmark.metrics import best_epoch, binary_metrics
+from benchmark.metrics import best_epoch, fold_metrics, probability_columns
 from benchmark.splits import Fold
 from benchmark.training import ArchitectureError, TrainSettings
 
@@ -100,7 +100,7 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
             {
                 "path": [images.paths[j] for j in task.split.score],
                 "label": images.labels[task.split.score].astype(int),
-                "probability": result.probabilities,
+                **probability_columns(result.probabilities),
             }
         )
         model = model_path.read_bytes() if model_path else None
@@ -136,7 +136,7 @@ def _record(task: FoldTask, result, labels, settings: TrainSettings, seconds: fl
     return {
         "arch": task.arch,
         "fold": task.fold,
-        "metrics": binary_metrics(labels, result.probabilities),
+        "metrics": fold_metrics(labels, result.probabilities),
         "class_weight": {str(k): v for k, v in result.class_weight.items()},
         "initial_bias": result.initial_bias,
         "best_epoch": best_epoch(result.history["val_loss"]) + 1,

@@ -55,27 +55,27 @@ def _split(model: keras.Model, layer: keras.layers.Layer) -> tuple[keras.Model, 
     return keras.Model(model.input, layer.output), keras.Model(layer.output, model.output)
 
 
-def _gradient(head: keras.Model, features: np.ndarray, signs: np.ndarray) -> np.ndarray:
-    """d(sign · output)/d(features) for each image, with the active backend's autodiff."""
+def _gradient(head: keras.Model, features: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """d(Σ weights · output)/d(features) for each image, with the active backend's autodiff."""
     name = keras.backend.backend()
-    signs = signs.astype("float32")
+    weights = weights.astype("float32")
     if name == "tensorflow":
         import tensorflow as tf
 
         a = tf.convert_to_tensor(features)
         with tf.GradientTape() as tape:
             tape.watch(a)
-            score = tf.reduce_sum(head(a, training=False)[:, 0] * signs)
+            score = tf.reduce_sum(head(a, training=False) * weights)
         return tape.gradient(score, a).numpy()
     if name == "jax":
         import jax
 
-        return np.asarray(jax.grad(lambda a: (head(a, training=False)[:, 0] * signs).sum())(features))
+        return np.asarray(jax.grad(lambda a: (head(a, training=False) * weights).sum())(features))
     if name == "torch":
         import torch
 
         a = torch.tensor(features, requires_grad=True, device=keras.backend.get_device() or "cpu")
-        (head(a, training=False)[:, 0] * torch.as_tensor(signs, device=a.device)).sum().backward()
+        (head(a, training=False) * torch.as_tensor(weights, device=a.device)).sum().backward()
         return a.grad.cpu().numpy()
     raise ValueError(f"Grad-CAM needs the tensorflow, jax or torch backend, not {name}")
 
@@ -84,8 +84,8 @@ def heatmaps(model: keras.Model, images: np.ndarray, signs: np.ndarray, layer=No
     """Grad-CAM maps of ``images`` (n, H, W, C) as (n, H, W) in [0, 1].
 
     ``signs`` is +1 where the positive class is explained, −1 for the negative one
-    (the gradient of 1 − p). A map that is zero everywhere means no region
-    raised that class's score.
+    (the gradient of 1 − p); for a K-class softmax it is a one-hot row per image, the
+    class explained. A map that is zero everywhere means no region raised that class's score.
 
     >>> import keras, numpy as np
     >>> inputs = keras.Input((8, 8, 1))
@@ -96,7 +96,8 @@ def heatmaps(model: keras.Model, images: np.ndarray, signs: np.ndarray, layer=No
     """
     features, head = _split(model, layer or target_layer(model))
     a = np.asarray(keras.ops.convert_to_numpy(features(images, training=False)), dtype="float32")
-    grads = _gradient(head, a, np.asarray(signs))
+    signs = np.asarray(signs, dtype="float32")
+    grads = _gradient(head, a, signs[:, None] if signs.ndim == 1 else signs)
     cams = np.maximum((a * grads.mean(axis=(1, 2), keepdims=True)).sum(axis=-1), 0)
     height, width = images.shape[1:3]
     cams = np.stack([_resize(c, width, height) for c in cams])
@@ -109,12 +110,20 @@ def _resize(cam: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.maximum(np.asarray(image), 0)
 
 
-def pick(labels: np.ndarray, probabilities: np.ndarray, per_kind: int = 2, threshold: float = 0.5) -> list:
-    """(index, kind) of the ``per_kind`` most confident images of each kind, in KINDS order.
+def pick(labels: np.ndarray, probabilities: np.ndarray, per_kind: int = 2, threshold: float = 0.5, classes=None):
+    """(index, kind) of the ``per_kind`` most confident images of each kind: in KINDS order for the
+    positive class's probabilities (n,); for K-class probabilities (n, K), per true class the
+    right ones and the wrong ones (each class named from ``classes``).
 
     >>> pick(np.array([1, 1, 0, 0, 1]), np.array([0.9, 0.6, 0.2, 0.7, 0.1]), per_kind=1)
     [(0, 'true positive'), (2, 'true negative'), (3, 'false positive'), (4, 'false negative')]
+    >>> pick(np.array([0, 0, 1]), np.array([[.9, .1], [.3, .7], [.2, .8]]), 1, classes="ab")
+    [(0, 'a, right'), (1, 'a, taken for b'), (2, 'b, right')]
     """
+    if probabilities.ndim == 2:
+        return _pick_classes(
+            labels, probabilities, per_kind, classes or [str(c) for c in range(probabilities.shape[1])]
+        )
     predicted = probabilities >= threshold
     confidence = np.abs(probabilities - threshold)
     masks = (labels.astype(bool) & predicted, ~labels.astype(bool) & ~predicted)
@@ -126,19 +135,40 @@ def pick(labels: np.ndarray, probabilities: np.ndarray, per_kind: int = 2, thres
     return chosen
 
 
-def explain_heldout(folder: RunFolder, names: list[str], n_folds: int, test: Images, log: Callable = print) -> int:
-    """Save ``<arch>/gradcam.npz`` for each name that has held-out predictions and none yet; return how many."""
+def _pick_classes(labels: np.ndarray, probabilities: np.ndarray, per_kind: int, classes) -> list:
+    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    chosen = []
+    for c in range(probabilities.shape[1]):
+        for right in (True, False):
+            index = np.flatnonzero((labels == c) & ((predicted == c) == right))
+            for i in index[np.argsort(-confidence[index], kind="stable")][:per_kind]:
+                chosen.append(
+                    (int(i), f"{classes[c]}, right" if right else f"{classes[c]}, taken for {classes[predicted[i]]}")
+                )
+    return chosen
+
+
+def explain_heldout(
+    folder: RunFolder, names: list[str], n_folds: int, test: Images, log: Callable = print, classes=None
+) -> int:
+    """Save ``<arch>/gradcam.npz`` for each name that has held-out predictions and none yet; return how many.
+    Two classes: the positive class's score is explained for predicted positives, 1 − it for predicted
+    negatives; K classes: the predicted class's probability."""
     done = 0
     for name in names:
         runs = read_heldout(folder, name, n_folds)
         if folder.gradcam(name).exists() or runs is None:
             continue
         probability = fold_ensemble(runs)
-        chosen = pick(test.labels, probability)
+        chosen = pick(test.labels, probability, classes=classes)
         if not chosen:
             continue
         index = np.array([i for i, _ in chosen], dtype=int)
-        signs = np.where(probability[index] >= 0.5, 1.0, -1.0)
+        if probability.ndim == 1:
+            signs, shown = np.where(probability[index] >= 0.5, 1.0, -1.0), probability[index]
+        else:
+            predicted = probability[index].argmax(axis=1)
+            signs, shown = np.eye(probability.shape[1])[predicted], probability[index].max(axis=1)
         maps = []
         for i in range(n_folds):
             preprocess, arch = split_input(load_fold_model(folder.model_path(name, i)))
@@ -150,7 +180,7 @@ def explain_heldout(folder: RunFolder, names: list[str], n_folds: int, test: Ima
             "kinds": np.array([k for _, k in chosen]),
             "paths": np.array([test.paths[i] for i in index]),
             "labels": test.labels[index],
-            "probabilities": probability[index],
+            "probabilities": shown,
             "layer": np.array(target_layer(arch).name),
         }
         folder.write_gradcam(name, panel)

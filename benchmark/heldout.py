@@ -15,7 +15,7 @@ from scipy import stats
 
 from benchmark.data import Images
 from benchmark.files import write_csv
-from benchmark.metrics import LOWER_IS_BETTER, metric_value
+from benchmark.metrics import LOWER_IS_BETTER, metric_value, probabilities_of, probability_columns
 from benchmark.runfolder import RunFolder
 
 
@@ -30,8 +30,9 @@ def predict_heldout(
 ) -> int:
     """Predict ``test`` with every saved fold model whose test predictions are missing; return how many ran.
 
-    ``probability`` is the model's output on the image; with ``tta``, ``probability_tta``
-    is its mean over :func:`tta_views` too (a file without that column is redone).
+    ``probability`` (or ``probability_<label>`` per class) is the model's output on the image;
+    with ``tta``, ``probability_tta`` (``probability_tta_<label>``) is its mean over :func:`tta_views`
+    too (a file without it is redone).
     """
     from benchmark.training import load_fold_model  # here, so that reading saved predictions needs no backend
 
@@ -39,19 +40,24 @@ def predict_heldout(
     for name in names:
         for i in range(n_folds):
             out, model_path = folder.test_predictions(name, i), folder.model_path(name, i)
-            if not model_path.exists() or (out.exists() and (not tta or "probability_tta" in _columns(out))):
+            has_tta = any(c.startswith("probability_tta") for c in _columns(out))
+            if not model_path.exists() or (out.exists() and (not tta or has_tta)):
                 continue
             model = load_fold_model(model_path)
 
             def predict(pixels, model=model):
-                return np.asarray(model.predict(pixels, batch_size=max(batch_size, 128), verbose=0)).reshape(-1)
+                p = np.asarray(model.predict(pixels, batch_size=max(batch_size, 128), verbose=0))
+                return p.reshape(-1) if p.shape[1] == 1 else p
 
-            frame = pd.DataFrame(
-                {"path": test.paths, "label": test.labels.astype(int), "probability": predict(test.pixels)}
-            )
+            columns = {
+                "path": test.paths,
+                "label": test.labels.astype(int),
+                **probability_columns(predict(test.pixels)),
+            }
             if tta:
-                frame["probability_tta"] = np.mean([predict(view) for view in tta_views(test.pixels)], axis=0)
-            write_csv(out, frame)
+                views = np.mean([predict(view) for view in tta_views(test.pixels)], axis=0)
+                columns |= probability_columns(views, "probability_tta")
+            write_csv(out, pd.DataFrame(columns))
             done += 1
     if done:
         log(f"held-out test split: {done} fold model(s) scored {len(test.paths)} images" + (" (+ TTA)" if tta else ""))
@@ -89,8 +95,8 @@ def read_heldout(folder: RunFolder, name: str, n_folds: int) -> list[pd.DataFram
 
 
 def fold_ensemble(runs: list[pd.DataFrame], column: str = "probability") -> np.ndarray:
-    """The fold ensemble's test probabilities: the mean over the fold models of ``column``."""
-    return np.mean([r[column].to_numpy() for r in runs], axis=0)
+    """The fold ensemble's test probabilities: the mean over the fold models of ``column`` ((n,) or (n, K))."""
+    return np.mean([probabilities_of(r, column) for r in runs], axis=0)
 
 
 def ranking_transfer(
@@ -163,7 +169,7 @@ def _quick(labels: np.ndarray, probabilities: np.ndarray, metric: str) -> float:
     >>> [round(_quick(y, p, m), 6) == round(metric_value(y, p, m), 6) for m in ("roc_auc", "pr_auc")]
     [True, True]
     """
-    if metric not in ("roc_auc", "pr_auc") or not 0 < labels.sum() < len(labels):
+    if metric not in ("roc_auc", "pr_auc") or probabilities.ndim == 2 or not 0 < labels.sum() < len(labels):
         return metric_value(labels, probabilities, metric)
     order = np.argsort(-probabilities, kind="mergesort")
     y, p = labels[order], probabilities[order]

@@ -18,13 +18,15 @@ def _pm(metric: dict) -> str:
 def run_line(run: dict) -> str:
     return (
         f"{run['folds']}-fold stratified CV (seed {run['seed']}) on {run['n_images']} images of {run['data']}, "
-        f"{run['image_size']} px; ranked by {run['rank_by']}; mean ± std over folds, threshold 0.5."
+        f"{run['image_size']} px; ranked by {run['rank_by']}; mean ± std over folds, "
+        + ("threshold 0.5." if len(run.get("class_names", "ab")) == 2 else "each image to its most probable class.")
     )
 
 
-def ranked_metrics(rank_by: str) -> list[str]:
-    """Every metric, the ranking one first."""
-    return [rank_by] + [m for m in METRICS if m != rank_by]
+def ranked_metrics(rank_by: str, entries: list[dict]) -> list[str]:
+    """Every metric of the task (those the entries have), the ranking one first."""
+    names = next((list(e["metrics"]) for e in entries if "metrics" in e), list(METRICS))
+    return [rank_by] + [m for m in names if m != rank_by]
 
 
 CURVE_HEADERS = [
@@ -65,7 +67,7 @@ def leaderboard_md(run: dict, text: str) -> str:
 
 def leaderboard(entries: list[dict], rank_by: str) -> str:
     """The ranked table (markdown pipe table), then the loss-curve diagnostics, then failures."""
-    shown = ranked_metrics(rank_by)
+    shown = ranked_metrics(rank_by, entries)
     scored = [e for e in entries if "metrics" in e]
     rows = [
         [e["rank"] or "-", e["name"] + ("" if e["status"] == "ok" else " (failed)")]

@@ -11,7 +11,22 @@ import numpy as np
 from sklearn.metrics import average_precision_score, log_loss, precision_recall_curve, roc_auc_score, roc_curve
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc", "mcc", "log_loss")
+# More than two classes: decisions by argmax; ROC-AUC and PR-AUC one-vs-rest, macro-averaged.
+MULTICLASS_METRICS = (
+    "accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "mcc", "log_loss",
+)  # fmt: skip
+PER_CLASS = ("precision", "recall", "specificity", "f1")  # of each class against the rest
+ALL_METRICS = tuple(dict.fromkeys(METRICS + MULTICLASS_METRICS))
 LOWER_IS_BETTER = frozenset({"log_loss"})
+
+
+def metric_names(n_classes: int) -> tuple[str, ...]:
+    """The metrics of a task with ``n_classes`` classes (the leaderboard's columns, ``--rank-by``'s choices)."""
+    return METRICS if n_classes == 2 else MULTICLASS_METRICS
+
+
+def default_rank_by(n_classes: int) -> str:
+    return "f1" if n_classes == 2 else "f1_macro"
 
 
 def confusion(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, int]:
@@ -52,13 +67,19 @@ THRESHOLD_FREE = ("roc_auc", "pr_auc", "log_loss")
 
 
 def metric_value(labels: np.ndarray, probabilities: np.ndarray, metric: str, threshold: float = 0.5) -> float:
-    """One metric of :func:`binary_metrics`, computing only that one (for bootstraps).
+    """One metric of :func:`binary_metrics` (or, for (n, K) probabilities, of :func:`multiclass_metrics`).
 
     >>> metric_value([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.9], "specificity")
     0.5
     """
     y = np.asarray(labels).astype(int)
     p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim == 2:
+        return (
+            _multiclass_ranking(y, p, metric)
+            if metric in THRESHOLD_FREE
+            else _from_matrix(multiclass_confusion(y, p))[metric]
+        )
     if metric in THRESHOLD_FREE:
         return _ranking_metric(y, p, metric)
     return _from_confusion(confusion(y, p, threshold))[metric]
@@ -84,6 +105,92 @@ def _ranking_metric(y: np.ndarray, p: np.ndarray, metric: str) -> float:
     if not 0 < y.sum() < len(y):  # one class only: undefined
         return float("nan")
     return float(roc_auc_score(y, p) if metric == "roc_auc" else average_precision_score(y, p))
+
+
+def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """Every metric of :data:`MULTICLASS_METRICS` for K-class ``probabilities`` (n, K), each class's
+    :data:`PER_CLASS` metrics against the rest (``per_class``, keyed by label) and the K×K confusion
+    matrix (rows: true class, columns: predicted).
+
+    >>> m = multiclass_metrics([0, 1, 2, 2], [[.8, .1, .1], [.2, .7, .1], [.1, .2, .7], [.5, .1, .4]])
+    >>> m["accuracy"], m["balanced_accuracy"], m["per_class"]["2"]["recall"], m["confusion_matrix"][2]
+    (0.75, 0.8333333333333334, 0.5, [1, 0, 1])
+    """
+    y = np.asarray(labels).astype(int)
+    p = np.asarray(probabilities, dtype=np.float64)
+    matrix = multiclass_confusion(y, p)
+    values = {**_from_matrix(matrix), **{m: _multiclass_ranking(y, p, m) for m in THRESHOLD_FREE}}
+    return {
+        **{m: values[m] for m in MULTICLASS_METRICS},
+        "per_class": {str(c): _class_against_rest(matrix, c) for c in range(p.shape[1])},
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def multiclass_confusion(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """K×K counts of (true class, argmax class)."""
+    k = probabilities.shape[1]
+    return np.bincount(labels * k + probabilities.argmax(axis=1), minlength=k * k).reshape(k, k)
+
+
+def _class_against_rest(matrix: np.ndarray, c: int) -> dict[str, float]:
+    tp = int(matrix[c, c])
+    counts = {"tp": tp, "fp": int(matrix[:, c].sum()) - tp, "fn": int(matrix[c, :].sum()) - tp}
+    counts["tn"] = int(matrix.sum()) - sum(counts.values())
+    return {m: v for m, v in _from_confusion(counts).items() if m in PER_CLASS}
+
+
+def _from_matrix(matrix: np.ndarray) -> dict[str, float]:
+    """The decision metrics of a K×K confusion matrix (MCC in Gorodkin's K-class form, as scikit-learn)."""
+    n, support, predicted = matrix.sum(), matrix.sum(axis=1), matrix.sum(axis=0)
+    per_class = [_class_against_rest(matrix, c) for c in range(len(matrix))]
+    f1 = np.array([m["f1"] for m in per_class])
+    correct = np.trace(matrix)
+    mcc_den = np.sqrt(float(n**2 - (predicted**2).sum()) * float(n**2 - (support**2).sum()))
+    return {
+        "accuracy": _ratio(correct, n),
+        "balanced_accuracy": float(np.mean([m["recall"] for m, s in zip(per_class, support, strict=True) if s])),
+        "f1_macro": float(f1.mean()),
+        "f1_weighted": _ratio((f1 * support).sum(), n),
+        "mcc": _ratio(float(correct * n - (predicted * support).sum()), mcc_den),
+    }
+
+
+def _multiclass_ranking(y: np.ndarray, p: np.ndarray, metric: str) -> float:
+    """Multi-class log loss, or the macro one-vs-rest average of ROC-AUC / average precision."""
+    if metric == "log_loss":
+        return float(log_loss(y, np.clip(p, 1e-7, 1), labels=list(range(p.shape[1]))))
+    present = [c for c in range(p.shape[1]) if 0 < (y == c).sum() < len(y)]  # a curve needs both sides
+    return float(np.mean([_ranking_metric((y == c).astype(int), p[:, c], metric) for c in present]))
+
+
+def fold_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """:func:`binary_metrics` of (n,) probabilities of the positive class, :func:`multiclass_metrics` of (n, K)."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim == 1:
+        return binary_metrics(labels, probabilities)
+    return multiclass_metrics(labels, probabilities)
+
+
+def probability_columns(probabilities: np.ndarray, prefix: str = "probability") -> dict[str, np.ndarray]:
+    """The columns of a predictions table: ``probability`` (of the positive class), or one
+    ``probability_<label>`` per class.
+
+    >>> list(probability_columns(np.zeros((2, 3))))
+    ['probability_0', 'probability_1', 'probability_2']
+    """
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim == 1:
+        return {prefix: probabilities}
+    return {f"{prefix}_{c}": probabilities[:, c] for c in range(probabilities.shape[1])}
+
+
+def probabilities_of(frame, prefix: str = "probability") -> np.ndarray:
+    """The probabilities a predictions table holds, (n,) or (n, K), as :func:`probability_columns` wrote them."""
+    if prefix in frame:
+        return frame[prefix].to_numpy()
+    k = sum(1 for c in frame.columns if c.startswith(prefix + "_") and c[len(prefix) + 1 :].isdigit())
+    return frame[[f"{prefix}_{c}" for c in range(k)]].to_numpy()
 
 
 def best_epoch(val_loss: np.ndarray) -> int:

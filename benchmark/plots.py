@@ -14,7 +14,7 @@ import seaborn as sns  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from benchmark.metrics import METRICS  # noqa: E402
+from benchmark.metrics import ALL_METRICS, probabilities_of  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -36,9 +36,10 @@ def _panels(n: int, width: float, height: float, cols: int = 3):
 
 def fold_boxplots(folds: pd.DataFrame, order: list[str], path: Path) -> Path:
     """One panel per metric: a box per architecture and a dot per fold."""
-    long = folds[folds.arch.isin(order)].melt(id_vars=["arch", "fold"], value_vars=list(METRICS), var_name="metric")
-    fig, axes = _panels(len(METRICS), 4.4, 3.2)
-    for ax, metric in zip(axes, METRICS, strict=True):
+    metrics = [m for m in ALL_METRICS if m in folds]  # the task's metrics
+    long = folds[folds.arch.isin(order)].melt(id_vars=["arch", "fold"], value_vars=metrics, var_name="metric")
+    fig, axes = _panels(len(metrics), 4.4, 3.2)
+    for ax, metric in zip(axes, metrics, strict=True):
         part = long[long.metric == metric]
         sns.boxplot(data=part, x="value", y="arch", order=order, ax=ax, color="#dde6f0", fliersize=0)
         sns.stripplot(data=part, x="value", y="arch", order=order, ax=ax, color="#1f4e79", size=4)
@@ -87,15 +88,41 @@ def roc_pr(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
     return _save(fig, path)
 
 
+def roc_pr_by_class(frame: pd.DataFrame, order: list[str], classes: list[str], path: Path) -> Path:
+    """One-vs-rest ROC and precision-recall curves of K-class probabilities: a pair of panels per class."""
+    fig, axes = plt.subplots(len(classes), 2, figsize=(11, 3.6 * len(classes)), squeeze=False)
+    for c, (roc_ax, pr_ax) in enumerate(axes):
+        for name in order:
+            part = frame[frame.arch == name]
+            truth, score = part.label == c, part[f"probability_{c}"]
+            fpr, tpr, _ = roc_curve(truth, score)
+            precision, recall, _ = precision_recall_curve(truth, score)
+            roc_ax.plot(fpr, tpr, lw=1.2, label=name)
+            pr_ax.plot(recall, precision, lw=1.2, label=name)
+        roc_ax.plot([0, 1], [0, 1], ":", color="grey")
+        roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {classes[c]} vs the rest")
+        pr_ax.set(xlabel="recall", ylabel="precision", title=f"Precision–recall: {classes[c]}")
+        roc_ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
 def reliability(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
-    """Calibration of the out-of-fold probabilities: observed positive rate per predicted-probability bin."""
+    """Calibration of the out-of-fold probabilities: observed positive rate per predicted-probability bin;
+    with more than two classes, of the top label (its probability against how often it is right)."""
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    binary = "probability" in oof
     for name in order:
         part = oof[oof.arch == name]
-        observed, predicted = calibration_curve(part.label, part.probability, n_bins=10, strategy="uniform")
+        if binary:
+            truth, score = part.label, part.probability
+        else:
+            p = probabilities_of(part)
+            truth, score = p.argmax(axis=1) == part.label.to_numpy(), p.max(axis=1)
+        observed, predicted = calibration_curve(truth, score, n_bins=10, strategy="uniform")
         ax.plot(predicted, observed, "o-", ms=3, lw=1.1, label=name)
     ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="mean predicted probability", ylabel="observed positive rate", title="Reliability")
+    ylabel = "observed positive rate" if binary else "share right"
+    ax.set(xlabel="mean predicted probability", ylabel=ylabel, title="Reliability")
     ax.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
 
@@ -159,13 +186,13 @@ def cd_groups(average_ranks: dict[str, float], cd: float) -> list[list[str]]:
     return groups
 
 
-def gradcam_panel(panel: dict, positive: str, path: Path, cols: int = 4) -> Path:
-    """Test images with their Grad-CAM heat map over them, titled by kind and probability."""
+def gradcam_panel(panel: dict, label: str, path: Path, cols: int = 4) -> Path:
+    """Test images with their Grad-CAM heat map over them, titled by kind and ``label``'s probability."""
     n = len(panel["kinds"])
     fig, axes = _panels(n, 2.6, 2.9, cols=cols)
     for ax, i in zip(axes, range(n), strict=True):
         ax.imshow(panel["pixels"][i].mean(axis=-1), cmap="gray", vmin=0, vmax=255)
         ax.imshow(panel["heatmaps"][i], cmap="jet", alpha=0.4, vmin=0, vmax=1)
-        ax.set_title(f"{panel['kinds'][i]}\np({positive}) = {panel['probabilities'][i]:.2f}", fontsize=8)
+        ax.set_title(f"{panel['kinds'][i]}\n{label} = {panel['probabilities'][i]:.2f}", fontsize=8)
         ax.axis("off")
     return _save(fig, path)

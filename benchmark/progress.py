@@ -13,6 +13,7 @@ class Progress:
 
     total: int
     quiet: bool = False
+    metric: str = "f1"  # shown for each fold, with ROC-AUC
     jobs: int = 1  # trainings running at once
     interrupted: threading.Event = field(default_factory=threading.Event)  # set by the Ctrl-C handler
     stream: object = field(default_factory=lambda: sys.stderr)  # looked up when created, not at import
@@ -63,7 +64,7 @@ class Progress:
             m = record["metrics"]
             detail = (
                 f"{record['epochs']} epochs (best {record['best_epoch']})  "
-                f"f1 {m['f1']:.3f}  roc_auc {m['roc_auc']:.3f}  {record['fit_seconds']:.0f} s"
+                f"{self.metric} {m[self.metric]:.3f}  roc_auc {m['roc_auc']:.3f}  {record['fit_seconds']:.0f} s"
             )
         else:
             detail = ""

@@ -31,10 +31,11 @@ from benchmark.files import read_json, write_json
 from benchmark.gradcam import explain_heldout
 from benchmark.heldout import heldout_transfer, predict_heldout
 from benchmark.leaderboard import leaderboard_md, leaderboard_text
+from benchmark.metrics import default_rank_by, metric_names
 from benchmark.progress import Progress
 from benchmark.runfolder import RunFolder
 from benchmark.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
-from benchmark.training import TrainSettings
+from benchmark.training import ArchitectureError, TrainSettings, build_for
 
 OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
 
@@ -68,10 +69,13 @@ def run(config: RunConfig, interrupted: threading.Event | None = None) -> int:
     architectures.check()  # a file that failed to import would silently shrink the run
     names = architectures.select(config.archs)
     gradcam_names(config.gradcam_archs, names)  # a typo fails now, not after hours of training
-    dataset = discover(config.data, config.positive)
+    dataset = discover(config.data, config.positive, config.label_from)
+    config = with_task(config, len(dataset.classes))
     splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed, config.repeats)
     groups = file_groups(dataset.train.paths, config.groups, config.groups_file, config.ungrouped)
-    splitter.check(dataset.train.labels, groups)  # fail before the slow decode
+    splitter.check(dataset.train.labels, groups, dataset.classes)  # fail before the slow decode
+    if len(dataset.classes) > 2:  # every architecture must serve K classes before anything trains
+        check_heads(names, (config.image_size, config.image_size, config.channels), len(dataset.classes))
     group_of = None if groups is None else dict(zip(dataset.train.paths, groups, strict=True))
     files = file_table(dataset)
     folder = open_folder(config, files)
@@ -88,6 +92,31 @@ def run(config: RunConfig, interrupted: threading.Event | None = None) -> int:
     return 1 if any(e["status"] != "ok" for e in entries) else 0
 
 
+def check_heads(names: list[str], input_shape: tuple[int, int, int], n_classes: int) -> None:
+    """A UsageError naming the first architecture that cannot serve ``n_classes`` classes."""
+    import keras
+
+    for name in names:
+        try:
+            build_for(architectures.get(name).build, input_shape, n_classes)
+        except ArchitectureError as err:
+            if str(err).startswith("cannot serve"):
+                raise UsageError(f"--archs {name}: {err}") from None
+        finally:
+            keras.backend.clear_session()
+
+
+def with_task(config: RunConfig, n_classes: int) -> RunConfig:
+    """``config`` with ``rank_by`` resolved for a task of ``n_classes`` classes, checked against its metrics."""
+    rank_by = config.rank_by or default_rank_by(n_classes)
+    if rank_by not in metric_names(n_classes):
+        raise UsageError(
+            f"--rank-by {rank_by}: not a metric of a {n_classes}-class task; choose one of "
+            f"{', '.join(metric_names(n_classes))}."
+        )
+    return dataclasses.replace(config, rank_by=rank_by)
+
+
 def start(config, folder, names, dataset, splitting, files, interrupted) -> Run:
     """Decode the images, set up the backend, make or reload the folds, write config.json."""
     log = logger(config.quiet)
@@ -99,7 +128,9 @@ def start(config, folder, names, dataset, splitting, files, interrupted) -> Run:
     data = {"path": str(config.data), "fingerprint": fingerprint(files), "files": len(files)}
     write_json(folder.config, {"settings": config.to_dict(), "data": data, "run": info, "device": vars(device),
                                **environment()})  # fmt: skip
-    progress = Progress(len(names) * len(folds), quiet=config.quiet, jobs=config.jobs, interrupted=interrupted)
+    progress = Progress(
+        len(names) * len(folds), config.quiet, config.rank_by, jobs=config.jobs, interrupted=interrupted
+    )
     return Run(config, folder, names, dataset, images, folds, device, info, progress, log)
 
 
@@ -170,7 +201,8 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
 def fold_tasks(ctx: Run) -> list[FoldTask]:
     """The (architecture, fold) pairs still to train, in order; saved ones are counted as done."""
     config = ctx.config
-    settings = TrainSettings(**{f.name: getattr(config, f.name) for f in dataclasses.fields(TrainSettings)})
+    given = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainSettings) if hasattr(config, f.name)}
+    settings = TrainSettings(**given, n_classes=len(ctx.dataset.classes))
     each = setups(config.jobs, config.backend, config.mixed_precision, config.deterministic, config.strategy,
                   ctx.device.gpus, config.compile_cache)  # fmt: skip
     tasks = []
@@ -199,7 +231,7 @@ def score_heldout(ctx: Run, outcomes: list[ArchOutcome]) -> None:
     explained = gradcam_names(config.gradcam_archs, names)
     scored = [n for n in names if n in names[: config.test_top] or n in explained]
     predict_heldout(ctx.folder, scored, len(ctx.folds), test, config.batch_size, ctx.log, config.tta)
-    explain_heldout(ctx.folder, explained, len(ctx.folds), test, ctx.log)
+    explain_heldout(ctx.folder, explained, len(ctx.folds), test, ctx.log, ctx.dataset.classes)
 
 
 def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
@@ -211,11 +243,12 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
     entries = ranked(outcomes, config.rank_by, config.patience)
     records = [r for o in outcomes for r in o.folds]
     oof = pd.concat([o.predictions for o in outcomes if o.folds] or [pd.DataFrame(columns=OOF_COLUMNS)])
+    oof = oof[[*OOF_COLUMNS[:4], *(c for c in oof.columns if c.startswith("probability"))]]
     comparison = pairwise_comparison(entries, records, config.rank_by, config.repeats)
     transfer = heldout_transfer(ctx.folder, entries, len(ctx.folds), config.rank_by)
     results = {"run": ctx.info, "architectures": entries, "comparison": comparison, "transfer": transfer}
     text = leaderboard_text(entries, config.rank_by, comparison)
-    ctx.folder.write_results(results, folds_table(records), oof[OOF_COLUMNS], leaderboard_md(ctx.info, text))
+    ctx.folder.write_results(results, folds_table(records), oof, leaderboard_md(ctx.info, text))
     write_report(ctx.folder.path)
     return entries, text
 
@@ -269,12 +302,13 @@ def check_resume(folder: RunFolder, config: RunConfig, files: list[tuple]) -> No
 
 def run_info(config: RunConfig, dataset: Dataset, images: Images, device: DeviceInfo, groups) -> dict:
     """The ``run`` part of results.json: what was run, on which data, where."""
-    negative, positive = dataset.classes
+    classes = dataset.classes
     return {
         **{k: v for k, v in config.to_dict().items() if k in ("data", "folds", "seed", "image_size", "rank_by")},
         "repeats": config.repeats,
-        "splits": splits_in_words(config, images, groups, dataset.classes),
-        "classes": {"negative": negative, "positive": positive},
+        "splits": splits_in_words(config, images, groups, classes),
+        "classes": {"negative": classes[0], "positive": classes[1]} if len(classes) == 2 else {"all": list(classes)},
+        "class_names": list(classes),
         "n_images": len(images.paths),
         "counts": _by_class(dataset.classes, images.labels),
         "test_counts": _by_class(dataset.classes, dataset.test.labels) if dataset.test else None,
@@ -294,8 +328,8 @@ def splits_in_words(config: RunConfig, images: Images, groups, classes) -> str:
     return f"{how}, grouped ({source}; groups per class: {counts}); no group straddles fit, validation and score"
 
 
-def _by_class(classes: tuple[str, str], labels) -> dict[str, int]:
-    return dict(zip(classes, np.bincount(labels, minlength=2).tolist(), strict=True))
+def _by_class(classes: tuple[str, ...], labels) -> dict[str, int]:
+    return dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist(), strict=True))
 
 
 def outcome(name: str, folder: RunFolder, n_folds: int, error: str | None) -> ArchOutcome:

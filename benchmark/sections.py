@@ -17,7 +17,18 @@ from benchmark import plots
 from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
 from benchmark.heldout import fold_ensemble, read_heldout
 from benchmark.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
-from benchmark.metrics import LOWER_IS_BETTER, THRESHOLD_FREE, binary_metrics, confusion, oof_thresholds
+from benchmark.metrics import (
+    LOWER_IS_BETTER,
+    PER_CLASS,
+    THRESHOLD_FREE,
+    binary_metrics,
+    confusion,
+    fold_metrics,
+    multiclass_metrics,
+    oof_thresholds,
+    probabilities_of,
+    probability_columns,
+)
 from benchmark.render import Figure, Section, Table
 from benchmark.runfolder import RunFolder
 from benchmark.statistics import mean_ci
@@ -69,8 +80,18 @@ class Report:
         return self.results.get("comparison")
 
     @property
-    def positive(self) -> str:
-        return self.run["classes"]["positive"]
+    def class_names(self) -> list[str]:
+        classes = self.run["classes"]
+        return self.run.get("class_names") or [classes["negative"], classes["positive"]]
+
+    @property
+    def positive(self) -> str | None:
+        """The positive class of a two-class task (None with more classes)."""
+        return self.run["classes"].get("positive")
+
+    @property
+    def binary(self) -> bool:
+        return len(self.class_names) == 2
 
     @property
     def transfer(self) -> dict | None:
@@ -127,7 +148,7 @@ def leaderboard(r: Report) -> Section:
             "the same correction for overlapping training sets as the t-tests of section 4]."
         ],
     )
-    shown = ranked_metrics(r.rank_by)
+    shown = ranked_metrics(r.rank_by, r.entries)
     groups = [
         ("At threshold 0.5", [m for m in shown if m not in THRESHOLD_FREE]),
         ("Threshold-free", [m for m in shown if m in THRESHOLD_FREE]),
@@ -304,65 +325,102 @@ def curves(r: Report) -> Section:
 
 
 def out_of_fold(r: Report) -> Section | None:
-    """6: ROC/PR curves, confusion matrices at the OOF thresholds, and calibration of the OOF probabilities."""
+    """6: ROC/PR curves, confusion matrices (at the OOF thresholds with two classes), per-class figures
+    with more, and calibration of the OOF probabilities."""
     if r.oof.empty:
         return None
     names = [e["name"] for e in r.ok]
+    parts = ["Every training image scored once, by the fold model that did not see it (oof.csv)."]
+    if r.binary:
+        parts += [
+            Figure(plots.roc_pr(r.oof, names, r.folder.figure("roc_pr")), "ROC and precision-recall curves."),
+            _oof_thresholds(r.oof, names),
+        ]
+    else:
+        curves = plots.roc_pr_by_class(r.oof, names, r.class_names, r.folder.figure("roc_pr"))
+        parts.append(Figure(curves, "One-vs-rest ROC and precision-recall curves, a panel per class."))
+        parts += _class_tables(r, {n: r.oof[r.oof.arch == n] for n in names}, "out-of-fold")
+    caption = (
+        f"Reliability: mean predicted probability against the observed {r.positive} rate, 10 equal-width bins."
+        if r.binary
+        else "Reliability of the top label: mean probability of the predicted class against how often it is "
+        "right, 10 equal-width bins."
+    )
+    parts.append(Figure(plots.reliability(r.oof, names, r.folder.figure("reliability")), caption))
+    return Section("6. Out-of-fold curves", parts)
+
+
+def _oof_thresholds(oof: pd.DataFrame, names: list[str]) -> Table:
     rows = []
     for name in names:
-        part = r.oof[r.oof.arch == name]
+        part = oof[oof.arch == name]
         for rule, t in oof_thresholds(part.label, part.probability).items():
             c = confusion(part.label, part.probability, t)
             rows.append([name, f"{t:.3f} ({rule})", c["tn"], c["fp"], c["fn"], c["tp"]])
-    return Section(
-        "6. Out-of-fold curves",
-        [
-            "Every training image scored once, by the fold model that did not see it (oof.csv).",
-            Figure(plots.roc_pr(r.oof, names, r.folder.figure("roc_pr")), "ROC and precision-recall curves."),
-            Table(
-                ["architecture", "threshold", "TN", "FP", "FN", "TP"],
-                rows,
-                caption="Confusion matrices of the out-of-fold predictions at 0.5 and at the thresholds with the "
-                "highest out-of-fold F1 and the highest sensitivity + specificity (Youden's J), the rules applied "
-                "to the held-out split.",
-            ),
-            Figure(
-                plots.reliability(r.oof, names, r.folder.figure("reliability")),
-                f"Reliability: mean predicted probability against the observed {r.positive} rate, 10 equal-width bins.",
-            ),
-        ],
+    return Table(
+        ["architecture", "threshold", "TN", "FP", "FN", "TP"],
+        rows,
+        caption="Confusion matrices of the out-of-fold predictions at 0.5 and at the thresholds with the "
+        "highest out-of-fold F1 and the highest sensitivity + specificity (Youden's J), the rules applied "
+        "to the held-out split.",
     )
+
+
+def _class_tables(r: Report, frames: dict[str, pd.DataFrame], what: str) -> list[Table]:
+    """Per architecture: the K×K confusion matrix and each class's metrics against the rest (argmax)."""
+    classes, tables = r.class_names, []
+    for name, frame in frames.items():
+        m = multiclass_metrics(frame.label.to_numpy(), probabilities_of(frame))
+        matrix = [[c, *row] for c, row in zip(classes, m["confusion_matrix"], strict=True)]
+        caption = f"{name}: confusion matrix of the {what} predictions (argmax)."
+        tables.append(Table(["true ↓ / predicted →", *classes], matrix, caption=caption))
+        rows = [[c, *(f"{m['per_class'][str(i)][k]:.3f}" for k in PER_CLASS)] for i, c in enumerate(classes)]
+        tables.append(Table(["class", *PER_CLASS], rows, caption=f"{name}: each class against the rest ({what})."))
+    return tables
 
 
 HELDOUT_TITLE = "7. Held-out test (not used for ranking)"
 
 
 def heldout(r: Report) -> Section:
-    """7: the fold ensemble and each fold model on the test split, at 0.5 and at the OOF thresholds."""
-    rows, fold_rows, gap_rows, test_curves = [], [], [], []
+    """7: the fold ensemble and each fold model on the test split, at 0.5 and at the OOF thresholds
+    (two classes) or by argmax (more)."""
+    rows, fold_rows, gap_rows, test_curves, ensembles = [], [], [], [], {}
+    shown = HELDOUT_METRICS if r.binary else HELDOUT_MULTICLASS
     for e in r.ok:
         runs = read_heldout(r.folder, e["name"], r.run["folds"])
         if runs is None:
             continue
         labels, ensemble = runs[0].label.to_numpy(), fold_ensemble(runs)
-        arch_oof = r.oof[r.oof.arch == e["name"]]
-        thresholds = oof_thresholds(arch_oof.label, arch_oof.probability)
-        for column, suffix in (("probability", ""), ("probability_tta", " + TTA")):  # --tta adds the same rows
-            if column in runs[0]:
-                probabilities = fold_ensemble(runs, column)
-                for rule, t in thresholds.items():
-                    m = binary_metrics(labels, probabilities, t)
-                    label = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
-                    rows.append([e["name"], label + suffix, *[f"{m[k]:.3f}" for k in HELDOUT_METRICS]])
-        singles = [binary_metrics(labels, run.probability.to_numpy()) for run in runs]
+        rows += _heldout_rows(r, e["name"], runs, labels, shown)
+        singles = [fold_metrics(labels, probabilities_of(run)) for run in runs]
         fold_rows.append([e["name"], *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in singles]])
-        gap_rows += _gaps(e, binary_metrics(labels, ensemble))
-        test_curves.append(pd.DataFrame({"arch": e["name"], "label": labels, "probability": ensemble}))
+        gap_rows += _gaps(e, fold_metrics(labels, ensemble), shown)
+        ensembles[e["name"]] = runs[0][["path", "label"]].assign(arch=e["name"], **probability_columns(ensemble))
+        test_curves.append(ensembles[e["name"]])
     if not rows:
-        return Section(
-            HELDOUT_TITLE, ["No held-out predictions: the data has no test/ split, or models were not saved."]
-        )
-    return Section(HELDOUT_TITLE, [HELDOUT_TEXT, *_heldout_tables(r, rows, fold_rows, gap_rows, test_curves)])
+        return Section(HELDOUT_TITLE, [NO_HELDOUT])
+    parts = [HELDOUT_TEXT if r.binary else HELDOUT_TEXT_MULTICLASS]
+    parts += _heldout_tables(r, shown, rows, fold_rows, gap_rows, pd.concat(test_curves))
+    if not r.binary:
+        parts += _class_tables(r, ensembles, "held-out (fold ensemble)")
+    return Section(HELDOUT_TITLE, parts)
+
+
+def _heldout_rows(r: Report, name: str, runs: list[pd.DataFrame], labels: np.ndarray, shown) -> list[list]:
+    """The fold ensemble's rows: at 0.5 and the OOF thresholds (two classes), or argmax; + TTA rows."""
+    rows = []
+    arch_oof = r.oof[r.oof.arch == name]
+    rules = oof_thresholds(arch_oof.label, arch_oof.probability) if r.binary else {"argmax": None}
+    for column, suffix in (("probability", ""), ("probability_tta", " + TTA")):  # --tta adds the same rows
+        if column not in runs[0] and f"{column}_0" not in runs[0]:  # (n,) or one column per class
+            continue
+        probabilities = fold_ensemble(runs, column)
+        for rule, t in rules.items():
+            m = binary_metrics(labels, probabilities, t) if r.binary else fold_metrics(labels, probabilities)
+            label = rule if t is None else f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
+            rows.append([name, label + suffix, *[f"{m[k]:.3f}" for k in shown]])
+    return rows
 
 
 NO_HELDOUT = "No held-out predictions: the data has no test/ split, or models were not saved."
@@ -375,38 +433,51 @@ HELDOUT_TEXT = (
     "marked TTA (with --tta) average each model over the image and four copies shifted by 4 % up, down, "
     "left and right."
 )
+HELDOUT_TEXT_MULTICLASS = (
+    "The official test split, scored once after cross-validation by each architecture's fold models; "
+    "nothing here fed back into training or ranks. Fold ensemble = the mean of the fold models' "
+    "probabilities; each image goes to its most probable class (argmax). Rows marked TTA (with --tta) "
+    "average each model over the image and four copies shifted by 4 %."
+)
+HELDOUT_MULTICLASS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "mcc")
 
 
-def _gaps(entry: dict, at_half: dict) -> list[list]:
+def _gaps(entry: dict, at_half: dict, shown) -> list[list]:
     rows = []
-    for k in HELDOUT_METRICS:
+    for k in shown:
         cv = entry["metrics"][k]["mean"]
         gap = at_half[k] - cv
-        rows.append(
-            [entry["name"], k, f"{cv:.3f}", f"{at_half[k]:.3f}", f"{gap:+.3f}", "large" if abs(gap) >= GAP_FLAG else ""]
-        )
+        flag = "large" if abs(gap) >= GAP_FLAG else ""
+        rows.append([entry["name"], k, f"{cv:.3f}", f"{at_half[k]:.3f}", f"{gap:+.3f}", flag])
     return rows
 
 
-def _heldout_tables(r: Report, rows, fold_rows, gap_rows, test_curves) -> list:
-    curves_frame = pd.concat(test_curves)
+def _heldout_tables(r: Report, shown, rows, fold_rows, gap_rows, curves: pd.DataFrame) -> list:
+    decision = "0.5" if r.binary else "argmax"
+    names = list(curves.arch.unique())
+    figure = (
+        plots.roc_pr(curves, names, r.folder.figure("test_roc_pr"))
+        if r.binary
+        else plots.roc_pr_by_class(curves, names, r.class_names, r.folder.figure("test_roc_pr"))
+    )
     return [
-        Table(["architecture", "threshold", *HELDOUT_METRICS], rows, caption="Fold ensemble on the test split."),
+        Table(
+            ["architecture", "decision" if not r.binary else "threshold", *shown],
+            rows,
+            caption="Fold ensemble on the test split.",
+        ),  # fmt: skip
         Table(
             ["architecture", *[f"fold {i + 1}" for i in range(r.run["folds"])]],
             fold_rows,
-            caption="Each fold model alone at 0.5: ROC-AUC / accuracy.",
+            caption=f"Each fold model alone ({decision}): ROC-AUC / accuracy.",
         ),
         Table(
-            ["architecture", "metric", "CV mean", "test (ensemble, 0.5)", "gap", f"flag (gap ≥ {GAP_FLAG} either way)"],
+            ["architecture", "metric", "CV mean", f"test (ensemble, {decision})", "gap", f"flag (gap ≥ {GAP_FLAG})"],
             gap_rows,
             caption="Cross-validation against the test split. A test split collected differently from the training "
             "images (as Kaggle's chest X-ray test split was) gives large gaps; they say how far CV figures transfer.",
         ),
-        Figure(
-            plots.roc_pr(curves_frame, list(curves_frame.arch.unique()), r.folder.figure("test_roc_pr")),
-            "ROC and precision-recall curves of the fold ensembles on the test split.",
-        ),
+        Figure(figure, "ROC and precision-recall curves of the fold ensembles on the test split."),
     ]
 
 
@@ -428,7 +499,8 @@ def transfer(r: Report) -> Section:
             transfer_sentence(r),
             f"Kendall's τ = {t['kendall_tau']:.2f} (95 % bootstrap interval {_ci(t['kendall_tau_ci'])}), Spearman's "
             f"ρ = {t['spearman_rho']:.2f} ({_ci(t['spearman_rho_ci'])}), between each architecture's CV mean and its "
-            f"fold ensemble on the test split, both on {t['metric']} at 0.5; the intervals resample the test images "
+            f"fold ensemble on the test split, both on {t['metric']} ({'at 0.5' if r.binary else 'argmax'}); the "
+            "intervals resample the test images "
             f"{t['n_boot']} times. Ranked by the test split: {', '.join(t['architectures'][i] for i in order)}.",
             Table(["architecture (CV rank order)", f"CV {t['metric']}", "test", "gap", f"flag (≥ {GAP_FLAG})"], rows),
             "Rankings that disagree mean the CV estimate does not transfer to the test images: a shift between the "
@@ -451,7 +523,8 @@ def transfer_sentence(r: Report) -> str:
     }[t["verdict"]]
     return (
         f"On the held-out test split the CV winner {winner} scores {t['metric']} {t['test'][0]:.3f} (CV "
-        f"{t['cv'][0]:.3f}; fold ensemble at 0.5); {words} (Kendall's τ = {t['kendall_tau']:.2f}, 95 % interval "
+        f"{t['cv'][0]:.3f}; fold ensemble, {'at 0.5' if r.binary else 'argmax'}); {words} (Kendall's τ = "
+        f"{t['kendall_tau']:.2f}, 95 % interval "
         f"{_ci(t['kendall_tau_ci'])})."
     )
 
@@ -467,12 +540,13 @@ def gradcam(r: Report) -> Section:
         panel = r.folder.read_gradcam(e["name"])
         if panel is None:
             continue
-        path = plots.gradcam_panel(panel, r.positive, r.folder.figure(f"gradcam-{e['name']}"))
+        label = f"P({r.positive})" if r.binary else "P(predicted)"
+        path = plots.gradcam_panel(panel, label, r.folder.figure(f"gradcam-{e['name']}"))
         section.parts.append(Figure(path, f"{e['name']}: Grad-CAM at layer {panel['layer']}."))
         shown = zip(panel["kinds"], panel["paths"], panel["probabilities"], strict=True)
         section.parts.append(
             Table(
-                ["kind", "file", f"P({r.positive})"],
+                ["kind", "file", label],
                 [[k, p, f"{q:.3f}"] for k, p, q in shown],
                 caption=f"{e['name']}: the images above, left to right and top to bottom.",
             )

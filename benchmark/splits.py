@@ -93,8 +93,8 @@ class NestedStratifiedKFold:
                 f"of {len(train_val)} images ({err}). Raise --val-fraction or add images."
             ) from None
 
-    def check(self, labels: np.ndarray, groups: np.ndarray | None = None) -> None:
-        """Raise a UsageError when the labels (and groups) cannot be split as asked."""
+    def check(self, labels: np.ndarray, groups: np.ndarray | None = None, classes=None) -> None:
+        """Raise a UsageError when the labels (and groups) cannot be split as asked; ``classes`` name the labels."""
         if self.n_splits < 2:
             raise UsageError(f"--folds {self.n_splits}: cross-validation needs at least 2 folds (5 is usual).")
         if self.repeats < 1:
@@ -113,8 +113,10 @@ class NestedStratifiedKFold:
         # Each class must reach every score fold, and the inner split needs 2 of each class per fold.
         need = max(self.n_splits, int(np.ceil(2 * self.n_splits / (self.n_splits - 1))))
         if counts.min() < need:
+            small = int(counts.argmin())
+            name = f"class {classes[small]}" if classes is not None else "a class"
             raise UsageError(
-                f"--folds {self.n_splits}: a class has only {counts.min()} image(s), but stratified "
+                f"--folds {self.n_splits}: {name} has only {counts.min()} image(s), but stratified "
                 f"{self.n_splits}-fold cross-validation needs at least {need} per class. "
                 "Add images or lower --folds."
             )

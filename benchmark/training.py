@@ -8,6 +8,7 @@ the inner validation split; the score fold is only predicted, once, at the end.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import random
 import time
@@ -48,14 +49,15 @@ class TrainSettings:
     patience: int
     augment: str  # a key of AUGMENTATIONS
     label_smoothing: float = 0.0
+    n_classes: int = 2  # 2: one sigmoid unit; more: a softmax over the classes
 
 
 @dataclass
 class FoldResult:
     history: dict[str, list[float]]  # per epoch: loss, val_loss, ...
-    probabilities: np.ndarray  # of the score fold, in fold.score order
+    probabilities: np.ndarray  # of the score fold, in fold.score order: (n,) of the positive class, or (n, K)
     class_weight: dict[int, float]
-    initial_bias: float | None  # None when the architecture has no one-unit output bias
+    initial_bias: float | list[float] | None  # None when the architecture's output layer has no bias
     fit_seconds: float
     predict_seconds: float
     params: int
@@ -64,25 +66,32 @@ class FoldResult:
     input_seconds: float | None  # host time spent preparing training batches (device-fed backends)
 
 
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """``w_c = n / (2 · n_c)``: both classes weigh the same in the loss.
+def class_weights(labels: np.ndarray, n_classes: int = 2) -> dict[int, float]:
+    """``w_c = n / (K · n_c)``: every class weighs the same in the loss.
 
     >>> class_weights(np.array([0, 1, 1, 1]))
     {0: 2.0, 1: 0.6666666666666666}
+    >>> class_weights(np.array([0, 1, 1, 2, 2, 2]), n_classes=3)
+    {0: 2.0, 1: 1.0, 2: 0.6666666666666666}
     """
     labels = np.asarray(labels)
-    n, counts = len(labels), np.bincount(labels, minlength=2)
-    return {c: float(n / (2 * counts[c])) for c in (0, 1)}
+    n, counts = len(labels), np.bincount(labels, minlength=n_classes)
+    return {c: float(n / (n_classes * counts[c])) for c in range(n_classes)}
 
 
-def initial_bias(labels: np.ndarray) -> float:
-    """``log(n_pos / n_neg)``: the sigmoid then starts at the positive rate.
+def initial_bias(labels: np.ndarray, n_classes: int = 2) -> float | list[float]:
+    """The output bias at which the model starts out predicting the class shares of ``labels``:
+    ``log(n_pos / n_neg)`` for one sigmoid unit, ``log(n_c / n)`` for each unit of a softmax.
 
     >>> round(initial_bias(np.array([0, 1, 1, 1])), 4)
     1.0986
+    >>> [round(b, 4) for b in initial_bias(np.array([0, 1, 1, 2]), n_classes=3)]
+    [-1.3863, -0.6931, -1.3863]
     """
-    counts = np.bincount(np.asarray(labels), minlength=2)
-    return float(math.log(counts[1] / counts[0]))
+    counts = np.bincount(np.asarray(labels), minlength=n_classes)
+    if n_classes == 2:
+        return float(math.log(counts[1] / counts[0]))
+    return [float(math.log(c / counts.sum())) for c in counts]
 
 
 def augmentation(level: str = "light") -> keras.Sequential:
@@ -132,24 +141,16 @@ def load_fold_model(path: Path) -> keras.Model:
 
 
 def assemble(
-    build: Callable, input_shape: tuple[int, int, int], augment: str, name: str | None = None
+    build: Callable, input_shape: tuple[int, int, int], augment: str, name: str | None = None, n_classes: int = 2
 ) -> tuple[keras.Model, keras.Model]:
     """Wrap an architecture: uint8 pixels → [0, 1] → augmentation (training only) → architecture.
 
     Returns (wrapped model, architecture model); the wrapped model is called ``name``
-    (the registry's name; by default the architecture model's). Raises ArchitectureError
-    when the builder fails or does not end in one unit.
+    (the registry's name; by default the architecture model's). For more than two classes
+    see :func:`build_for`. Raises ArchitectureError when the builder fails or its output
+    does not fit.
     """
-    try:
-        arch = build(input_shape)
-    except Exception as err:  # any bug in a user's builder is that architecture's failure
-        raise ArchitectureError(f"build failed: {type(err).__name__}: {err}") from err
-    if not isinstance(arch, keras.Model):
-        raise ArchitectureError(f"build returned {type(arch).__name__}, expected a keras.Model")
-    if tuple(arch.output_shape) != (None, 1):
-        raise ArchitectureError(
-            f"output shape {tuple(arch.output_shape)}, expected (None, 1): end with Dense(1, activation='sigmoid')"
-        )
+    arch = build_for(build, input_shape, n_classes)
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1 / 255)(inputs)
     if augment != "none":
@@ -158,6 +159,36 @@ def assemble(
     # Under mixed precision, keep the probabilities (and so the loss) in float32.
     outputs = layers.Activation("linear", dtype="float32", name="probability")(x)
     return keras.Model(inputs, outputs, name=name or arch.name), arch
+
+
+def build_for(build: Callable, input_shape: tuple[int, int, int], n_classes: int = 2) -> keras.Model:
+    """The architecture for ``n_classes``: two classes need one sigmoid unit. For more, a builder that
+    takes ``num_classes`` builds its own K-unit softmax output; any other builder's final one-unit
+    Dense layer is replaced by a K-unit softmax Dense on the same features, so an architecture
+    written for two classes serves K without edits.
+    """
+    takes_k = n_classes > 2 and "num_classes" in inspect.signature(build).parameters
+    try:
+        arch = build(input_shape, num_classes=n_classes) if takes_k else build(input_shape)
+    except Exception as err:  # any bug in a user's builder is that architecture's failure
+        raise ArchitectureError(f"build failed: {type(err).__name__}: {err}") from err
+    if not isinstance(arch, keras.Model):
+        raise ArchitectureError(f"build returned {type(arch).__name__}, expected a keras.Model")
+    wanted = n_classes if takes_k else 1
+    if tuple(arch.output_shape) != (None, wanted):
+        end = f"Dense({wanted}, activation='{'softmax' if takes_k else 'sigmoid'}')"
+        raise ArchitectureError(f"output shape {tuple(arch.output_shape)}, expected (None, {wanted}): end with {end}")
+    if n_classes == 2 or takes_k:
+        return arch
+    last = arch.layers[-1]
+    if not isinstance(last, layers.Dense):
+        raise ArchitectureError(
+            f"cannot serve {n_classes} classes: it ends in {type(last).__name__}, not in a Dense(1) layer the tool "
+            "can replace by a softmax over the classes. End the builder with Dense(1, activation='sigmoid'), or "
+            "give it a num_classes argument and end with Dense(num_classes, activation='softmax')."
+        )
+    head = layers.Dense(n_classes, activation="softmax", name="classes")(last.input)
+    return keras.Model(arch.input, head, name=arch.name)
 
 
 def split_input(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -173,23 +204,39 @@ def split_input(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return keras.Sequential(before, name="preprocessing"), arch
 
 
-def set_output_bias(arch: keras.Model, bias: float) -> bool:
-    """Set the bias of the last layer with a one-unit bias; False when there is none."""
+def set_output_bias(arch: keras.Model, bias: float | list[float]) -> bool:
+    """Set the bias of the last layer whose bias has one value per output unit (one, or one per
+    class); False when there is none."""
+    values = np.atleast_1d(np.asarray(bias, dtype=float))
     for layer in reversed(arch.layers):
         b = getattr(layer, "bias", None)
-        if b is not None and tuple(b.shape) == (1,):
-            b.assign(np.array([bias], dtype=b.dtype))
+        if b is not None and tuple(b.shape) == values.shape:
+            b.assign(values.astype(b.dtype))
             return True
     return False
 
 
+def targets(labels: np.ndarray, n_classes: int = 2) -> np.ndarray:
+    """What the model is fitted to: the label (0/1) for two classes, a one-hot row for more.
+
+    >>> targets(np.array([0, 2]), 3).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    if n_classes == 2:
+        return np.asarray(labels).astype("float32")
+    return np.eye(n_classes, dtype="float32")[np.asarray(labels)]
+
+
 def _compile(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) -> None:
-    """Adam with the learning rate falling 10× every ``lr_decay_epochs``; binary cross-entropy."""
+    """Adam with the learning rate falling 10× every ``lr_decay_epochs``; (binary) cross-entropy."""
     schedule = keras.optimizers.schedules.ExponentialDecay(
         settings.lr, decay_steps=settings.lr_decay_epochs * steps_per_epoch, decay_rate=0.1
     )
-    # Label smoothing pulls the targets to ε/2 and 1 − ε/2, so overconfident fits cost more.
-    loss = keras.losses.BinaryCrossentropy(label_smoothing=settings.label_smoothing)
+    # Label smoothing pulls the targets to ε/K and 1 − ε + ε/K, so overconfident fits cost more.
+    if settings.n_classes == 2:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=settings.label_smoothing)
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=settings.label_smoothing)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=["accuracy"])
     compilable(model)
 
@@ -316,7 +363,8 @@ class DeviceBatches:
     def __iter__(self):
         ops = keras.ops
         start = time.perf_counter()
-        weights = np.array([self.class_weight[int(c)] for c in self.y], dtype="float32")
+        classes = self.y if self.y.ndim == 1 else self.y.argmax(axis=1)  # the label, or its one-hot row
+        weights = np.array([self.class_weight[int(c)] for c in classes], dtype="float32")
         x, y, w = (ops.convert_to_tensor(a) for a in (self.x, self.y, weights))
         self.seconds += time.perf_counter() - start
         while True:  # Keras takes `steps` batches per epoch
@@ -367,12 +415,13 @@ def own_python_random(seed: int):
 
 def _train_fold(build, images, fold, settings, seed, model_path, report, scope, name) -> FoldResult:
     keras.utils.set_random_seed(seed)  # the same seed per fold for every architecture
-    x_fit, y_fit = images.pixels[fold.train], images.labels[fold.train].astype("float32")
-    x_val, y_val = images.pixels[fold.val], images.labels[fold.val].astype("float32")
-    weights = class_weights(images.labels[fold.train])
-    bias = initial_bias(images.labels[fold.train])
+    k = settings.n_classes
+    x_fit, y_fit = images.pixels[fold.train], targets(images.labels[fold.train], k)
+    x_val, y_val = images.pixels[fold.val], targets(images.labels[fold.val], k)
+    weights = class_weights(images.labels[fold.train], k)
+    bias = initial_bias(images.labels[fold.train], k)
     with scope or contextlib.nullcontext():
-        model, arch = assemble(build, x_fit.shape[1:], settings.augment, name)
+        model, arch = assemble(build, x_fit.shape[1:], settings.augment, name, k)
         bias_set = set_output_bias(arch, bias)
         _compile(model, settings, steps_per_epoch=math.ceil(len(x_fit) / settings.batch_size))
     watch = EpochWatch(report)
@@ -390,7 +439,8 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
     start = time.perf_counter()
     probabilities = model.predict(images.pixels[fold.score], batch_size=max(settings.batch_size, 128), verbose=0)
     predict_seconds = time.perf_counter() - start
-    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    probabilities = probabilities.reshape(-1) if k == 2 else probabilities
     if not np.all(np.isfinite(probabilities)):
         raise ArchitectureError("predictions contain NaN or infinity")
     if model_path is not None:

@@ -22,8 +22,11 @@ def run_cli(args, capsys):
     [
         (lambda f: f({}) / "missing", [], "no such folder"),
         (lambda f: f({}), [], "no images found"),
-        (lambda f: f({"NORMAL": 6}), [], "exactly two non-empty class folders"),
-        (lambda f: f({"NORMAL": 6, "PNEUMONIA": 3}), ["--folds", "5"], "a class has only 3 image"),
+        (lambda f: f({"NORMAL": 6}), [], "two or more non-empty class folders"),
+        (lambda f: f({"A": 6, "B": 6, "C": 6}), ["--positive", "A"], "--positive A: a positive class belongs to two"),
+        (lambda f: f({"A": 6, "B": 6, "C": 6}), ["--rank-by", "f1"], "--rank-by f1: not a metric of a 3-class task"),
+        (lambda f: f({"A": 6, "B": 6, "C": 3}), ["--folds", "5"], "class C has only 3 image"),
+        (lambda f: f({"NORMAL": 6, "PNEUMONIA": 3}), ["--folds", "5"], "class PNEUMONIA has only 3 image"),
         (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--archs", "resnet999"], "'resnet999' matches no architecture"),
         (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--archs", "vgg_*"], "'vgg_\\*' matches no architecture"),
         (lambda f: f({"NORMAL": 6, "PNEUMONIA": 6}), ["--folds", "1"], "at least 2 folds"),
@@ -70,3 +73,30 @@ def test_list_shows_every_architecture_with_parameters(capsys):
     baseline = next(r for r in rows if r.startswith("baseline "))
     # 16·9+16 + 32·16·9+32 + 64·32·9+64 + 7·7·64·128+128 + 128+1 at 56 px, 1 channel
     assert "424,961" in baseline
+
+
+NO_DENSE_END = """
+import keras
+from keras import layers
+
+from architectures import register
+
+
+@register
+def zz_no_dense_end(input_shape):
+    "Dense(1), then a separate sigmoid: nothing the tool can replace by a softmax."
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Dense(1)(layers.GlobalAveragePooling2D()(inputs))
+    return keras.Model(inputs, layers.Activation("sigmoid")(x))
+"""
+
+
+def test_an_architecture_that_cannot_serve_k_classes_stops_the_run_before_training(synthetic_folder, tmp_path, capsys):
+    module = tmp_path / "no_dense_end.py"
+    module.write_text(NO_DENSE_END)
+    data = synthetic_folder({"A": 12, "B": 12, "C": 12})
+    args = ["run", "--data", str(data), "--out", str(tmp_path / "run"), "--arch-module", str(module)]
+    code, err = run_cli([*args, "--archs", "baseline,zz_no_dense_end", "--folds", "2", "--val-fraction", "0.3"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "--archs zz_no_dense_end: cannot serve 3 classes: it ends in Activation" in " ".join(err.split())
+    assert not (tmp_path / "run").exists()  # nothing trained

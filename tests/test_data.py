@@ -48,9 +48,8 @@ def test_val_is_pooled_into_train_and_classes_without_train_split(synthetic_fold
     "counts, message",
     [
         ({}, "no images found"),
-        ({"NORMAL": 3}, "exactly two non-empty class folders"),
+        ({"NORMAL": 3}, "two or more non-empty class folders"),
         ({"NORMAL": 3, "PNEUMONIA": 0}, "an empty class folder \\(PNEUMONIA\\)"),
-        ({"A": 2, "B": 2, "C": 2}, "found 3 class\\(es\\)"),
     ],
 )
 def test_bad_folders_give_clear_errors(synthetic_folder, tmp_path, counts, message):

@@ -375,3 +375,42 @@ def test_the_validation_loss_is_that_of_the_re_estimated_model():
     settings = TrainSettings(epochs=2, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=5, augment="light")
     result = train_fold(two_batchnorm_cnn, images, fold, settings, seed=0, model_path=None)
     assert set(result.history) >= {"loss", "val_loss", "val_accuracy"} and len(result.history["val_loss"]) == 2
+
+
+def test_a_two_class_builder_serves_three_classes_with_a_softmax_on_its_features():
+    model, arch = assemble(small_cnn, (8, 8, 1), augment="none", n_classes=3)
+    assert arch.output_shape == (None, 3) and arch.layers[-1].activation.__name__ == "softmax"
+    assert arch.layers[-1].input is arch.layers[-2].output  # the builder's features, its Dense(1) replaced
+    out = keras.ops.convert_to_numpy(model(np.zeros((2, 8, 8, 1), "uint8")))
+    np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-6)
+
+
+def test_a_builder_that_takes_num_classes_builds_its_own_head_and_one_that_cannot_be_adapted_is_named():
+    def own_head(input_shape, num_classes=2):
+        inputs = keras.Input(shape=input_shape)
+        x = layers.GlobalAveragePooling2D()(inputs)
+        return keras.Model(inputs, layers.Dense(num_classes, activation="softmax", name="mine")(x))
+
+    def no_dense_end(input_shape):
+        inputs = keras.Input(shape=input_shape)
+        x = layers.Dense(1)(layers.GlobalAveragePooling2D()(inputs))
+        return keras.Model(inputs, layers.Activation("sigmoid")(x))
+
+    _, arch = assemble(own_head, (8, 8, 1), augment="none", n_classes=4)
+    assert arch.output_shape == (None, 4) and arch.layers[-1].name == "mine"
+    with pytest.raises(ArchitectureError, match="cannot serve 3 classes: it ends in Activation.*num_classes"):
+        assemble(no_dense_end, (8, 8, 1), augment="none", n_classes=3)
+    _, binary = assemble(small_cnn, (8, 8, 1), augment="none")  # two classes: the builder's model as it is
+    assert binary.output_shape == (None, 1)
+
+
+def test_k_class_weights_biases_and_targets():
+    labels = np.array([0, 1, 1, 2, 2, 2])
+    assert class_weights(labels, 3) == {0: 2.0, 1: 1.0, 2: pytest.approx(2 / 3)}
+    assert initial_bias(labels, 3) == pytest.approx(np.log([1 / 6, 2 / 6, 3 / 6]).tolist())
+    assert class_weights(np.array([0, 1, 1, 1])) == {0: 2.0, 1: pytest.approx(2 / 3)}  # two classes unchanged
+    np.testing.assert_array_equal(training.targets(labels[:2], 2), [0.0, 1.0])
+    np.testing.assert_array_equal(training.targets(labels[:2], 3), [[1, 0, 0], [0, 1, 0]])
+    model, arch = assemble(small_cnn, (8, 8, 1), augment="none", n_classes=3)
+    assert set_output_bias(arch, initial_bias(labels, 3))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(arch.layers[-1].bias), np.log([1 / 6, 2 / 6, 3 / 6]))
