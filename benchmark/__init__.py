@@ -9,8 +9,8 @@ Data flows one way through six stages; every module's docstring names its stage:
     5 run folder  runfolder.py (every path of the run folder)
     6 reporting   leaderboard.py, sections.py, render.py, plots.py, gradcam.py, report.py
 
-``runner`` is the driver, ``progress`` its terminal line, ``cli`` the command line and
-``config`` the settings.
+``runner`` is the driver, ``progress`` its terminal line, ``cli`` the command line, ``api``
+the Python API (``benchmark.run``, ``benchmark.load``) and ``config`` the settings.
 """
 
 import os
@@ -21,6 +21,16 @@ __version__ = "0.1.0"
 # several trainings (--jobs N) share one GPU. Set before any backend starts, which reads it once;
 # a value the user set wins. TensorFlow's memory growth is set in benchmark.backend.setup.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+
+def __getattr__(name: str):
+    # The Python API (benchmark.run, benchmark.load, benchmark.Results), imported on first use so that
+    # `import benchmark` (and the command line) stays light.
+    if name in ("run", "load", "Results"):
+        from benchmark import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'benchmark' has no attribute {name!r}")
 
 
 class UsageError(Exception):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from benchmark import UsageError, __version__
 from benchmark.config import AUGMENTATIONS, BACKENDS, STRATEGIES, RunConfig, default_data_dir
+from benchmark.console import Console
 from benchmark.metrics import ALL_METRICS
 from benchmark.splits import GROUP_PRESETS
 
@@ -143,6 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--overwrite", action="store_true", help="start the --out folder afresh")
     g.add_argument("-q", "--quiet", action="store_true", help="print only the leaderboard and errors")
+    for command in (ls, rep, r):
+        command.add_argument(
+            "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"
+        )
     return parser
 
 
@@ -180,7 +185,7 @@ def _report(args) -> int:
     return 0
 
 
-def _run(args) -> int:
+def _run(args, console: Console) -> int:
     from benchmark.runner import run
 
     out = args.out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -201,7 +206,7 @@ def _run(args) -> int:
     previous = signal.signal(signal.SIGINT, on_ctrl_c) if main_thread else None
     sys.unraisablehook = quiet_unraisable
     try:
-        return run(config, interrupted)
+        return run(config, interrupted, console=console)
     except OSError as err:  # a full disk, lost permissions: what was written stays valid (atomic writes)
         raise UsageError(
             f"could not write {err.filename or out}: {err.strerror or err}. Finished folds are saved in {out}. "
@@ -224,11 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from architectures import RegistryError
 
-    try:
-        return {"list": _list, "report": _report, "run": _run}[args.command](args)
-    except (UsageError, RegistryError) as err:
-        _error(str(err))
-        return 2
+    with Console(verbose=args.verbose) as console:
+        try:
+            if args.command == "run":
+                return _run(args, console)
+            return {"list": _list, "report": _report}[args.command](args)
+        except (UsageError, RegistryError) as err:
+            _error(str(err))
+            return 2
 
 
 def _error(message: str) -> None:

@@ -1,29 +1,60 @@
-"""Progress of a run on the terminal: one line per (architecture, fold), live epoch updates, an ETA."""
+"""Progress of a run: one line per (architecture, fold) on the terminal, live epoch updates, an ETA
+that weighs each architecture's measured cost, and the same events for a callback (the Python API)."""
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from statistics import mean
 
 
 @dataclass
 class Progress:
-    """One line per (arch, fold) with an ETA for the whole run; live epoch updates on a terminal."""
+    """``plan`` is the architecture of every (architecture, fold) of the run, in order."""
 
-    total: int
+    plan: list[str]
     quiet: bool = False
     metric: str = "f1"  # shown for each fold, with ROC-AUC
     jobs: int = 1  # trainings running at once
     interrupted: threading.Event = field(default_factory=threading.Event)  # set by the Ctrl-C handler
     stream: object = field(default_factory=lambda: sys.stderr)  # looked up when created, not at import
+    callback: Callable[[dict], None] | None = None  # each event as a dict
     done: int = 0
-    trained_seconds: list[float] = field(default_factory=list)
+    seconds: dict[str, list[float]] = field(default_factory=dict)  # measured task seconds per architecture
+    left: Counter = field(init=False)  # (architecture, fold) pairs still to come, per architecture
 
-    def _eta(self) -> str:
-        if not self.trained_seconds:
+    def __post_init__(self):
+        self.left = Counter(self.plan)
+
+    @property
+    def total(self) -> int:
+        return len(self.plan)
+
+    def eta_seconds(self, running: str | None = None, fraction: float = 0.0) -> float | None:
+        """Seconds left: each remaining fold at its architecture's mean measured time (one not measured
+        yet at the mean of those measured), less ``fraction`` of the ``running`` one; over the jobs at once.
+
+        >>> p = Progress(["a", "a", "b", "b"])
+        >>> p.fold_done("a", 0, 2, None, 10.0); p.fold_done("b", 0, 2, None, 30.0)
+        >>> p.eta_seconds(), p.eta_seconds("a", 0.5)
+        (40.0, 35.0)
+        """
+        if not self.seconds:
+            return None
+        per_arch = {a: mean(s) for a, s in self.seconds.items()}
+        default = mean(per_arch.values())
+        left = sum(per_arch.get(a, default) * n for a, n in self.left.items())
+        if running is not None:
+            left -= per_arch.get(running, default) * fraction
+        return max(left, 0.0) / self.jobs
+
+    def _eta(self, running: str | None = None, fraction: float = 0.0) -> str:
+        left = self.eta_seconds(running, fraction)
+        if left is None:
             return "ETA after the first fold"
-        left = sum(self.trained_seconds) / len(self.trained_seconds) * (self.total - self.done) / self.jobs
         return f"ETA {left / 60:.0f} min" if left >= 60 else f"ETA {left:.0f} s"
 
     def _prefix(self, arch: str, fold: int, folds: int) -> str:
@@ -33,10 +64,11 @@ class Progress:
     def epoch(self, arch: str, fold: int, folds: int, epochs: int):
         def report(epoch: int, logs: dict) -> None:
             self.check()
+            self._emit({"event": "epoch", "arch": arch, "fold": fold, "epoch": epoch, "epochs": epochs, "logs": logs})
             if not self.quiet and self.stream.isatty():
                 val_loss = logs.get("val_loss", float("nan"))
                 line = f"{self._prefix(arch, fold, folds)}  epoch {epoch}/{epochs}  val_loss {val_loss:.4f}"
-                print(f"\r{line}  {self._eta()}\033[K", end="", file=self.stream, flush=True)
+                print(f"\r{line}  {self._eta(arch, epoch / epochs)}\033[K", end="", file=self.stream, flush=True)
 
         return report
 
@@ -46,18 +78,22 @@ class Progress:
         if self.interrupted.is_set():
             raise KeyboardInterrupt
 
-    def skip(self, n: int) -> None:
-        """Count ``n`` (arch, fold) pairs that will not run (their architecture failed)."""
+    def skip(self, arch: str, n: int) -> None:
+        """Count ``n`` folds of ``arch`` that will not run (the architecture failed)."""
         self.done += n
+        self.left[arch] -= n
 
     def fold_done(
         self, arch: str, fold: int, folds: int, record: dict | None, seconds: float | None, note: str = ""
     ) -> None:
         self.check()
         if seconds is not None:
-            self.trained_seconds.append(seconds)
+            self.seconds.setdefault(arch, []).append(seconds)
         prefix = self._prefix(arch, fold, folds)
         self.done += 1
+        self.left[arch] -= 1
+        event = {"event": "fold", "arch": arch, "fold": fold, "folds": folds, "done": self.done, "total": self.total}
+        self._emit({**event, "record": record, "note": note.strip(), "eta_seconds": self.eta_seconds()})
         if self.quiet:
             return
         if record:
@@ -70,3 +106,7 @@ class Progress:
             detail = ""
         line = f"{prefix}  {note}{detail}  {self._eta()}"
         print(f"\r{line}\033[K" if self.stream.isatty() else line, file=self.stream, flush=True)
+
+    def _emit(self, event: dict) -> None:
+        if self.callback is not None:
+            self.callback(event)

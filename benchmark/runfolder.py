@@ -14,6 +14,7 @@
     RUN/results.json            the aggregated, ranked results (the contract reports build on)
     RUN/leaderboard.md          the ranked table
     RUN/report.md, report.html  the report; RUN/report_files/ holds its figures
+    RUN/run.log                 what the backends printed (TensorFlow/JAX start-up messages)
 
 :class:`RunFolder` is the one place that spells these names. A fold's ``metrics.json``
 is written last, so its presence marks the fold finished; every file is written
@@ -62,6 +63,7 @@ class RunFolder:
     report_md = property(lambda self: self.path / "report.md")
     report_html = property(lambda self: self.path / "report.html")
     figures = property(lambda self: self.path / "report_files")
+    run_log = property(lambda self: self.path / "run.log")  # the backends' messages (see benchmark.console)
 
     def figure(self, name: str) -> Path:
         """A report figure (PNG) named ``name``, its folder made."""

@@ -9,6 +9,7 @@ retraining them. Everything published is read back from the saved folds.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import threading
 import time
@@ -60,10 +61,12 @@ class Run:
         return [outcome(n, self.folder, len(self.folds), errors.get(n)) for n in names]
 
 
-def run(config: RunConfig, interrupted: threading.Event | None = None) -> int:
+def run(config: RunConfig, interrupted: threading.Event | None = None, callback=None, console=None) -> int:
     """Run the benchmark; return the exit status (0, or 1 when an architecture failed).
 
     ``interrupted`` is set by a Ctrl-C handler: the run stops at the next epoch or fold.
+    ``callback`` receives each progress event as a dict (:class:`benchmark.progress.Progress`);
+    ``console`` (:class:`benchmark.console.Console`) keeps the backends' chatter in ``run.log``.
     """
     architectures.load_files(config.arch_modules)
     architectures.check()  # a file that failed to import would silently shrink the run
@@ -82,8 +85,11 @@ def run(config: RunConfig, interrupted: threading.Event | None = None) -> int:
     with folder.locked():
         if config.overwrite:
             folder.clear()
+        if console is not None:
+            console.keep_in(folder.run_log)
         folder.write_files(files)
         ctx = start(config, folder, names, dataset, (splitter, group_of), files, interrupted or threading.Event())
+        ctx.progress.callback = callback
         errors = cross_validate(ctx, on_complete=lambda done, errors: publish(ctx, ctx.outcomes(done, errors)))
         outcomes = ctx.outcomes(names, errors)
         score_heldout(ctx, outcomes)
@@ -128,9 +134,8 @@ def start(config, folder, names, dataset, splitting, files, interrupted) -> Run:
     data = {"path": str(config.data), "fingerprint": fingerprint(files), "files": len(files)}
     write_json(folder.config, {"settings": config.to_dict(), "data": data, "run": info, "device": vars(device),
                                **environment()})  # fmt: skip
-    progress = Progress(
-        len(names) * len(folds), config.quiet, config.rank_by, jobs=config.jobs, interrupted=interrupted
-    )
+    plan = [name for name in names for _ in folds]
+    progress = Progress(plan, config.quiet, config.rank_by, jobs=config.jobs, interrupted=interrupted)
     return Run(config, folder, names, dataset, images, folds, device, info, progress, log)
 
 
@@ -155,8 +160,17 @@ def make_folds(config: RunConfig, folder: RunFolder, images: Images, splitter, g
 
 
 def logger(quiet: bool) -> Callable[[str], None]:
-    """Where progress messages go: standard error, or nowhere with -q."""
-    return (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    """Where progress messages go: the ``benchmark`` logger, and standard error unless -q."""
+
+    def log(message: str) -> None:
+        LOG.info(message)
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    return log
+
+
+LOG = logging.getLogger("benchmark")
 
 
 def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], None]) -> dict[str, str]:
@@ -188,7 +202,7 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
             errors.setdefault(arch, f"fold {i + 1}: {out.error}")
             ctx.progress.fold_done(arch, i, len(ctx.folds), None, None, note=f"FAILED: {out.error}")
             if local:  # its remaining folds will be skipped
-                ctx.progress.skip(pending[arch])
+                ctx.progress.skip(arch, pending[arch])
                 pending[arch] = 0
         else:
             ctx.folder.write_fold(arch, i, out.record, out.history, out.predictions, out.model)

@@ -1,0 +1,105 @@
+"""The Python API, for notebooks: ``benchmark.run(...)`` and ``benchmark.load(run_dir)``.
+
+>>> import benchmark
+>>> results = benchmark.load("tests/fixtures/run")
+>>> results.leaderboard[["rank", "architecture", "status"]].values.tolist()
+[[1.0, 'separable', 'ok'], [2.0, 'pyramid_up', 'ok'], [3.0, 'baseline', 'ok'], [nan, 'zz_broken', 'failed']]
+>>> float(round(results.leaderboard.f1[0], 3)), results.status
+(0.71, 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark import UsageError
+from benchmark.config import RunConfig, default_data_dir
+from benchmark.runfolder import RunFolder
+
+
+@dataclass
+class Results:
+    """A finished (or partial) run, read back from its run folder."""
+
+    path: Path
+    run: dict  # what was run: data, folds, seed, classes, rank_by, backend ... (results.json "run")
+    leaderboard: pd.DataFrame  # one row per architecture, in rank order: each metric's mean and std
+    folds: pd.DataFrame  # one row per architecture × fold (folds.csv)
+    oof: pd.DataFrame  # out-of-fold probabilities (oof.csv)
+    entries: list[dict]  # results.json's architectures, as saved
+    comparison: dict | None  # the statistical comparison on the ranking metric
+    transfer: dict | None  # whether the CV ranking holds on the held-out split
+    status: int  # 0, or 1 when an architecture failed
+
+    @property
+    def report(self) -> Path:
+        return RunFolder(self.path).report_html
+
+    def _repr_html_(self) -> str:  # a notebook shows the leaderboard
+        return f"<p>{self.path}</p>" + self.leaderboard.to_html(index=False, float_format="%.3f", na_rep="")
+
+
+def run(
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    progress: Callable[[dict], None] | None = None,
+    **settings,
+) -> Results:
+    """Run the benchmark as ``benchmark run`` does and return its :class:`Results`.
+
+    ``settings`` are ``benchmark run``'s flags by their names (``folds=5, archs="all",
+    image_size=56, groups="kermany", ...``) with the same defaults and checks; ``data``
+    defaults as ``--data`` does, ``out`` to ``reports/<timestamp>``. ``progress`` receives
+    each epoch and fold as a dict; messages also go to the ``benchmark`` logger.
+    """
+    from benchmark.runner import run as run_benchmark  # the backend is imported only when a run starts
+
+    known = {f.name for f in dataclasses.fields(RunConfig)} - {"data", "out"}
+    if unknown := sorted(set(settings) - known):
+        raise UsageError(f"benchmark.run: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
+    if isinstance(settings.get("arch_modules"), str | Path):
+        settings["arch_modules"] = (settings["arch_modules"],)
+    out = Path(out) if out else Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    config = RunConfig(data=Path(data) if data else default_data_dir(), out=out, **settings)
+    status = run_benchmark(config, callback=progress)
+    return load(out, status)
+
+
+def load(run_dir: str | Path, status: int | None = None) -> Results:
+    """The :class:`Results` of a run folder written by ``benchmark run`` or :func:`run`."""
+    saved = RunFolder(Path(run_dir)).read_results()
+    results = saved["results"]
+    entries = results["architectures"]
+    return Results(
+        path=Path(run_dir),
+        run=results["run"],
+        leaderboard=leaderboard_frame(entries),
+        folds=saved["folds"],
+        oof=saved["oof"],
+        entries=entries,
+        comparison=results.get("comparison"),
+        transfer=results.get("transfer"),
+        status=status if status is not None else int(any(e["status"] != "ok" for e in entries)),
+    )
+
+
+def leaderboard_frame(entries: list[dict]) -> pd.DataFrame:
+    """One row per architecture: rank, name, status, each metric's mean (``<metric>``) and std
+    (``<metric>_std``), parameters and mean fit seconds per fold."""
+    rows = []
+    for e in entries:
+        row = {"rank": e["rank"], "architecture": e["name"], "status": e["status"]}
+        for metric, value in e.get("metrics", {}).items():
+            row[metric], row[f"{metric}_std"] = value["mean"], value["std"]
+        row["params"] = e.get("params")
+        row["fit_seconds"] = sum(e["fit_seconds"]) / len(e["fit_seconds"]) if e.get("fit_seconds") else None
+        row["error"] = e.get("error")
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,81 @@
+"""A clean console: the backends' start-up chatter goes to ``run.log``, not to the terminal.
+
+TensorFlow, JAX and XLA log from C++ straight to file descriptor 2 (absl's "All log messages
+before absl::InitializeLog()", oneDNN notices, "failed call to cuInit" on a machine without a
+GPU) and their Python modules warn about their own internals. :class:`Console` points file
+descriptor 2 at a log file while keeping Python's ``sys.stderr`` on the terminal, so the tool's
+own lines and errors still show; ``-v`` leaves everything as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+# Python warnings that come from the libraries' internals, not from anything the user gave.
+LIBRARY_WARNINGS = ("keras", "tensorflow", "jax", "absl", "torch", "google", "seaborn", "matplotlib", "optree")
+
+
+class Console:
+    """Use as a context manager around a command; :meth:`keep_in` moves the log into the run folder."""
+
+    def __init__(self, verbose: bool = False):
+        self.verbose = verbose
+        self.log: Path | None = None
+
+    def __enter__(self) -> Console:
+        if self.verbose:
+            return self
+        sys.stderr.flush()
+        self._terminal = os.dup(2)
+        self._stderr = sys.stderr
+        if _on_fd2(sys.stderr):  # else it is already elsewhere (a notebook, a test's capture): left alone
+            sys.stderr = os.fdopen(os.dup(self._terminal), "w", buffering=1, encoding="utf-8", errors="replace")
+        fd, name = tempfile.mkstemp(prefix="benchmark-", suffix=".log")
+        os.close(fd)
+        self._redirect(Path(name))
+        self._filters = warnings.catch_warnings()
+        self._filters.__enter__()
+        for module in LIBRARY_WARNINGS:
+            warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
+        return self
+
+    def _redirect(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+        self.log = path
+
+    def keep_in(self, path: Path) -> None:
+        """Append what was captured so far to ``path`` and capture there from now on."""
+        if self.verbose or self.log is None or self.log == path:
+            return
+        with open(path, "ab") as out, open(self.log, "rb") as captured:
+            shutil.copyfileobj(captured, out)
+        previous = self.log
+        self._redirect(path)
+        previous.unlink(missing_ok=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.verbose:
+            return
+        self._filters.__exit__(*exc)
+        sys.stderr.flush()
+        os.dup2(self._terminal, 2)
+        os.close(self._terminal)
+        if sys.stderr is not self._stderr:
+            sys.stderr.close()
+            sys.stderr = self._stderr
+        if self.log is not None and self.log.parent == Path(tempfile.gettempdir()):
+            self.log.unlink(missing_ok=True)  # never moved into a run folder: nothing to keep
+
+
+def _on_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False

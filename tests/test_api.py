@@ -1,0 +1,70 @@
+"""The Python API drives a small real-data run; the console shows the tool's own lines first."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+import benchmark
+from benchmark import UsageError
+from tests.conftest import ROOT, link_kaggle_subset
+
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return link_kaggle_subset(tmp_path_factory.mktemp("api"), {"NORMAL": 12, "PNEUMONIA": 12}, wrapper=False)
+
+
+def test_a_run_from_python_returns_its_results(data, tmp_path, caplog):
+    events = []
+    with caplog.at_level(logging.INFO, logger="benchmark"):
+        results = benchmark.run(
+            data,
+            tmp_path / "out",
+            archs="baseline,pyramid_up",
+            folds=2,
+            epochs=1,
+            image_size=32,
+            cache_dir=tmp_path / "cache",
+            quiet=True,
+            progress=events.append,
+        )
+    assert results.status == 0 and results.path == tmp_path / "out" and results.report.is_file()
+    board = results.leaderboard
+    assert list(board.architecture) == [e["name"] for e in results.entries] and list(board["rank"]) == [1, 2]
+    assert board.f1.tolist() == [e["metrics"]["f1"]["mean"] for e in results.entries]
+    assert len(results.folds) == 4 and len(results.oof) == 2 * 24 and results.run["rank_by"] == "f1"
+    folds = [e for e in events if e["event"] == "fold"]
+    assert [e["done"] for e in folds] == [1, 2, 3, 4] and folds[-1]["eta_seconds"] == 0
+    assert all(e["record"]["metrics"]["f1"] == r for e, r in zip(folds, results.folds.f1, strict=True))
+    assert {e["event"] for e in events} == {"epoch", "fold"}
+    assert any(r.name == "benchmark" and "decoding 24 images" in r.getMessage() for r in caplog.records)
+    again = benchmark.load(tmp_path / "out")
+    assert again.leaderboard.equals(board) and again.comparison == results.comparison
+
+
+def test_unknown_settings_are_named():
+    with pytest.raises(UsageError, match=r"unknown setting\(s\) epoch, fold; known: .*folds"):
+        benchmark.run("x", fold=2, epoch=1)
+
+
+def test_the_first_screen_is_the_tools_own_and_the_backends_talk_goes_to_run_log(data, tmp_path):
+    args = [sys.executable, "-m", "benchmark.cli", "run", "--data", str(data), "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--archs", "baseline", "--folds", "2", "--epochs", "1",
+            "--image-size", "32", "--no-save-models"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    quiet = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    first = quiet.stderr.splitlines()[0]
+    assert first.startswith("decoding 24 images at 32 px"), quiet.stderr[:500]
+    for noise in ("absl", "cuInit", "oneDNN", "cuda", "WARNING", "Warning"):
+        assert noise not in quiet.stderr, noise
+    log = (tmp_path / "out" / "run.log").read_text()
+    assert "absl" in log or "cuda" in log.lower()  # TensorFlow's start-up messages, kept
+    verbose = subprocess.run([*args, "--out", str(tmp_path / "v"), "-v"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300, env=env)  # fmt: skip
+    assert verbose.returncode == 0 and ("absl" in verbose.stderr or "cuda" in verbose.stderr.lower())
