@@ -127,6 +127,25 @@ def reliability(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
     return _save(fig, path)
 
 
+def forest(rows: list[tuple[str, float, float, float, float | None]], metric: str, path: Path) -> Path:
+    """The ranking metric per architecture, best on top: the CV mean with its 95 % interval, and the
+    held-out figure beside it where there is one. ``rows``: (name, mean, low, high, held-out or None)."""
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.42 * len(rows)))
+    y = np.arange(len(rows))[::-1]
+    for yi, (_, mean, low, high, test) in zip(y, rows, strict=True):
+        ax.errorbar(mean, yi, xerr=[[mean - low], [high - mean]], fmt="o", color="#1f4e79", capsize=3, ms=6)
+        if test is not None:
+            ax.plot(test, yi, "D", color="#c55a11", ms=6)
+    ax.set_yticks(y, [r[0] for r in rows])
+    ax.set_xlabel(metric)
+    handles = [plt.Line2D([], [], marker="o", color="#1f4e79", ls="", label="cross-validation mean, 95 % interval")]
+    if any(r[4] is not None for r in rows):
+        handles.append(plt.Line2D([], [], marker="D", color="#c55a11", ls="", label="held-out test split"))
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
 def curve_bars(entries: list[dict], oscillation_flag: float, path: Path) -> Path:
     """Per architecture: the across-fold validation-loss variance and the mean oscillation index."""
     names = [e["name"] for e in entries]

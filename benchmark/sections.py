@@ -106,8 +106,9 @@ def build_sections(folder: RunFolder) -> list[Section]:
 
 
 def summary(r: Report) -> Section:
-    """1: the winner, the verdict against the runner-up, the data, settings and versions."""
-    parts = []
+    """1: a forest plot of the ranking metric, the winner, the verdict against the runner-up and on the
+    held-out split, the data, settings and versions."""
+    parts = [forest(r)] if r.ok else []
     if r.ok:
         m = r.ok[0]["metrics"][r.rank_by]
         parts.append(f"Winner on {r.rank_by}: {r.ok[0]['name']} ({m['mean']:.3f} ± {m['std']:.3f}).")
@@ -179,16 +180,32 @@ def leaderboard(r: Report) -> Section:
     return section
 
 
+def forest(r: Report) -> Figure:
+    """The summary's first figure: every architecture's ranking metric with its interval, and held out."""
+    test = dict(zip(r.transfer["architectures"], r.transfer["test"], strict=True)) if r.transfer else {}
+    rows = [(e["name"], *_interval(e, r.rank_by, r.run), test.get(e["name"])) for e in r.ok]
+    caption = (
+        f"{r.rank_by} of each architecture, best on top: the cross-validation mean with its corrected 95 % "
+        "interval" + ("; the diamond is the fold ensemble on the held-out test split." if test else ".")
+    )
+    return Figure(plots.forest(rows, r.rank_by, r.folder.figure("forest")), caption)
+
+
+def _interval(entry: dict, metric: str, run: dict) -> tuple[float, float, float]:
+    """Mean and corrected 95 % interval of ``metric`` over the entry's folds, clipped to the metric's range."""
+    test_fraction = entry.get("test_fraction", 1 / (run["folds"] - 1))  # results.json written before it was kept
+    mean, lo, hi = mean_ci(entry["metrics"][metric]["folds"], test_fraction)
+    low_bound, high_bound = RANGES.get(metric, (0.0, 1.0))  # a t-interval can overshoot a metric's range
+    return mean, max(lo, low_bound), min(hi, high_bound)
+
+
 def _board_row(entry: dict, metrics: list[str], run: dict) -> list:
     name = entry["name"] + ("" if entry["status"] == "ok" else " (failed)")
     if "metrics" not in entry:
         return [entry["rank"] or "-", name, *["-"] * len(metrics)]
-    test_fraction = entry.get("test_fraction", 1 / (run["folds"] - 1))  # results.json written before it was kept
     cells = []
     for m in metrics:
-        mean, lo, hi = mean_ci(entry["metrics"][m]["folds"], test_fraction)
-        low_bound, high_bound = RANGES.get(m, (0.0, 1.0))  # a t-interval can overshoot a metric's range
-        lo, hi = max(lo, low_bound), min(hi, high_bound)
+        mean, lo, hi = _interval(entry, m, run)
         cells.append(f"{mean:.3f} ± {entry['metrics'][m]['std']:.3f} [{lo:.3f}, {hi:.3f}]")
     return [entry["rank"] or "-", name, *cells]
 

@@ -267,9 +267,9 @@ def test_reports_are_written_self_contained_and_escaped(run):
     assert "http://" not in page and "https://" not in page  # nothing fetched from outside
     # folds, loss curves, curve bars, OOF roc/pr, reliability, test roc/pr, the winner's Grad-CAM
     # (no critical-difference diagram: Friedman's test needs three architectures)
-    assert page.count("src='data:image/png;base64,") == 7
+    assert page.count("src='data:image/png;base64,") == 8
     winner = read(run["out"] / "results.json")["architectures"][0]
-    figures = ["folds", "loss_curves", "curve_bars", "roc_pr", "reliability", "test_roc_pr"]
+    figures = ["forest", "folds", "loss_curves", "curve_bars", "roc_pr", "reliability", "test_roc_pr"]
     for link in [f"report_files/{f}.png" for f in figures] + [f"report_files/gradcam-{winner['name']}.png"]:
         assert f"]({link})" in markdown and (run["out"] / link).stat().st_size > 10_000
     assert f"Winner on roc_auc: {winner['name']}" in markdown

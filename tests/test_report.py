@@ -55,8 +55,8 @@ def test_every_section_is_in_both_renderings_in_order(report):
     assert positions == sorted(positions)
     for title in SECTIONS:
         assert f"<h2>{title}</h2>" in report["html"]
-    # folds, loss curves, curve bars, CD diagram, OOF roc/pr, reliability, test roc/pr, the winner's Grad-CAM
-    assert report["html"].count("src='data:image/png;base64,") == 8
+    # forest, folds, loss curves, curve bars, CD diagram, OOF roc/pr, reliability, test roc/pr, the winner's Grad-CAM
+    assert report["html"].count("src='data:image/png;base64,") == 9
     assert "http://" not in report["html"] and "https://" not in report["html"]
 
 
@@ -138,3 +138,9 @@ def test_the_transfer_section_and_the_summary_say_whether_the_ranking_holds(repo
     for name, cv, test, gap in zip(*columns, strict=True):
         assert [name, f"{cv:.3f}", f"{test:.3f}", f"{gap:+.3f}"] in [r[:4] for r in rows]
     assert f"Kendall's τ = {transfer['kendall_tau']:.2f}" in report["md"]
+
+
+def test_the_report_opens_with_the_forest_plot(report):
+    summary = report["md"].split("## 1. Summary")[1].split("\n\n")[1]
+    assert summary.startswith("![f1 of each architecture, best on top") and "report_files/forest.png" in summary
+    assert (report["folder"].figures / "forest.png").stat().st_size > 5_000
