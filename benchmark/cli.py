@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmark import UsageError, __version__
-from benchmark.config import AUGMENTATIONS, BACKENDS, STRATEGIES, RunConfig, default_data_dir
+from benchmark.config import AUGMENTATIONS, BACKENDS, STRATEGIES, TRACK_MODELS, RunConfig, default_data_dir
 from benchmark.console import Console
 from benchmark.metrics import ALL_METRICS
 from benchmark.splits import GROUP_PRESETS
@@ -144,6 +144,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--overwrite", action="store_true", help="start the --out folder afresh")
     g.add_argument("-q", "--quiet", action="store_true", help="print only the leaderboard and errors")
+    g = r.add_argument_group("tracking")
+    g.add_argument("--tensorboard", action="store_true", help="TensorBoard logs in RUN/tensorboard (tensorboardX)")
+    g.add_argument(
+        "--track", choices=("mlflow",), help="log the run to MLflow: a run per benchmark, architecture, fold"
+    )
+    g.add_argument("--tracking-uri", metavar="URI", help="MLflow server (default $MLFLOW_TRACKING_URI, else local)")
+    g.add_argument("--track-optional", action="store_true", help="an unreachable tracking server: warn and go on")
+    g.add_argument("--track-models", default=d.track_models, choices=TRACK_MODELS, help="fold models logged to MLflow")
     for command in (ls, rep, r):
         command.add_argument(
             "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"

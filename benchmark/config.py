@@ -27,6 +27,7 @@ AUGMENTATIONS = {
 
 BACKENDS = ("local", "dask")  # where the trainings run (benchmark.execution)
 STRATEGIES = ("auto", "none", "mirrored")  # multi-GPU data parallelism (benchmark.backend)
+TRACK_MODELS = ("best", "all", "none")  # fold models logged to MLflow
 
 # Settings that change the numbers: resuming a run folder requires them unchanged. The data is
 # compared by content (benchmark.data.fingerprint), not by how --data is spelt.
@@ -96,6 +97,11 @@ class RunConfig:
     arch_modules: tuple[str, ...] = ()
     overwrite: bool = False
     quiet: bool = False
+    tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard
+    track: str | None = None  # "mlflow": log the run to MLflow
+    tracking_uri: str | None = None  # else MLFLOW_TRACKING_URI, else MLflow's default local store
+    track_optional: bool = False  # an unreachable tracking server: warn and go on
+    track_models: str = "best"  # models logged to MLflow: the best fold's, all, or none
 
     def __post_init__(self):
         if self.rank_by is not None and self.rank_by not in ALL_METRICS:
@@ -124,6 +130,10 @@ class RunConfig:
             raise UsageError("--lr and --lr-decay-epochs must be positive.")
         if self.groups and self.groups_file:
             raise UsageError("--groups and --groups-file: give one of them (a file-name pattern or a CSV of groups).")
+        if self.track not in (None, "mlflow"):
+            raise UsageError(f"--track {self.track}: the tracker is mlflow.")
+        if self.track_models not in TRACK_MODELS:
+            raise UsageError(f"--track-models {self.track_models}: choose one of {', '.join(TRACK_MODELS)}.")
         if self.ungrouped not in ("error", "own"):
             raise UsageError(f"--ungrouped {self.ungrouped}: choose error or own.")
 

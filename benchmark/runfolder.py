@@ -15,6 +15,8 @@
     RUN/leaderboard.md          the ranked table
     RUN/report.md, report.html  the report; RUN/report_files/ holds its figures
     RUN/run.log                 what the backends printed (TensorFlow/JAX start-up messages)
+    RUN/tensorboard/            --tensorboard: <arch>/fold-<i>/ curves, <arch>/hparams/ (benchmark.tracking)
+    RUN/tracking.json           --track mlflow: the MLflow run ids, so a resumed run continues them
 
 :class:`RunFolder` is the one place that spells these names. A fold's ``metrics.json``
 is written last, so its presence marks the fold finished; every file is written
@@ -64,6 +66,8 @@ class RunFolder:
     report_html = property(lambda self: self.path / "report.html")
     figures = property(lambda self: self.path / "report_files")
     run_log = property(lambda self: self.path / "run.log")  # the backends' messages (see benchmark.console)
+    tensorboard = property(lambda self: self.path / "tensorboard")  # --tensorboard event files
+    tracking = property(lambda self: self.path / "tracking.json")  # the MLflow runs of this run folder
 
     def figure(self, name: str) -> Path:
         """A report figure (PNG) named ``name``, its folder made."""

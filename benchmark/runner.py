@@ -36,6 +36,7 @@ from benchmark.metrics import default_rank_by, metric_names
 from benchmark.progress import Progress
 from benchmark.runfolder import RunFolder
 from benchmark.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
+from benchmark.tracking import trackers
 from benchmark.training import ArchitectureError, TrainSettings, build_for
 
 OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
@@ -55,6 +56,7 @@ class Run:
     info: dict  # the ``run`` part of results.json
     progress: Progress
     log: Callable[[str], None]
+    trackers: list = field(default_factory=list)  # TensorBoard, MLflow (benchmark.tracking)
     started: float = field(default_factory=time.perf_counter)
 
     def outcomes(self, names: list[str], errors: dict[str, str]) -> list[ArchOutcome]:
@@ -88,12 +90,15 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
         if console is not None:
             console.keep_in(folder.run_log)
         folder.write_files(files)
+        followers = trackers(config, folder)  # an unreachable tracking server stops the run here
         ctx = start(config, folder, names, dataset, (splitter, group_of), files, interrupted or threading.Event())
-        ctx.progress.callback = callback
+        ctx.progress.callback, ctx.trackers = callback, followers
         errors = cross_validate(ctx, on_complete=lambda done, errors: publish(ctx, ctx.outcomes(done, errors)))
         outcomes = ctx.outcomes(names, errors)
         score_heldout(ctx, outcomes)
         entries, table = publish(ctx, outcomes)
+        for tracker in ctx.trackers:
+            getattr(tracker, "finish", lambda: None)()
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
     return 1 if any(e["status"] != "ok" for e in entries) else 0
 
@@ -206,6 +211,8 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
                 pending[arch] = 0
         else:
             ctx.folder.write_fold(arch, i, out.record, out.history, out.predictions, out.model)
+            for tracker in ctx.trackers:
+                tracker.fold(arch, i, out.record, out.history)
             ctx.progress.fold_done(arch, i, len(ctx.folds), out.record, out.record["task_seconds"])
         if pending[arch] == 0 and sum(pending.values()):  # the last one is published by the caller
             on_complete([n for n in ctx.names if not pending[n]], errors)
@@ -224,6 +231,8 @@ def fold_tasks(ctx: Run) -> list[FoldTask]:
         for i, fold in enumerate(ctx.folds):
             saved = ctx.folder.read_fold(name, i)
             if saved is not None:
+                for tracker in ctx.trackers:  # a tracker added on resume catches up; none logs a fold twice
+                    tracker.fold(name, i, saved[0], saved[1])
                 ctx.progress.fold_done(name, i, len(ctx.folds), saved[0], None, note="(saved) ")
                 continue
             setup = each[len(tasks) % len(each)]
@@ -264,6 +273,8 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
     text = leaderboard_text(entries, config.rank_by, comparison)
     ctx.folder.write_results(results, folds_table(records), oof, leaderboard_md(ctx.info, text))
     write_report(ctx.folder.path)
+    for tracker in ctx.trackers:
+        tracker.published(results)
     return entries, text
 
 

@@ -1,0 +1,94 @@
+"""Stage 5 — the run folder, mirrored: TensorBoard event files and MLflow runs of the same numbers.
+
+A tracker hears of every finished fold (``fold``; saved folds too, when a run resumes, so a
+tracker added later catches up) and of every publication of the results (``published``). Each
+keeps track of what it has already written, so a resumed run writes nothing twice.
+
+- :class:`TensorBoard` (``--tensorboard``): ``RUN/tensorboard/<arch>/fold-<i>/`` holds each fold's
+  per-epoch curves and final metrics, ``RUN/tensorboard/<arch>/hparams/`` the architecture's HParams
+  session (the settings, and the mean of every metric), so ``tensorboard --logdir RUN/tensorboard``
+  shows every fold side by side. Written with tensorboardX, which needs no TensorFlow.
+- :class:`MLflow` (``--track mlflow``): one parent run per benchmark, a child per architecture, a
+  grandchild per fold; see :mod:`benchmark.mlflow_tracking`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from benchmark import UsageError
+from benchmark.runfolder import RunFolder, safe_name
+
+HPARAMS = ("folds", "repeats", "seed", "image_size", "channels", "epochs", "patience", "batch_size", "lr",
+           "lr_decay_epochs", "augment", "label_smoothing", "groups")  # fmt: skip
+
+
+class TensorBoard:
+    def __init__(self, folder: RunFolder, settings: dict):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise UsageError(
+                "--tensorboard writes its event files with tensorboardX: pip install -e '.[tensorboard]' (or "
+                "pip install tensorboardX), then run again."
+            ) from None
+        self.writer = SummaryWriter
+        self.root = folder.tensorboard
+        self.settings = settings
+
+    def fold(self, arch: str, fold: int, record: dict, history: dict) -> None:
+        target = self.root / safe_name(arch) / f"fold-{fold}"
+        if target.exists():
+            return  # written by an earlier invocation
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with self.writer(str(tmp)) as w:
+            for key, values in history.items():
+                for epoch, value in enumerate(values, start=1):
+                    w.add_scalar(f"epoch/{key}", value, epoch)
+            for metric, value in _scalars(record["metrics"]).items():
+                w.add_scalar(f"fold/{metric}", value, record["epochs"])
+        os.replace(tmp, target)
+
+    def published(self, results: dict) -> None:
+        from tensorboardX.summary import hparams
+
+        for entry in (e for e in results["architectures"] if "metrics" in e):
+            target = self.root / safe_name(entry["name"]) / "hparams"
+            tmp = target.with_name(".hparams.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            settings = {k: v for k, v in self.settings.items() if k in HPARAMS and v is not None}
+            params = {"architecture": entry["name"], "params": entry["params"], **settings}
+            metrics = {f"cv/{m}": v["mean"] for m, v in entry["metrics"].items()}
+            with self.writer(str(tmp)) as w:
+                for summary in hparams({k: _plain(v) for k, v in params.items()}, metrics):
+                    w.file_writer.add_summary(summary)
+                for metric, value in metrics.items():
+                    w.add_scalar(metric, value)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    """The single-number metrics of a metrics.json (per-class ones flattened)."""
+    out = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "threshold"}
+    for c, values in metrics.get("per_class", {}).items():
+        out |= {f"class_{c}/{k}": float(v) for k, v in values.items()}
+    return out
+
+
+def _plain(value):
+    return value if isinstance(value, bool | int | float | str) else str(value)
+
+
+def trackers(config, folder: RunFolder) -> list:
+    """The trackers ``config`` asks for."""
+    found = []
+    if config.tensorboard:
+        found.append(TensorBoard(folder, config.to_dict()))
+    if config.track == "mlflow":
+        from benchmark.mlflow_tracking import MLflow
+
+        found.append(MLflow.start(folder, config))
+    return [t for t in found if t is not None]
