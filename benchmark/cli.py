@@ -1,4 +1,4 @@
-"""Command line: ``benchmark list`` and ``benchmark run``."""
+"""Command line: ``benchmark list``, ``run``, ``report`` and ``compare``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild report.md and report.html of a run folder (no training)")
     rep.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
     rep.add_argument("--open", action="store_true", help="open the HTML report in a browser")
+
+    cmp = sub.add_parser("compare", help="compare run folders: settings, the ranking metric, paired tests")
+    cmp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="two or more run folders")
+    cmp.add_argument("--out", type=Path, default=Path("."), help="where compare.html is written (default: here)")
 
     r = sub.add_parser(
         "run", help="cross-validate architectures and rank them", formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -152,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--tracking-uri", metavar="URI", help="MLflow server (default $MLFLOW_TRACKING_URI, else local)")
     g.add_argument("--track-optional", action="store_true", help="an unreachable tracking server: warn and go on")
     g.add_argument("--track-models", default=d.track_models, choices=TRACK_MODELS, help="fold models logged to MLflow")
-    for command in (ls, rep, r):
+    for command in (ls, rep, cmp, r):
         command.add_argument(
             "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"
         )
@@ -190,6 +194,15 @@ def _report(args) -> int:
         import webbrowser
 
         webbrowser.open(page.resolve().as_uri())
+    return 0
+
+
+def _compare(args) -> int:
+    from benchmark.compare import write_compare
+
+    markdown, page = write_compare(args.run_dirs, args.out)
+    print(markdown)
+    print(f"wrote {page}", file=sys.stderr)
     return 0
 
 
@@ -241,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "run":
                 return _run(args, console)
-            return {"list": _list, "report": _report}[args.command](args)
+            return {"list": _list, "report": _report, "compare": _compare}[args.command](args)
         except (UsageError, RegistryError) as err:
             _error(str(err))
             return 2

@@ -18,6 +18,17 @@ MULTICLASS_METRICS = (
 PER_CLASS = ("precision", "recall", "specificity", "f1")  # of each class against the rest
 ALL_METRICS = tuple(dict.fromkeys(METRICS + MULTICLASS_METRICS))
 LOWER_IS_BETTER = frozenset({"log_loss"})
+RANGES = {"mcc": (-1.0, 1.0), "log_loss": (0.0, float("inf"))}  # the others lie in [0, 1]
+
+
+def clip_to_range(metric: str, low: float, high: float) -> tuple[float, float]:
+    """An interval cut to the values ``metric`` can take (a t-interval can overshoot them).
+
+    >>> clip_to_range("f1", -0.2, 1.3), clip_to_range("mcc", -1.5, 0.4)
+    ((0.0, 1.0), (-1.0, 0.4))
+    """
+    low_bound, high_bound = RANGES.get(metric, (0.0, 1.0))
+    return max(low, low_bound), min(high, high_bound)
 
 
 def metric_names(n_classes: int) -> tuple[str, ...]:

@@ -146,6 +146,28 @@ def forest(rows: list[tuple[str, float, float, float, float | None]], metric: st
     return _save(fig, path)
 
 
+def forest_runs(rows: list[tuple], metric: str, path: Path) -> Path:
+    """:func:`forest` for several runs: ``rows`` of (architecture, run, mean, low, high, held-out or None),
+    one colour per run, the runs of an architecture side by side."""
+    names = list(dict.fromkeys(r[0] for r in rows))
+    runs = list(dict.fromkeys(r[1] for r in rows))
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.42 * len(rows)))
+    for row in rows:
+        name, run, mean, low, high, test = row
+        y = (len(names) - 1 - names.index(name)) * (len(runs) + 1) + (len(runs) - 1 - runs.index(run))
+        color = plt.cm.tab10(runs.index(run) % 10)
+        ax.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="o", color=color, capsize=3, ms=5)
+        if test is not None:
+            ax.plot(test, y, "D", color=color, ms=5, markeredgecolor="black")
+    ticks = [(len(names) - 1 - i) * (len(runs) + 1) + (len(runs) - 1) / 2 for i in range(len(names))]
+    ax.set_yticks(ticks, names)
+    ax.set_xlabel(metric)
+    ax.legend(handles=[plt.Line2D([], [], marker="o", color=plt.cm.tab10(i % 10), ls="", label=f"run {r}")
+                       for i, r in enumerate(runs)], fontsize=8, loc="best")  # fmt: skip
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
 def curve_bars(entries: list[dict], oscillation_flag: float, path: Path) -> Path:
     """Per architecture: the across-fold validation-loss variance and the mean oscillation index."""
     names = [e["name"] for e in entries]

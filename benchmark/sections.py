@@ -22,6 +22,7 @@ from benchmark.metrics import (
     PER_CLASS,
     THRESHOLD_FREE,
     binary_metrics,
+    clip_to_range,
     confusion,
     fold_metrics,
     multiclass_metrics,
@@ -33,7 +34,6 @@ from benchmark.render import Figure, Section, Table
 from benchmark.runfolder import RunFolder
 from benchmark.statistics import mean_ci
 
-RANGES = {"mcc": (-1.0, 1.0), "log_loss": (0.0, float("inf"))}  # the others lie in [0, 1]
 HELDOUT_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
 GAP_FLAG = 0.05  # a CV-vs-test difference this large is worth a look
 SUMMARY_SETTINGS = (
@@ -62,6 +62,11 @@ class Report:
     @property
     def run(self) -> dict:
         return self.results["run"]
+
+    @property
+    def n_folds(self) -> int:
+        """Folds of every repeat (fold j = fold j mod k of repeat j div k)."""
+        return self.run["folds"] * self.run.get("repeats", 1)
 
     @property
     def rank_by(self) -> str:
@@ -195,8 +200,7 @@ def _interval(entry: dict, metric: str, run: dict) -> tuple[float, float, float]
     """Mean and corrected 95 % interval of ``metric`` over the entry's folds, clipped to the metric's range."""
     test_fraction = entry.get("test_fraction", 1 / (run["folds"] - 1))  # results.json written before it was kept
     mean, lo, hi = mean_ci(entry["metrics"][metric]["folds"], test_fraction)
-    low_bound, high_bound = RANGES.get(metric, (0.0, 1.0))  # a t-interval can overshoot a metric's range
-    return mean, max(lo, low_bound), min(hi, high_bound)
+    return (mean, *clip_to_range(metric, lo, hi))
 
 
 def _board_row(entry: dict, metrics: list[str], run: dict) -> list:
@@ -405,7 +409,7 @@ def heldout(r: Report) -> Section:
     rows, fold_rows, gap_rows, test_curves, ensembles = [], [], [], [], {}
     shown = HELDOUT_METRICS if r.binary else HELDOUT_MULTICLASS
     for e in r.ok:
-        runs = read_heldout(r.folder, e["name"], r.run["folds"])
+        runs = read_heldout(r.folder, e["name"], r.n_folds)
         if runs is None:
             continue
         labels, ensemble = runs[0].label.to_numpy(), fold_ensemble(runs)
@@ -484,7 +488,7 @@ def _heldout_tables(r: Report, shown, rows, fold_rows, gap_rows, curves: pd.Data
             caption="Fold ensemble on the test split.",
         ),  # fmt: skip
         Table(
-            ["architecture", *[f"fold {i + 1}" for i in range(r.run["folds"])]],
+            ["architecture", *[f"fold {i + 1}" for i in range(r.n_folds)]],
             fold_rows,
             caption=f"Each fold model alone ({decision}): ROC-AUC / accuracy.",
         ),
