@@ -7,6 +7,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -53,15 +54,23 @@ class Timer:
 
 
 def run_timed(cmd: list[str], **kwargs) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak RSS MiB) of one whole command (os.wait4: that child's own usage)."""
+    """(wall s, CPU s, peak RSS MiB) of one whole command.
+
+    The peak RSS comes from GNU time, which forks the command from its own small process: a
+    process started straight from this one would inherit, in its maximum RSS, this process's
+    own high-water mark (Linux carries it across exec), which overstates the command's memory.
+    """
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, **kwargs)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, cmd)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as peak:
+        timed = ["/usr/bin/time", "-q", "-o", peak.name, "-f", "%M", *cmd] if Path("/usr/bin/time").exists() else cmd
+        proc = subprocess.Popen(timed, stdout=subprocess.DEVNULL, **kwargs)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, cmd)
+        rss_kb = int(peak.read().strip().splitlines()[-1]) if timed is not cmd else usage.ru_maxrss
+    return wall, usage.ru_utime + usage.ru_stime, rss_kb / 1024
 
 
 def median(values) -> float:
