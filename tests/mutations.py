@@ -27,8 +27,8 @@ REGRESSIONS = [
     (
         "early stopping watches the scored fold",
         "benchmark/training.py",
-        "x_val, y_val = images.pixels[fold.val], images.labels[fold.val]",
-        "x_val, y_val = images.pixels[fold.score], images.labels[fold.score]",
+        "x_val, y_val = images.pixels[fold.val], targets(images.labels[fold.val], k)",
+        "x_val, y_val = images.pixels[fold.score], targets(images.labels[fold.score], k)",
         ["tests/test_end_to_end.py::test_fit_gets_the_fit_part_the_inner_split_and_the_fit_parts_class_weights"],
     ),
     (
@@ -41,8 +41,8 @@ REGRESSIONS = [
     (
         "thresholds chosen on the test split",
         "benchmark/sections.py",
-        "thresholds = oof_thresholds(arch_oof.label, arch_oof.probability)",
-        "thresholds = oof_thresholds(labels, ensemble)",
+        "rules = oof_thresholds(arch_oof.label, arch_oof.probability) if r.binary",
+        "rules = oof_thresholds(labels, fold_ensemble(runs, \"probability\")) if r.binary",
         ["tests/test_end_to_end.py::test_held_out_thresholds_are_chosen_on_the_out_of_fold_predictions"],
     ),
     (
@@ -79,8 +79,8 @@ REGRESSIONS = [
     (
         "Grad-CAM picks three of each kind",
         "benchmark/gradcam.py",
-        "        chosen = pick(test.labels, probability)",
-        "        chosen = pick(test.labels, probability, per_kind=3)",
+        "        chosen = pick(test.labels, probability, classes=classes)",
+        "        chosen = pick(test.labels, probability, per_kind=3, classes=classes)",
         ["tests/test_end_to_end.py::test_gradcam_explains_the_winner_on_test_images"],
     ),
     (
@@ -131,6 +131,34 @@ REGRESSIONS = [
         "            else:\n                out.append(_md(part))",
         "            elif not str(part).startswith('Failed'):\n                out.append(_md(part))",
         ["tests/test_reliability.py::test_failures_are_isolated_and_out_of_memory_retries_with_half_the_batch"],
+    ),
+    (
+        "groups ignored by the outer folds",
+        "benchmark/splits.py",
+        "outer = (StratifiedKFold if groups is None else StratifiedGroupKFold)(",
+        "outer = (StratifiedKFold if True else StratifiedGroupKFold)(",
+        ["tests/test_splits.py::test_grouped_folds_keep_every_real_file_name_group_on_one_side"],
+    ),
+    (
+        "interval without the Nadeau-Bengio correction",
+        "benchmark/statistics.py",
+        "(1 / len(arr) + test_fraction)",
+        "(1 / len(arr))",
+        ["tests/test_statistics.py::test_the_leaderboard_interval_carries_the_same_correction_by_hand"],
+    ),
+    (
+        "batch-norm statistics not re-estimated before validation",
+        "benchmark/training.py",
+        "        recalibrate_batchnorm(self.model, self.recalibration, probes=self.probes)\n",
+        "",
+        ["tests/test_training.py::test_the_validation_loss_is_that_of_the_re_estimated_model"],
+    ),
+    (
+        "K-class weights computed as for two classes",
+        "benchmark/training.py",
+        "n / (n_classes * counts[c])",
+        "n / (2 * counts[c])",
+        ["tests/test_multiclass.py::test_fit_gets_one_hot_targets_and_the_fit_parts_class_weights"],
     ),
 ]
 

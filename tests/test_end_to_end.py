@@ -23,7 +23,7 @@ from benchmark.data import discover, load_images
 from benchmark.gradcam import pick
 from benchmark.heldout import tta_views
 from benchmark.metrics import METRICS, binary_metrics, max_f1_threshold, oof_thresholds, youden_threshold
-from benchmark.training import load_fold_model
+from benchmark.training import Validate, load_fold_model
 from tests.conftest import link_kaggle_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
@@ -130,9 +130,12 @@ def test_fit_gets_the_fit_part_the_inner_split_and_the_fit_parts_class_weights(r
         fold = splits[k % 3]
         assert not set(fold["val"]) & set(fold["score"]) and not set(fold["train"]) & set(fold["score"])
         np.testing.assert_array_equal(call["x"], pixels(fold["train"]))
-        x_val, y_val = call["validation_data"]
-        np.testing.assert_array_equal(x_val, pixels(fold["val"]))  # early stopping watches the inner split
-        np.testing.assert_array_equal(y_val, [float("/PNEUMONIA/" in p) for p in sorted(fold["val"], key=row.get)])
+        assert "validation_data" not in call  # the inner split is scored by Validate, after BN recalibration
+        (validate,) = [c for c in call["callbacks"] if isinstance(c, Validate)]
+        np.testing.assert_array_equal(validate.x_val, pixels(fold["val"]))  # early stopping watches the inner split
+        expected = [float("/PNEUMONIA/" in p) for p in sorted(fold["val"], key=row.get)]
+        np.testing.assert_array_equal(validate.y_val.reshape(-1), expected)
+        assert set(map(bytes, validate.recalibration)) <= set(map(bytes, call["x"]))  # BN statistics from fit images
         n_pos = sum("/PNEUMONIA/" in p for p in fold["train"])
         n = len(fold["train"])
         assert call["class_weight"] == {0: pytest.approx(n / (2 * (n - n_pos))), 1: pytest.approx(n / (2 * n_pos))}

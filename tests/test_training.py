@@ -369,12 +369,24 @@ def test_batchnorm_statistics_are_re_estimated_on_plain_images_layer_after_layer
 
 
 @pytest.mark.slow
-def test_the_validation_loss_is_that_of_the_re_estimated_model():
+def test_the_validation_loss_is_that_of_the_re_estimated_model(tmp_path):
+    """The saved (best-epoch) model carries batch-norm statistics re-estimated on the plain fit images,
+    and its loss on the inner split is the ``val_loss`` early stopping saw for that epoch."""
     images = bright_or_dark()
     fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
-    settings = TrainSettings(epochs=2, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=5, augment="light")
-    result = train_fold(two_batchnorm_cnn, images, fold, settings, seed=0, model_path=None)
-    assert set(result.history) >= {"loss", "val_loss", "val_accuracy"} and len(result.history["val_loss"]) == 2
+    settings = TrainSettings(epochs=3, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=5, augment="light")
+    result = train_fold(two_batchnorm_cnn, images, fold, settings, seed=0, model_path=tmp_path / "model.keras")
+    assert set(result.history) >= {"loss", "val_loss", "val_accuracy"} and len(result.history["val_loss"]) == 3
+    model = training.load_fold_model(tmp_path / "model.keras")
+    arch = next(m for m in model.layers if isinstance(m, keras.Model) and "bn1" in [x.name for x in m.layers])
+    norm = arch.get_layer("bn1")  # fewer fit images than RECALIBRATION_IMAGES: all of them, un-augmented
+    x = images.pixels[fold.train].astype("float32") / 255
+    a = keras.ops.convert_to_numpy(keras.Model(arch.input, norm.input)(x, training=False)).astype(np.float64)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), a.reshape(-1, 4).mean(axis=0), rtol=1e-4)
+    p = np.clip(model.predict(images.pixels[fold.val], verbose=0).reshape(-1), 1e-7, 1 - 1e-7)
+    y = images.labels[fold.val]
+    loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert loss == pytest.approx(result.history["val_loss"][int(np.argmin(result.history["val_loss"]))], rel=1e-4)
 
 
 def test_a_two_class_builder_serves_three_classes_with_a_softmax_on_its_features():
