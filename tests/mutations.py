@@ -42,7 +42,7 @@ REGRESSIONS = [
         "thresholds chosen on the test split",
         "benchmark/sections.py",
         "rules = oof_thresholds(arch_oof.label, arch_oof.probability) if r.binary",
-        "rules = oof_thresholds(labels, fold_ensemble(runs, \"probability\")) if r.binary",
+        'rules = oof_thresholds(labels, fold_ensemble(runs, "probability")) if r.binary',
         ["tests/test_end_to_end.py::test_held_out_thresholds_are_chosen_on_the_out_of_fold_predictions"],
     ),
     (
