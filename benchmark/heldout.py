@@ -112,13 +112,16 @@ def ranking_transfer(
     ``cv``: each architecture's CV mean of ``metric``; ``test``: its fold ensemble's held-out
     probabilities, over images with ``labels``. Kendall's τ and Spearman's ρ between the CV and
     the test scores, each with a percentile interval from ``n_boot`` bootstrap resamples of the
-    test images (the same resample for every architecture); each architecture's gap; and a verdict.
+    test images (the same resample for every architecture); each architecture's gap; and a verdict
+    (``tied`` where every architecture scores the same on the test split, or in CV, so τ is undefined).
 
     >>> labels = np.array([0, 0, 1, 1] * 10)
     >>> good, bad = np.tile([0.2, 0.3, 0.7, 0.8], 10), np.tile([0.4, 0.6, 0.4, 0.6], 10)
     >>> r = ranking_transfer({"a": 0.9, "b": 0.5}, {"a": good, "b": bad}, labels, "accuracy", n_boot=50)
     >>> r["kendall_tau"], r["same_winner"], r["verdict"]
     (1.0, True, 'agree')
+    >>> ranking_transfer({"a": 0.9, "b": 0.5}, {"a": good, "b": good}, labels, "accuracy", n_boot=50)["verdict"]
+    'tied'
     """
     names = list(cv)
     sign = -1 if metric in LOWER_IS_BETTER else 1
@@ -133,7 +136,12 @@ def ranking_transfer(
     boot = np.array(boot)
     tau_ci, rho_ci = (np.nanpercentile(boot[:, i], [2.5, 97.5]).tolist() for i in (0, 1))
     same_winner = names[int(np.argmax(sign * cv_scores))] == names[int(np.argmax(sign * test_scores))]
-    verdict = "agree" if tau_ci[0] > 0 and same_winner else "disagree" if tau <= 0 or not same_winner else "uncertain"
+    if np.isnan(tau):  # every architecture scores the same on one side: τ is undefined, the order untestable
+        verdict = "tied"
+    else:
+        verdict = (
+            "agree" if tau_ci[0] > 0 and same_winner else "disagree" if tau <= 0 or not same_winner else "uncertain"
+        )
     return {
         "metric": metric,
         "architectures": names,

@@ -518,9 +518,9 @@ def transfer(r: Report) -> Section:
         TRANSFER_TITLE,
         [
             transfer_sentence(r),
-            f"Kendall's τ = {t['kendall_tau']:.2f} (95 % bootstrap interval {_ci(t['kendall_tau_ci'])}), Spearman's "
-            f"ρ = {t['spearman_rho']:.2f} ({_ci(t['spearman_rho_ci'])}), between each architecture's CV mean and its "
-            f"fold ensemble on the test split, both on {t['metric']} ({'at 0.5' if r.binary else 'argmax'}); the "
+            f"Kendall's τ = {_corr(t['kendall_tau'])} (95 % bootstrap interval {_ci(t['kendall_tau_ci'])}), Spearman's "
+            f"ρ = {_corr(t['spearman_rho'])} ({_ci(t['spearman_rho_ci'])}), between each architecture's CV mean and "
+            f"its fold ensemble on the test split, both on {t['metric']} ({'at 0.5' if r.binary else 'argmax'}); the "
             "intervals resample the test images "
             f"{t['n_boot']} times. Ranked by the test split: {', '.join(t['architectures'][i] for i in order)}.",
             Table(["architecture (CV rank order)", f"CV {t['metric']}", "test", "gap", f"flag (≥ {GAP_FLAG})"], rows),
@@ -541,17 +541,22 @@ def transfer_sentence(r: Report) -> str:
         "agree": "the CV and test rankings agree",
         "uncertain": "the CV and test rankings agree only loosely (the test split cannot confirm the order)",
         "disagree": "the CV and test rankings DISAGREE: the CV winner is not what the test split would choose",
+        "tied": "the scores are tied on one side, so the test split can neither confirm nor refute the CV order",
     }[t["verdict"]]
     return (
         f"On the held-out test split the CV winner {winner} scores {t['metric']} {t['test'][0]:.3f} (CV "
         f"{t['cv'][0]:.3f}; fold ensemble, {'at 0.5' if r.binary else 'argmax'}); {words} (Kendall's τ = "
-        f"{t['kendall_tau']:.2f}, 95 % interval "
+        f"{_corr(t['kendall_tau'])}, 95 % interval "
         f"{_ci(t['kendall_tau_ci'])})."
     )
 
 
 def _ci(interval: list[float]) -> str:
-    return f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+    return "undefined" if np.isnan(interval[0]) else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _corr(value: float) -> str:
+    return "undefined (tied scores)" if np.isnan(value) else f"{value:.2f}"
 
 
 def gradcam(r: Report) -> Section:

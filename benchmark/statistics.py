@@ -138,10 +138,11 @@ def mean_ci(values, test_fraction: float, confidence: float = 0.95) -> tuple[flo
 
     Fold scores are correlated (the training sets overlap), so the variance of their mean is taken
     as ``s² · (1/n + n_test/n_train)`` instead of ``s²/n``; with n = k·r folds of r repeats this is
-    Bouckaert & Frank's (2004) correction. t-distribution with n − 1 degrees of freedom.
+    Bouckaert & Frank's (2004) correction. ``test_fraction`` is n_test/n_train (1/(k−1) for k folds);
+    t-distribution with n − 1 degrees of freedom.
 
     >>> [round(v, 4) for v in mean_ci([0.9, 0.92, 0.94], test_fraction=0.5)]
-    [0.92, 0.8424, 0.9976]
+    [0.92, 0.8414, 0.9986]
     """
     arr = np.asarray(values, dtype=float)
     mean = float(arr.mean())

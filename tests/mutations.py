@@ -4,7 +4,8 @@ the tests that guard it, and say whether they fail (they must).
     python -m tests.mutations [TITLE-SUBSTRING ...]
 
 Each regression is one text replacement in one file; the copy is a git worktree in a temporary folder
-(with ../shared linked beside it), so the working tree is never touched. About 8 minutes on 2 vCPUs.
+(with ../shared linked beside it), so the working tree is never touched. Each regression runs only
+the tests that guard it (0.3–50 s each on 2 vCPUs).
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def main() -> int:
                     missed += 1
                     continue
                 path.write_text(text.replace(old, new, 1))
-                cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *tests]
+                cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-x", *tests]
                 result = subprocess.run(cmd, cwd=copy, capture_output=True, text=True)
                 path.write_text(text)
                 caught = result.returncode != 0

@@ -208,11 +208,15 @@ def test_the_ranking_transfer_is_computed_from_the_saved_test_predictions(run):
         test.append(binary_metrics(runs[0].label, np.mean([r.probability for r in runs], axis=0))["roc_auc"])
     cv = [e["metrics"]["roc_auc"]["mean"] for e in results["architectures"][:2]]
     assert transfer["test"] == pytest.approx(test) and transfer["cv"] == pytest.approx(cv)
+    summary = (run["out"] / "report.md").read_text().split("## 2.")[0]
+    assert f"On the held-out test split the CV winner {names[0]} scores roc_auc {test[0]:.3f}" in summary
+    if np.ptp(cv) == 0 or np.ptp(test) == 0:  # 12 test images: two architectures can tie, and τ is then undefined
+        assert np.isnan(transfer["kendall_tau"]) and transfer["verdict"] == "tied"
+        assert "neither confirm nor refute" in summary and "τ = undefined (tied scores)" in summary
+        return
     assert transfer["kendall_tau"] == pytest.approx(stats.kendalltau(cv, test).statistic)
     low, high = transfer["kendall_tau_ci"]
     assert -1 <= low <= high <= 1 and transfer["verdict"] in ("agree", "uncertain", "disagree")
-    summary = (run["out"] / "report.md").read_text().split("## 2.")[0]
-    assert f"On the held-out test split the CV winner {names[0]} scores roc_auc {test[0]:.3f}" in summary
 
 
 def test_leaderboard_is_ranked_and_traceable_to_fold_files(run):
@@ -380,7 +384,7 @@ def test_a_lock_left_by_a_dead_run_is_taken_over(run):
 def test_resume_with_other_settings_is_refused(run, capsys):
     argv = [a if a != "32" else "48" for a in run["argv"]]
     assert main(argv) == 2
-    assert "image_size (32 → 48)" in capsys.readouterr().err
+    assert "image_size (32 → 48)" in " ".join(capsys.readouterr().err.split())  # the paragraph is wrapped
 
 
 def _cli(args, **env):

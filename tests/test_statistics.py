@@ -154,3 +154,7 @@ def test_rank_agreement_on_constructed_cases():
     reversed_ = ranking_transfer({"weak": 0.95, "middle": 0.90, "strong": 0.80}, test, labels, "roc_auc", n_boot=200)
     assert reversed_["kendall_tau"] == -1.0 and reversed_["verdict"] == "disagree" and not reversed_["same_winner"]
     assert reversed_["kendall_tau_ci"][1] < 0
+    tied = ranking_transfer(
+        {"strong": 0.95, "copy": 0.90}, {"strong": test["strong"], "copy": test["strong"]}, labels, "roc_auc"
+    )
+    assert np.isnan(tied["kendall_tau"]) and tied["verdict"] == "tied"  # not 'agree': the test split cannot order them
