@@ -200,7 +200,7 @@ def main() -> None:
             f"cache's size stays at {min(r['rss'] - r['cache'] for r in rows):.0f}–"
             f"{max(r['rss'] - r['cache'] for r in rows):.0f} MiB (target ≤ 300 MB).",
         ]
-    record("The data stage at scale", "python -m tests.perf.scale " + " ".join(map(str, args.counts)), lines)
+    record("The data stage at scale", "python -m tests.perf.scale --counts " + " ".join(map(str, args.counts)), lines)
 
 
 if __name__ == "__main__":
