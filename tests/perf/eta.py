@@ -6,7 +6,9 @@ Replays the run's folds in the order they finished (each fold's metrics.json: it
 and the file's modification time) through ``benchmark.progress.Progress``, the estimator the
 progress line prints, and through the plain average over all folds measured so far. At the
 halfway fold each estimate is compared with the time the remaining folds really took (clock
-time from that fold's metrics.json to the last one's). The figures go to docs/performance.md.
+time from that fold's metrics.json to the last one's) and with the remaining folds' own training time
+(their summed ``task_seconds``: what a run that was stopped and resumed took without its gaps).
+The figures go to docs/performance.md.
 """
 
 from __future__ import annotations
@@ -35,16 +37,20 @@ def halfway(rows: list[tuple[str, float, float]]) -> dict:
         progress.fold_done(arch, 0, 1, None, seconds)
     measured = [seconds for _, seconds, _ in rows[:half]]
     actual = rows[-1][2] - rows[half - 1][2]
+    trained = sum(seconds for _, seconds, _ in rows[half:])  # without the gaps of a stopped and resumed run
     per_arch = progress.eta_seconds()
     average = sum(measured) / len(measured) * (len(rows) - half)
     return {
         "folds": len(rows),
         "after": half,
         "actual_s": actual,
+        "trained_s": trained,
         "eta_per_arch_s": per_arch,
         "error_per_arch": per_arch / actual - 1,
+        "error_per_arch_vs_trained": per_arch / trained - 1,
         "eta_average_s": average,
         "error_average": average / actual - 1,
+        "error_average_vs_trained": average / trained - 1,
     }
 
 
