@@ -1,6 +1,6 @@
 """How far off the progress line's ETA was at the halfway point of a finished run.
 
-    python -m tests.perf.eta RUN_DIR
+    python -m tests.perf.eta RUN_DIR [--since ISO-TIME]
 
 Replays the run's folds in the order they finished (each fold's metrics.json: its ``task_seconds``
 and the file's modification time) through ``benchmark.progress.Progress``, the estimator the
@@ -13,8 +13,9 @@ The figures go to docs/performance.md.
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+from datetime import datetime
 from pathlib import Path
 
 from benchmark.progress import Progress
@@ -55,8 +56,16 @@ def halfway(rows: list[tuple[str, float, float]]) -> dict:
 
 
 def main() -> None:
-    result = halfway(finished_folds(Path(sys.argv[1])))
-    print(json.dumps(result, indent=1))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--since", type=datetime.fromisoformat, help="only folds finished then or later (one resume)")
+    args = parser.parse_args()
+    rows = finished_folds(args.run)
+    if args.since:
+        rows = [row for row in rows if row[2] >= args.since.timestamp()]
+    if len(rows) < 2:
+        raise SystemExit(f"{args.run}: {len(rows)} finished fold(s) to replay; two or more are needed")
+    print(json.dumps(halfway(rows), indent=1))
 
 
 if __name__ == "__main__":
