@@ -169,8 +169,9 @@ def _from_matrix(matrix: np.ndarray) -> dict[str, float]:
 
 def _multiclass_ranking(y: np.ndarray, p: np.ndarray, metric: str) -> float:
     """Multi-class log loss, or the macro one-vs-rest average of ROC-AUC / average precision."""
-    if metric == "log_loss":
-        return float(log_loss(y, np.clip(p, 1e-7, 1), labels=list(range(p.shape[1]))))
+    if metric == "log_loss":  # rows renormalised: a float32 softmax sums to 1 only within ~1e-7
+        q = np.clip(p, 1e-7, 1)
+        return float(log_loss(y, q / q.sum(axis=1, keepdims=True), labels=list(range(p.shape[1]))))
     present = [c for c in range(p.shape[1]) if 0 < (y == c).sum() < len(y)]  # a curve needs both sides
     return float(np.mean([_ranking_metric((y == c).astype(int), p[:, c], metric) for c in present]))
 

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -8,6 +10,7 @@ from benchmark.metrics import (
     curve_statistics,
     longest_wait,
     max_f1_threshold,
+    multiclass_metrics,
     oscillation_index,
     youden_threshold,
 )
@@ -102,3 +105,15 @@ def test_youden_threshold_is_the_best_balanced_one_whatever_the_class_share():
     # Tripling every positive changes the class share, not sensitivity or specificity: J's choice stays.
     y3, p3 = np.concatenate([y, y[y == 1], y[y == 1]]), np.concatenate([p, p[y == 1], p[y == 1]])
     assert youden_threshold(y3, p3) == t
+
+
+def test_multiclass_log_loss_takes_a_float32_softmax_without_a_warning():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(500, 3)).astype(np.float32)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # what a model saves: rows sum to 1 ± 1e-7
+    y = rng.integers(0, 3, 500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warns on every fold of a K-class run otherwise
+        value = multiclass_metrics(y, p)["log_loss"]
+    exact = p.astype(np.float64) / p.sum(axis=1, keepdims=True, dtype=np.float64)
+    assert value == pytest.approx(skm.log_loss(y, exact), rel=1e-9)
