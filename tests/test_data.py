@@ -1,5 +1,8 @@
 import errno
+import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,8 +142,56 @@ def test_truncated_cache_file_is_redone(synthetic_folder, tmp_path):
     npy.write_bytes(npy.read_bytes()[:100])
     logs = []
     again = load_images(root, ds.train, 8, cache_dir=tmp_path / "cache", log=logs.append)
-    assert len(logs) == 1
+    assert "changed on disk" in logs[0] and logs[1].startswith("decoding 6 images") and len(logs) == 2
     np.testing.assert_array_equal(again.pixels, expected)
+
+
+@pytest.mark.realdata
+def test_a_cache_overwritten_in_place_is_decoded_again(tmp_path):
+    """Same size, same name, other bytes: only the checksum in the metadata can tell."""
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 4, "PNEUMONIA": 4}, wrapper=False)
+    ds = discover(data)
+    expected = np.array(load_images(data, ds.train, 32, cache_dir=tmp_path / "cache", log=lambda m: None).pixels)
+    npy = next((tmp_path / "cache").glob("*.npy"))
+    size, mtime = npy.stat().st_size, npy.stat().st_mtime_ns
+    with open(npy, "r+b") as f:  # the pixels (after the .npy header) overwritten with noise, in place
+        f.seek(size - expected.nbytes)
+        f.write(np.random.default_rng(0).integers(0, 256, expected.nbytes, dtype=np.uint8).tobytes())
+    os.utime(npy, ns=(mtime, mtime))
+    assert npy.stat().st_size == size and not np.array_equal(np.load(npy), expected)
+    logs = []
+    again = load_images(data, ds.train, 32, cache_dir=tmp_path / "cache", log=logs.append)
+    assert len(logs) == 2 and logs[0].startswith(f"the decoded-image cache {npy} changed on disk")
+    assert logs[1].startswith("decoding 8 images")
+    np.testing.assert_array_equal(again.pixels, expected)
+    np.testing.assert_array_equal(again.pixels[0], decode(real_files("train", "NORMAL", 1)[0], 32))
+    logs.clear()
+    load_images(data, ds.train, 32, cache_dir=tmp_path / "cache", log=logs.append)
+    assert logs == []  # the cache decoded again is whole: read without a word
+
+
+@pytest.mark.realdata
+def test_an_image_size_whose_cache_cannot_fit_is_refused_before_decoding(tmp_path, monkeypatch):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 2, "PNEUMONIA": 2}, wrapper=False)
+    ds = discover(data)
+    (tmp_path / "cache").mkdir()
+    free = shutil.disk_usage(tmp_path / "cache").free
+    size = math.isqrt(free // 2) + 1  # 4 images × size² bytes: twice what the disk holds
+    decoded = []
+    monkeypatch.setattr(data_module, "decode", lambda *args: decoded.append(args))
+    # Were the check missing, the cache's space would be reserved next: fail that as a full disk would,
+    # without filling the disk shared with everything else.
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    need = re.escape(f"{4 * size**2 / 1e9:,.1f}")
+    with pytest.raises(UsageError, match=rf"^--image-size {size}: the decoded-image cache would need {need} GB \(4 "
+                       rf"images × {size}² pixels × 1 channel\(s\), one byte each\) but --cache-dir .*cache has "
+                       r"[\d,.]+ GB free\. Choose a smaller --image-size"):  # fmt: skip
+        load_images(data, ds.train, size, cache_dir=tmp_path / "cache", log=lambda m: None)
+    assert decoded == [] and [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]
 
 
 def failing_reads(monkeypatch, fail: dict[str, int], error=FileNotFoundError):
@@ -244,6 +295,58 @@ def test_two_runs_on_one_cache_key_decode_once(tmp_path):
     assert [p.returncode for p in procs] == [0, 0]
     assert sum(out.count("decoding 80 images") for out in outputs) == 1  # one decoded, the other waited
     assert len({out.splitlines()[-1] for out in outputs}) == 1  # and read the same pixels
+
+
+@pytest.mark.realdata
+def test_a_fifo_under_an_image_name_is_skipped_and_listed_not_read(tmp_path):
+    """Opening a FIFO for reading waits for a writer forever; the run held the cache lock meanwhile."""
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 3, "PNEUMONIA": 3}, wrapper=False)
+    os.mkfifo(data / "train" / "PNEUMONIA" / "pipe.jpeg")
+    (data / "train" / "NORMAL" / "link-to-pipe.png").symlink_to(data / "train" / "PNEUMONIA" / "pipe.jpeg")
+    code = (
+        "import sys, numpy as np\n"
+        "from benchmark.data import decode, discover, load_images, warn_skipped\n"
+        "ds = discover(sys.argv[1])\n"
+        "images = load_images(ds.root, ds.train, 32, cache_dir=sys.argv[2], log=lambda m: None)\n"
+        "warn_skipped(images.skipped, strict=False, log=print)\n"
+        "print('kept', len(images.paths), images.labels.tolist())\n"
+        "print('same', all(np.array_equal(p, decode(ds.root / r, 32)) for p, r in zip(images.pixels, images.paths)))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(data), str(tmp_path / "cache")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    warning, kept, same = proc.stdout.splitlines()
+    assert warning == (
+        "warning: skipped 2 unreadable image(s): train/NORMAL/link-to-pipe.png (NotARegularFile: a FIFO (named pipe), "
+        "not a regular file; only regular files are read); train/PNEUMONIA/pipe.jpeg (NotARegularFile: a FIFO "
+        "(named pipe), not a regular file; only regular files are read)"
+    )
+    assert kept == "kept 6 [0, 0, 0, 1, 1, 1]" and same == "same True"  # the symlinked real images are read
+
+
+@pytest.mark.realdata
+def test_a_test_or_val_class_that_train_lacks_is_an_error(tmp_path):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 3, "PNEUMONIA": 3}, test_per_class=2, wrapper=False)
+    (data / "test" / "OTHER").mkdir()
+    for f in real_files("test", "NORMAL", 4)[2:]:
+        (data / "test" / "OTHER" / f.name).symlink_to(f)
+    with pytest.raises(UsageError, match=r"^--data .*data: test/ holds images of class\(es\) that train/ lacks: "
+                       r"test/OTHER/ \(OTHER, 2 images\); the training classes are NORMAL, PNEUMONIA\. The models "
+                       r"learn only the training classes, so these test images could not be scored\."):  # fmt: skip
+        discover(data)
+    (data / "test" / "OTHER").rename(data / "val")
+    (data / "val" / "OTHER").mkdir()
+    for f in (data / "val").glob("*.jpeg"):
+        f.rename(data / "val" / "OTHER" / f.name)
+    with pytest.raises(UsageError, match=r"val/ holds images of class\(es\) that train/ lacks: val/OTHER/ \(OTHER, "
+                       r"2 images\).*pooled into the training images"):  # fmt: skip
+        discover(data)
+    (data / "val" / "OTHER").rename(data / "val" / "NORMAL")
+    shutil.rmtree(data / "test" / "PNEUMONIA")  # a test split without one class is still scored
+    ds = discover(data)
+    assert ds.train.counts() == [5, 3] and ds.test.counts() == [2, 0]
 
 
 def test_a_symlink_loop_is_listed_once(synthetic_folder):
