@@ -293,7 +293,7 @@ def _check_regular(path: str | Path) -> None:
     """Raise NotARegularFile unless ``path`` (after links) is a regular file."""
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        kind = next((name for test, name in SPECIAL_FILES if test(mode)), "not a regular file")
+        kind = next((name for test, name in SPECIAL_FILES if test(mode)), "another kind of file")
         raise NotARegularFile(f"{kind}, not a regular file; only regular files are read")
 
 
@@ -464,8 +464,8 @@ def _check_space(cache_dir: Path, n_images: int, image_size: int, channels: int)
         raise UsageError(
             f"--image-size {image_size}: the decoded-image cache would need {need / 1e9:,.1f} GB ({n_images} images "
             f"× {image_size}² pixels × {channels} channel(s), one byte each) but --cache-dir {cache_dir} has "
-            f"{free / 1e9:,.1f} GB free. Choose a smaller --image-size (the default is 56 px; the Kaggle copy's "
-            "images are 224 px) or a --cache-dir on a disk with room, then run again."
+            f"{free / 1e9:,.1f} GB free. Choose a smaller --image-size (the default is 56 px) or a --cache-dir on a "
+            "disk with room, then run again."
         )
 
 
