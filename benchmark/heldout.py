@@ -17,6 +17,7 @@ from benchmark.data import Images
 from benchmark.files import write_csv
 from benchmark.metrics import LOWER_IS_BETTER, metric_value, probabilities_of, probability_columns
 from benchmark.runfolder import RunFolder
+from benchmark.statistics import bootstrap_difference, holm
 
 
 def predict_heldout(
@@ -99,6 +100,9 @@ def fold_ensemble(runs: list[pd.DataFrame], column: str = "probability") -> np.n
     return np.mean([probabilities_of(r, column) for r in runs], axis=0)
 
 
+ALPHA = 0.05  # the family-wise level of the paired tests against the CV winner
+
+
 def ranking_transfer(
     cv: dict[str, float],
     test: dict[str, np.ndarray],
@@ -106,20 +110,28 @@ def ranking_transfer(
     metric: str,
     n_boot: int = 1000,
     seed: int = 0,
+    alpha: float = ALPHA,
 ) -> dict:
     """Does the cross-validation ranking hold on the held-out split?
 
     ``cv``: each architecture's CV mean of ``metric``; ``test``: its fold ensemble's held-out
     probabilities, over images with ``labels``. Kendall's τ and Spearman's ρ between the CV and
     the test scores, each with a percentile interval from ``n_boot`` bootstrap resamples of the
-    test images (the same resample for every architecture); each architecture's gap; and a verdict
-    (``tied`` where every architecture scores the same on the test split, or in CV, so τ is undefined).
+    test images (the same resample for every architecture); each architecture's gap; each other
+    architecture against the CV winner on the same images (``paired``: :func:`paired_against`); and a
+    verdict that claims only what the test split shows:
+
+    - ``disagree``: τ's interval lies below 0, or another architecture beats the CV winner (Holm p < ``alpha``);
+    - ``agree``: τ's interval lies above 0 and none beats the CV winner;
+    - ``unresolved``: neither — the test split is too small or too noisy to tell (a different winner
+      on the test split, or τ ≤ 0, is not evidence by itself);
+    - ``tied``: every architecture scores the same on the test split, or in CV, so τ is undefined.
 
     >>> labels = np.array([0, 0, 1, 1] * 10)
     >>> good, bad = np.tile([0.2, 0.3, 0.7, 0.8], 10), np.tile([0.4, 0.6, 0.4, 0.6], 10)
     >>> r = ranking_transfer({"a": 0.9, "b": 0.5}, {"a": good, "b": bad}, labels, "accuracy", n_boot=50)
-    >>> r["kendall_tau"], r["same_winner"], r["verdict"]
-    (1.0, True, 'agree')
+    >>> r["kendall_tau"], r["same_winner"], r["verdict"], r["paired"][0]["difference"]
+    (1.0, True, 'agree', -0.5)
     >>> ranking_transfer({"a": 0.9, "b": 0.5}, {"a": good, "b": good}, labels, "accuracy", n_boot=50)["verdict"]
     'tied'
     """
@@ -129,19 +141,15 @@ def ranking_transfer(
     test_scores = np.array([metric_value(labels, test[n], metric) for n in names])
     tau, rho = _correlations(cv_scores, test_scores)
     rng = np.random.default_rng(seed)
-    boot = []
+    resampled = []  # n_boot × architectures: every architecture scored on the same resample
     for _ in range(n_boot):
         idx = rng.integers(0, len(labels), len(labels))
-        boot.append(_correlations(cv_scores, np.array([_quick(labels[idx], test[n][idx], metric) for n in names])))
-    boot = np.array(boot)
-    tau_ci, rho_ci = (np.nanpercentile(boot[:, i], [2.5, 97.5]).tolist() for i in (0, 1))
-    same_winner = names[int(np.argmax(sign * cv_scores))] == names[int(np.argmax(sign * test_scores))]
-    if np.isnan(tau):  # every architecture scores the same on one side: τ is undefined, the order untestable
-        verdict = "tied"
-    else:
-        verdict = (
-            "agree" if tau_ci[0] > 0 and same_winner else "disagree" if tau <= 0 or not same_winner else "uncertain"
-        )
+        resampled.append([_quick(labels[idx], test[n][idx], metric) for n in names])
+    resampled = np.array(resampled)
+    boot = np.array([_correlations(cv_scores, row) for row in resampled])
+    tau_ci, rho_ci = (_percentiles(boot[:, i]) for i in (0, 1))
+    winner, test_winner = int(np.argmax(sign * cv_scores)), int(np.argmax(sign * test_scores))
+    paired = paired_against(names, winner, test_scores, resampled, sign, alpha)
     return {
         "metric": metric,
         "architectures": names,
@@ -153,9 +161,50 @@ def ranking_transfer(
         "spearman_rho": rho,
         "spearman_rho_ci": rho_ci,
         "n_boot": n_boot,
-        "same_winner": same_winner,
-        "verdict": verdict,
+        "cv_winner": names[winner],
+        "test_winner": names[test_winner],
+        "same_winner": winner == test_winner,
+        "alpha": alpha,
+        "paired": paired,
+        "verdict": transfer_verdict(tau, tau_ci, paired),
     }
+
+
+def paired_against(
+    names: list[str], winner: int, scores: np.ndarray, resampled: np.ndarray, sign: int, alpha: float = ALPHA
+) -> list[dict]:
+    """Each other architecture against the CV winner ``names[winner]`` on the same test images.
+
+    ``difference`` is its test score minus the winner's; ``ci`` and ``p`` come from the bootstrap
+    replicates of that difference (``resampled``: resamples × architectures, the same resamples as τ's),
+    :func:`~benchmark.statistics.bootstrap_difference`; ``p_holm`` is Holm's adjustment over the
+    comparisons; ``beats_cv_winner`` where ``p_holm < alpha`` and the difference is in its favour
+    (``sign`` −1 where lower is better).
+    """
+    rows = {}
+    for i, name in enumerate(names):
+        if i != winner:
+            low, high, p = bootstrap_difference(resampled[:, i] - resampled[:, winner])
+            rows[name] = {"difference": float(scores[i] - scores[winner]), "ci": [low, high], "p": p}
+    adjusted = holm({n: r["p"] for n, r in rows.items()})
+    return [
+        {
+            "architecture": n,
+            **r,
+            "p_holm": adjusted[n],
+            "beats_cv_winner": bool(adjusted[n] < alpha and sign * r["difference"] > 0),
+        }
+        for n, r in rows.items()
+    ]
+
+
+def transfer_verdict(tau: float, tau_ci: list[float], paired: list[dict]) -> str:
+    """``tied``, ``disagree``, ``agree`` or ``unresolved``, as :func:`ranking_transfer` defines them."""
+    if np.isnan(tau):  # every architecture scores the same on one side: τ is undefined, the order untestable
+        return "tied"
+    if tau_ci[1] < 0 or any(c["beats_cv_winner"] for c in paired):
+        return "disagree"
+    return "agree" if tau_ci[0] > 0 else "unresolved"
 
 
 def heldout_transfer(folder: RunFolder, entries: list[dict], n_folds: int, metric: str) -> dict | None:
@@ -188,6 +237,12 @@ def _quick(labels: np.ndarray, probabilities: np.ndarray, metric: str) -> float:
     if metric == "pr_auc":
         return float(np.sum(np.diff(np.r_[0.0, recall]) * tps / (tps + fps)))
     return float(np.trapezoid(np.r_[0.0, recall], np.r_[0.0, fps / fps[-1]]))
+
+
+def _percentiles(values: np.ndarray) -> list[float]:
+    """The 95 % percentile interval of the finite ``values`` (NaN, NaN where none is: every resample tied)."""
+    finite = values[np.isfinite(values)]
+    return np.percentile(finite, [2.5, 97.5]).tolist() if len(finite) else [float("nan"), float("nan")]
 
 
 def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +30,17 @@ class Figure:
 
 
 @dataclass
+class Code:
+    """Text shown verbatim (a shell command): a fenced block in markdown, ``<pre>`` in HTML, so that what
+    is copied from either is exactly ``text`` (a paragraph would be HTML-escaped and read as markdown)."""
+
+    text: str
+
+
+@dataclass
 class Section:
     title: str
-    parts: list = field(default_factory=list)  # str (a paragraph), Table or Figure
+    parts: list = field(default_factory=list)  # str (a paragraph), Table, Figure or Code
 
 
 def _md(value, cell: bool = False) -> str:
@@ -54,9 +63,18 @@ def to_markdown(sections: list[Section], title: str, base: Path) -> str:
                 )
             elif isinstance(part, Figure):
                 out.append(f"![{_md(part.caption)}]({part.path.relative_to(base).as_posix()})")
+            elif isinstance(part, Code):
+                out.append(_fenced(part.text))
             else:
                 out.append(_md(part))
     return "\n\n".join(out) + "\n"
+
+
+def _fenced(text: str) -> str:
+    """A fenced code block whose fence is longer than any run of backticks in ``text`` (so none closes it)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text}\n{fence}"
 
 
 CSS = """
@@ -67,6 +85,7 @@ table{border-collapse:collapse;font-size:.85em;margin:1em 0;display:block;overfl
 th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;white-space:nowrap}
 th{background:#f3f3f3}td.num{text-align:right}
 caption{caption-side:top;text-align:left;font-style:italic;padding:.3em 0}
+pre{background:#f6f6f6;padding:.5em;overflow-x:auto;white-space:pre-wrap}
 nav ul{columns:3;font-size:.9em;padding-left:1.2em}
 img{max-width:100%;height:auto}figure{margin:1em 0}figcaption{font-style:italic;font-size:.9em}
 @media print{body{max-width:none}h2{page-break-after:avoid}img{page-break-inside:avoid}}
@@ -109,6 +128,8 @@ def to_html(sections: list[Section], title: str) -> str:
                     f"<figure><img alt='{esc(part.caption, quote=True)}' src='data:image/png;base64,{data}'>"
                     f"<figcaption>{esc(part.caption)}</figcaption></figure>"
                 )
+            elif isinstance(part, Code):
+                out.append(f"<pre><code>{esc(part.text)}</code></pre>")
             else:
                 out.append(f"<p>{esc(str(part))}</p>")
         out.append("</section>")

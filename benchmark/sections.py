@@ -8,14 +8,16 @@ training anything. :mod:`benchmark.render` writes the sections as markdown and H
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from benchmark import plots
 from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
-from benchmark.heldout import fold_ensemble, read_heldout
+from benchmark.heldout import fold_ensemble, heldout_transfer, read_heldout
 from benchmark.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
 from benchmark.metrics import (
     LOWER_IS_BETTER,
@@ -30,7 +32,7 @@ from benchmark.metrics import (
     probabilities_of,
     probability_columns,
 )
-from benchmark.render import Figure, Section, Table
+from benchmark.render import Code, Figure, Section, Table
 from benchmark.runfolder import RunFolder
 from benchmark.statistics import mean_ci
 
@@ -98,9 +100,14 @@ class Report:
     def binary(self) -> bool:
         return len(self.class_names) == 2
 
-    @property
+    @cached_property
     def transfer(self) -> dict | None:
-        return self.results.get("transfer")
+        """results.json's ranking transfer; one saved before the paired tests against the CV winner (an
+        older run) is recomputed from the saved test predictions, so its verdict follows today's rule."""
+        saved = self.results.get("transfer")
+        if saved is None or "paired" in saved:
+            return saved
+        return heldout_transfer(self.folder, self.entries, self.n_folds, self.rank_by)
 
 
 def build_sections(folder: RunFolder) -> list[Section]:
@@ -524,6 +531,11 @@ def transfer(r: Report) -> Section:
             "intervals resample the test images "
             f"{t['n_boot']} times. Ranked by the test split: {', '.join(t['architectures'][i] for i in order)}.",
             Table(["architecture (CV rank order)", f"CV {t['metric']}", "test", "gap", f"flag (≥ {GAP_FLAG})"], rows),
+            _paired_table(t),
+            f"The verdict claims only what the test split shows: disagree where τ's interval lies below 0 or another "
+            f"architecture beats the CV winner on the test images (Holm-adjusted p < {t['alpha']}); agree where τ's "
+            "interval lies above 0 and none does; otherwise not resolved by this split — a different winner on the "
+            "test split, or τ ≤ 0, within the noise of this many test images is not evidence either way.",
             "Rankings that disagree mean the CV estimate does not transfer to the test images: a shift between the "
             "collections (scanner, hospital, time) or leakage inside the folds (images of one patient on both sides; "
             "see --groups). Trust the architecture whose lead holds on both.",
@@ -534,21 +546,70 @@ def transfer(r: Report) -> Section:
 TRANSFER_TITLE = "8. Does the ranking transfer?"
 
 
+def _paired_table(t: dict) -> Table:
+    """Each architecture against the CV winner on the same test images (``transfer["paired"]``)."""
+    test = dict(zip(t["architectures"], t["test"], strict=True))
+    rows = [
+        [
+            c["architecture"],
+            f"{test[c['architecture']]:.3f}",
+            f"{c['difference']:+.3f}",
+            _signed_ci(c["ci"]),
+            f"{c['p']:.3g}",
+            f"{c['p_holm']:.3g}",
+            "yes" if c["beats_cv_winner"] else "no",
+        ]
+        for c in t["paired"]
+    ]
+    headers = ["architecture", f"test {t['metric']}", f"− {t['cv_winner']} (CV winner)", "95 % interval", "p"]
+    return Table(
+        [*headers, "Holm p", "beats the CV winner"],
+        rows,
+        caption=f"Each architecture against the CV winner {t['cv_winner']} on the same test images: paired bootstrap "
+        f"of the {t['metric']} difference over the {t['n_boot']} resamples of τ's interval, two-sided p, Holm's "
+        f"adjustment over the {len(t['paired'])} comparisons; it beats the CV winner where the Holm-adjusted p is "
+        f"below {t['alpha']} and the difference is in its favour.",
+    )
+
+
 def transfer_sentence(r: Report) -> str:
-    """The winner's held-out figures and whether the rankings agree, in one sentence."""
-    t, winner = r.transfer, r.transfer["architectures"][0]
+    """The winner's held-out figures, the verdict and the comparison that decides it, in one sentence."""
+    t = r.transfer
+    winner = t["architectures"].index(t["cv_winner"])
+    tau = f"Kendall's τ = {_corr(t['kendall_tau'])}, 95 % interval {_ci(t['kendall_tau_ci'])}"
     words = {
-        "agree": "the CV and test rankings agree",
-        "uncertain": "the CV and test rankings agree only loosely (the test split cannot confirm the order)",
-        "disagree": "the CV and test rankings DISAGREE: the CV winner is not what the test split would choose",
-        "tied": "the scores are tied on one side, so the test split can neither confirm nor refute the CV order",
+        "agree": f"the CV and test rankings agree ({tau}, above 0)",
+        "unresolved": f"this test split does not resolve whether the CV ranking holds ({tau}, which spans 0)",
+        "disagree": f"the CV and test rankings DISAGREE ({tau}{', below 0' if t['kendall_tau_ci'][1] < 0 else ''})",
+        "tied": "the scores are tied on one side, so the test split can neither confirm nor refute the CV order "
+        f"({tau})",
     }[t["verdict"]]
     return (
-        f"On the held-out test split the CV winner {winner} scores {t['metric']} {t['test'][0]:.3f} (CV "
-        f"{t['cv'][0]:.3f}; fold ensemble, {'at 0.5' if r.binary else 'argmax'}); {words} (Kendall's τ = "
-        f"{_corr(t['kendall_tau'])}, 95 % interval "
-        f"{_ci(t['kendall_tau_ci'])})."
+        f"On the held-out test split the CV winner {t['cv_winner']} scores {t['metric']} {t['test'][winner]:.3f} (CV "
+        f"{t['cv'][winner]:.3f}; fold ensemble, {'at 0.5' if r.binary else 'argmax'}); {words}; {_decisive(t)}."
     )
+
+
+def _decisive(t: dict) -> str:
+    """The paired comparison that matters most: the architecture that beats the CV winner with the smallest
+    Holm p, else the one that comes closest to it on the test split."""
+    beaten = [c for c in t["paired"] if c["beats_cv_winner"]]
+    sign = -1 if t["metric"] in LOWER_IS_BETTER else 1
+    c = min(beaten, key=lambda c: c["p_holm"]) if beaten else max(t["paired"], key=lambda c: sign * c["difference"])
+    figures = (
+        f"{c['difference']:+.3f} {t['metric']} (95 % paired bootstrap interval {_signed_ci(c['ci'])}, Holm-adjusted "
+        f"p = {c['p_holm']:.3g} over {len(t['paired'])} comparison{'s' if len(t['paired']) > 1 else ''})"
+    )
+    if beaten:
+        return f"{c['architecture']} beats it on the same test images by {figures}"
+    closest = "leads it" if sign * c["difference"] > 0 else "comes closest to it"
+    return (
+        f"no architecture beats it significantly: the best of the others, {c['architecture']}, {closest} by " + figures
+    )
+
+
+def _signed_ci(interval: list[float]) -> str:
+    return "undefined" if np.isnan(interval[0]) else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
 
 
 def _ci(interval: list[float]) -> str:
@@ -596,7 +657,8 @@ def reproduce(r: Report) -> Section:
     return Section(
         "10. Reproduce",
         [
-            "Command: " + " ".join(r.config.get("argv", ["benchmark", "run"])),
+            "Command (every argument quoted for a POSIX shell, so it can be pasted as it is):",
+            Code(shlex.join(r.config.get("argv", ["benchmark", "run"]))),
             "Files: config.json (settings, versions, machine), splits.json (the folds), <arch>/fold-<i>/ "
             "(history.csv, predictions.csv, metrics.json, model.keras), folds.csv, oof.csv, results.json.",
             "Rules: metrics at threshold 0.5 on each scored fold; mean ± sample std (ddof 1) over folds; "
@@ -604,6 +666,8 @@ def reproduce(r: Report) -> Section:
             "variance of the mean taken as s²(1/n + n_test/n_train); Nadeau–Bengio corrected resampled t-test "
             "(Bouckaert–Frank over repeated folds) with n_test/n_train from the saved fold sizes, Holm's "
             "adjustment over all pairs; Friedman's test and the Nemenyi critical difference (Demšar 2006), "
-            "descriptive; Kendall's τ and Spearman's ρ with a percentile bootstrap over test images.",
+            "descriptive; Kendall's τ and Spearman's ρ with a percentile bootstrap over test images; each "
+            "architecture against the CV winner by a paired bootstrap of the ranking metric's difference on the "
+            "same resamples of the test images, Holm's adjustment over those comparisons.",
         ],
     )

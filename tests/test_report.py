@@ -1,8 +1,12 @@
 """The report, built from a checked-in run folder (tests/fixtures/run/, made by tests/fixtures/make_run.py
 from real images) without training: sections, numbers traced to the saved files, escaping, figures."""
 
+import html
 import json
+import re
+import shlex
 import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -131,6 +135,7 @@ def test_the_transfer_section_and_the_summary_say_whether_the_ranking_holds(repo
     transfer = report["results"]["transfer"]
     summary = report["md"].split("## 2. Leaderboard")[0]
     winner = transfer["architectures"][0]
+    assert transfer["cv_winner"] == winner
     assert f"the CV winner {winner} scores f1 {transfer['test'][0]:.3f}" in summary
     assert ("DISAGREE" in summary) == (transfer["verdict"] == "disagree")
     rows = table_rows(report["md"], "## 8. Does the ranking transfer?", "## 9. Grad-CAM")
@@ -138,6 +143,95 @@ def test_the_transfer_section_and_the_summary_say_whether_the_ranking_holds(repo
     for name, cv, test, gap in zip(*columns, strict=True):
         assert [name, f"{cv:.3f}", f"{test:.3f}", f"{gap:+.3f}"] in [r[:4] for r in rows]
     assert f"Kendall's τ = {transfer['kendall_tau']:.2f}" in report["md"]
+
+
+def test_the_paired_comparisons_against_the_cv_winner_are_saved_and_shown(report):
+    """12 test images: the test split's winner (pyramid_up, +0.094 F1) is not evidence against the CV winner;
+    the saved comparisons, recomputed from the test predictions, are in section 8 and the summary's sentence."""
+    transfer, folder = report["results"]["transfer"], report["folder"]
+    test = dict(zip(transfer["architectures"], transfer["test"], strict=True))
+    labels = pd.read_csv(folder.test_predictions("separable", 0)).label.to_numpy()
+    for name in transfer["architectures"]:
+        runs = [pd.read_csv(folder.test_predictions(name, i)) for i in range(3)]
+        assert binary_metrics(labels, np.mean([r.probability for r in runs], axis=0))["f1"] == pytest.approx(test[name])
+    assert transfer["test_winner"] == "pyramid_up" and not transfer["same_winner"]
+    assert transfer["verdict"] == "unresolved"  # the rule before issue 21 said 'disagree' here
+    rows = table_rows(report["md"], "Each architecture against the CV winner", "The verdict claims")
+    paired = transfer["paired"]
+    assert [c["architecture"] for c in paired] == ["pyramid_up", "baseline"]
+    ps = [c["p"] for c in paired]
+    assert [c["p_holm"] for c in paired] == pytest.approx([min(1, max(ps) * 1), min(ps) * 2])  # Holm over two
+    for c in paired:
+        assert c["difference"] == pytest.approx(test[c["architecture"]] - test["separable"])
+        assert c["ci"][0] < 0 < c["ci"][1] and not c["beats_cv_winner"]
+        assert [
+            c["architecture"],
+            f"{test[c['architecture']]:.3f}",
+            f"{c['difference']:+.3f}",
+            f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]",
+            f"{c['p']:.3g}",
+            f"{c['p_holm']:.3g}",
+            "no",
+        ] in rows
+    summary = report["md"].split("## 2. Leaderboard")[0]
+    up = paired[0]
+    assert "this test split does not resolve whether the CV ranking holds" in summary
+    assert (
+        f"the best of the others, pyramid_up, leads it by {up['difference']:+.3f} f1 (95 % paired bootstrap interval "
+        f"[{up['ci'][0]:+.3f}, {up['ci'][1]:+.3f}], Holm-adjusted p = {up['p_holm']:.3g} over 2 comparisons)"
+    ) in summary
+
+
+def test_an_older_runs_transfer_verdict_is_recomputed_under_todays_rule(tmp_path):
+    """A results.json saved before the paired tests (here the fixture's own, as the old rule wrote it:
+    'disagree' because the test split has another winner) is reported with today's verdict."""
+    folder = tmp_path / "run"
+    shutil.copytree(FIXTURE, folder)
+    results = json.loads((folder / "results.json").read_text())
+    old = {k: v for k, v in results["transfer"].items() if k not in ("cv_winner", "test_winner", "alpha", "paired")}
+    results["transfer"] = {**old, "verdict": "disagree"}
+    (folder / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(folder)]) == 0
+    summary = (folder / "report.md").read_text().split("## 2. Leaderboard")[0]
+    assert "DISAGREE" not in summary and "this test split does not resolve" in summary
+
+
+HOSTILE_ARGS = [
+    "run",
+    "--data",
+    "/data/chest x-ray's",
+    "--label-from",
+    "_(bacteria|virus)_",
+    "--archs",
+    'baseline,"quoted"',
+    "--out",
+    "runs/a<b>&c;$HOME`id`",
+    "--note",
+    "```",
+]
+
+
+def test_the_reproduce_command_pastes_into_bash_as_the_exact_argv(tmp_path):
+    """The command in report.md, run by bash, calls the program with exactly the saved arguments (a stand-in
+    program, in a folder with a space, prints them); shlex reads the same; report.html shows it verbatim."""
+    program = tmp_path / "my tools" / "benchmark"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\nprintf '%s\\0' \"$@\"\n")
+    program.chmod(0o755)
+    argv = [str(program), *HOSTILE_ARGS]
+    folder = tmp_path / "run"
+    shutil.copytree(FIXTURE, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "argv": argv}))
+    assert main(["report", str(folder)]) == 0
+    section = (folder / "report.md").read_text().split("## 10. Reproduce")[1]
+    fence = re.search(r"^(`{3,})$", section, re.M).group(1)
+    command = section.split(fence)[1][1:-1]  # the fenced block, verbatim, between its two fence lines
+    assert shlex.split(command) == argv
+    printed = subprocess.run(["bash", "-c", command], capture_output=True, check=True).stdout
+    assert printed.decode().split("\0")[:-1] == HOSTILE_ARGS
+    page = (folder / "report.html").read_text()
+    assert f"<pre><code>{html.escape(command)}</code></pre>" in page
 
 
 def test_the_report_opens_with_the_forest_plot(report):

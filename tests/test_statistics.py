@@ -3,10 +3,11 @@ import pytest
 from scipy import stats
 
 from benchmark.comparison import pairwise_comparison
-from benchmark.heldout import ranking_transfer
+from benchmark.heldout import paired_against, ranking_transfer, transfer_verdict
 from benchmark.plots import cd_groups
 from benchmark.statistics import (
     bayesian_correlated_ttest,
+    bootstrap_difference,
     corrected_ttest,
     friedman,
     holm,
@@ -138,23 +139,98 @@ def test_holm_adjustment_by_hand():
     assert holm({"x": 0.6, "y": 0.5}) == {"x": 1.0, "y": 1.0}  # capped at 1
 
 
+def _test_split(n: int = 1000, seed: int = 0):
+    """Labels of ``n`` test images and a maker of probabilities whose F1 at 0.5 rises with ``skill``: every model
+    shares one noise term (the images that are hard for one are hard for all) and has some of its own."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1], n // 2)
+    shared = rng.normal(0, 1, n)
+
+    def model(skill):
+        return 1 / (1 + np.exp(-(skill * (2 * labels - 1) + shared + 0.5 * rng.normal(0, 1, n))))
+
+    return labels, model
+
+
 def test_rank_agreement_on_constructed_cases():
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], 200)
-    noise = rng.normal(0, 1, 400)
-
-    def model(skill):  # probabilities whose ROC-AUC rises with skill
-        return 1 / (1 + np.exp(-(skill * (2 * labels - 1) + noise)))
-
-    test = {"strong": model(2.0), "middle": model(1.0), "weak": model(0.3)}
-    agree = ranking_transfer({"strong": 0.95, "middle": 0.90, "weak": 0.80}, test, labels, "roc_auc", n_boot=200)
+    labels, model = _test_split()
+    test = {"strong": model(2.0), "middle": model(1.2), "weak": model(0.6)}
+    agree = ranking_transfer({"strong": 0.95, "middle": 0.90, "weak": 0.80}, test, labels, "f1", n_boot=300)
     assert agree["kendall_tau"] == 1.0 and agree["spearman_rho"] == 1.0 and agree["verdict"] == "agree"
-    assert agree["kendall_tau_ci"][0] > 0 and agree["same_winner"]
+    assert agree["kendall_tau_ci"][0] > 0 and agree["same_winner"] and agree["cv_winner"] == "strong"
     assert agree["gap"] == pytest.approx(np.subtract(agree["test"], agree["cv"]))
-    reversed_ = ranking_transfer({"weak": 0.95, "middle": 0.90, "strong": 0.80}, test, labels, "roc_auc", n_boot=200)
+    # both others are significantly worse than the CV winner: that is no reason to disagree
+    assert [(c["architecture"], c["p_holm"] < 0.05, c["beats_cv_winner"]) for c in agree["paired"]] == [
+        ("middle", True, False),
+        ("weak", True, False),
+    ]
+    # a true reversal: the CV winner is the weakest on 1,000 test images, beaten by both others after Holm
+    reversed_ = ranking_transfer({"weak": 0.95, "middle": 0.90, "strong": 0.80}, test, labels, "f1", n_boot=300)
     assert reversed_["kendall_tau"] == -1.0 and reversed_["verdict"] == "disagree" and not reversed_["same_winner"]
     assert reversed_["kendall_tau_ci"][1] < 0
+    test_f1 = dict(zip(reversed_["architectures"], reversed_["test"], strict=True))
+    for c in reversed_["paired"]:
+        assert c["beats_cv_winner"] and c["p_holm"] < 0.05 and c["ci"][0] > 0
+        assert c["difference"] == pytest.approx(test_f1[c["architecture"]] - test_f1["weak"])
     tied = ranking_transfer(
-        {"strong": 0.95, "copy": 0.90}, {"strong": test["strong"], "copy": test["strong"]}, labels, "roc_auc"
+        {"strong": 0.95, "copy": 0.90}, {"strong": test["strong"], "copy": test["strong"]}, labels, "f1"
     )
     assert np.isnan(tied["kendall_tau"]) and tied["verdict"] == "tied"  # not 'agree': the test split cannot order them
+    assert tied["paired"][0]["difference"] == 0 and tied["paired"][0]["p"] == 1.0
+
+
+def test_pure_noise_is_unresolved_not_disagree():
+    """Eight equally good models (the main job's situation: test F1s within 0.01): the test split puts another
+    first and τ ≤ 0 — what the old rule called DISAGREE — yet nothing there is evidence either way."""
+    labels, model = _test_split()
+    names = [f"m{i}" for i in range(8)]
+    cv = dict(zip(names, np.linspace(0.97, 0.94, 8), strict=True))
+    r = ranking_transfer(cv, {n: model(1.5) for n in names}, labels, "f1", n_boot=300)
+    assert not r["same_winner"] and r["kendall_tau"] <= 0  # the old rule's two triggers
+    assert r["kendall_tau_ci"][0] < 0 < r["kendall_tau_ci"][1]
+    assert len(r["paired"]) == 7 and not any(c["beats_cv_winner"] for c in r["paired"])
+    assert all(c["ci"][0] < 0 < c["ci"][1] for c in r["paired"])
+    assert r["verdict"] == "unresolved"
+
+
+def test_a_different_winner_inside_the_noise_still_agrees():
+    """Two equal models at the top, two clearly worse: whichever of the two the test split puts first, the
+    CV order holds (τ's interval above 0) and the CV winner is not beaten."""
+    labels, model = _test_split()
+    test = {"a": model(2.0), "b": model(2.0), "c": model(1.0), "d": model(0.5)}
+    orders = ({"a": 0.97, "b": 0.96, "c": 0.9, "d": 0.8}, {"b": 0.97, "a": 0.96, "c": 0.9, "d": 0.8})
+    results = [ranking_transfer(cv, test, labels, "f1", n_boot=300) for cv in orders]
+    assert [r["verdict"] for r in results] == ["agree", "agree"]
+    assert all(r["kendall_tau_ci"][0] > 0 and not any(c["beats_cv_winner"] for c in r["paired"]) for r in results)
+    assert {r["same_winner"] for r in results} == {True, False}  # one of the two CV winners is not the test's
+
+
+def test_the_comparisons_against_the_cv_winner_are_holm_adjusted_by_hand():
+    """99 shared resamples × 4 architectures, the CV winner first, built so each difference has a known count of
+    replicates at or below zero: b 2, c 0, d 10. Raw p = 2 (count + 1) / 100: b 0.06, c 0.02, d 0.22.
+    Holm over the 3 comparisons: c 0.02 · 3 = 0.06, b max(0.06, 0.06 · 2) = 0.12, d max(0.12, 0.22 · 1) = 0.22."""
+    base = np.full(99, 0.80)
+    resampled = np.column_stack([base] + [base + np.r_[np.full(k, -0.01), np.full(99 - k, 0.02)] for k in (2, 0, 10)])
+    scores = np.array([0.80, 0.82, 0.82, 0.82])
+    paired = paired_against(["w", "b", "c", "d"], 0, scores, resampled, sign=1)
+    assert [c["architecture"] for c in paired] == ["b", "c", "d"]
+    assert [c["p"] for c in paired] == pytest.approx([0.06, 0.02, 0.22])
+    assert [c["p_holm"] for c in paired] == pytest.approx([0.12, 0.06, 0.22])
+    assert [c["difference"] for c in paired] == pytest.approx([0.02, 0.02, 0.02])
+    # c's raw p is below 0.05, but not after Holm: nobody beats the CV winner, and τ alone cannot say disagree
+    assert not any(c["beats_cv_winner"] for c in paired)
+    assert transfer_verdict(0.2, [-0.5, 0.8], paired) == "unresolved"
+    assert transfer_verdict(0.2, [-0.5, 0.8], [{**paired[1], "beats_cv_winner": True}]) == "disagree"
+    assert transfer_verdict(-0.8, [-1.0, -0.2], paired) == "disagree"
+    assert transfer_verdict(0.8, [0.2, 1.0], paired) == "agree"
+    # lower is better (log loss): a higher score is no win even when significant
+    lower = paired_against(["w", "c"], 0, scores[:2], resampled[:, [0, 2]], sign=-1, alpha=0.05)
+    assert lower[0]["p_holm"] == pytest.approx(0.02) and not lower[0]["beats_cv_winner"]
+
+
+def test_bootstrap_difference_by_hand():
+    # 5 of 100 replicates below zero, one exactly at zero (counted on both sides): p = 2 · (6 + 1) / 101
+    low, high, p = bootstrap_difference(np.r_[np.full(5, -0.01), 0.0, np.full(94, 0.02), np.nan])
+    assert p == pytest.approx(14 / 101) and (low, high) == pytest.approx((-0.01, 0.02))
+    assert bootstrap_difference(np.zeros(50))[2] == 1.0  # identical predictions: no evidence at all
+    assert bootstrap_difference(np.full(999, 0.01))[2] == pytest.approx(2 / 1000)  # never 0 from a finite bootstrap
