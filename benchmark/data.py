@@ -242,7 +242,9 @@ def _check_split_classes(data_dir: Path, split: str, files: dict[str, list[str]]
     extra = sorted(c for c, f in files.items() if f and c not in classes)
     if not extra:
         return
-    where = ", ".join(f"{PurePosixPath(files[c][0]).parent}/ ({c}, {len(files[c])} images)" for c in extra)
+    where = ", ".join(
+        f"{PurePosixPath(files[c][0]).parent}/ ({c}, {len(files[c])} image{'s' * (len(files[c]) != 1)})" for c in extra
+    )
     why = {
         "test": "The models learn only the training classes, so these test images could not be scored",
         "val": "val/ is pooled into the training images, so they would add a class that train/ does not have",
