@@ -42,6 +42,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import pkgutil
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable
@@ -64,6 +65,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "benchmark.architectures"
+VALID_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a Keras model name, a folder name, an --archs term
 
 
 class RegistryError(ValueError):
@@ -108,6 +110,11 @@ class Registry:
             if not key:
                 raise RegistryError(f"register a {type(build).__name__} with a name: @register('name').")
             source = _source(build)
+            if not VALID_NAME.fullmatch(key):  # the model, its folder and --archs all carry the name
+                raise RegistryError(
+                    f"architecture name {key!r} (in {source}): use letters, digits, '_', '.' and '-' only, starting "
+                    f"with a letter or digit, e.g. {re.sub(r'[^A-Za-z0-9_.-]+', '_', key).strip('_.-') or 'arch'!r}."
+                )
             if key in self._specs and self._specs[key].source != source:
                 raise RegistryError(
                     f"architecture name {key!r} is registered twice: in "
@@ -229,9 +236,10 @@ def _import_error(module: str, err: Exception, file: str | None) -> str:
         where, what = f"{err.filename}: syntax error at line {err.lineno}", err.msg
     else:
         frames = traceback.extract_tb(err.__traceback__)
-        frame = next((f for f in reversed(frames) if file and Path(f.filename) == Path(file)), frames[-1])
+        mine = [f for f in frames if file and Path(f.filename).resolve() == Path(file).resolve()]
+        frame = (mine or frames)[-1]
         where, what = f"{frame.filename}: {type(err).__name__} at line {frame.lineno}", str(err)
-    return f"architecture module {module} ({where}): {what}. Fix the file and run again."
+    return f"architecture module {module} ({where}): {what.rstrip('.')}. Fix the file and run again."
 
 
 REGISTRY = Registry(package=__name__, entry_point_group=ENTRY_POINT_GROUP)

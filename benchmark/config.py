@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import math
 import os
 import platform
 import subprocess
@@ -104,6 +105,10 @@ class RunConfig:
     track_models: str = "best"  # models logged to MLflow: the best fold's, all, or none
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):  # nan passes every comparison below, and inf most of them
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"--{f.name.replace('_', '-')} {value}: give a finite number.")
         if self.rank_by is not None and self.rank_by not in ALL_METRICS:
             raise UsageError(f"--rank-by {self.rank_by}: choose one of {', '.join(ALL_METRICS)}.")
         for name in ("image_size", "epochs", "batch_size", "patience"):

@@ -19,6 +19,7 @@ Executors (``--jobs``, ``--backend``):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -93,8 +94,7 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
         try:
             result, settings = _train(task, images, model_path, report, scope, log)
         except Exception as err:  # the architecture's failure, not the run's
-            reason = str(err) if isinstance(err, ArchitectureError) else f"{type(err).__name__}: {err}"
-            return FoldOutput(task, error=reason, log=tuple(log))
+            return FoldOutput(task, error=failure_reason(err), log=tuple(log))
         record = _record(task, result, images.labels[task.split.score], settings, time.perf_counter() - started)
         predictions = pd.DataFrame(
             {
@@ -107,6 +107,19 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
         return FoldOutput(task, record, result.history, predictions, model, log=tuple(log))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def failure_reason(err: Exception) -> str:
+    """A failed fold's reason on one line: the error's own words, without Keras's colour codes and its
+    dump of the arguments received.
+
+    >>> failure_reason(ValueError("Exception encountered when calling X.call().\\n\\n\\x1b[1mToo small.\\x1b[0m\\n\\n"
+    ...                           "Arguments received by X.call():\\n  • args=()"))
+    'ValueError: Exception encountered when calling X.call(). Too small.'
+    """
+    text = str(err) if isinstance(err, ArchitectureError) else f"{type(err).__name__}: {err}"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text).split("Arguments received by")[0]
+    return " ".join(text.split())
 
 
 def _train(task: FoldTask, images: Images, model_path, report, scope, log: list[str]):

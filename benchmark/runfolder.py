@@ -3,7 +3,8 @@
 ::
 
     RUN/config.json             every setting, versions, machine, git commit, backend, devices,
-                                the data's path and fingerprint
+                                the data's path and fingerprint; its ``format`` field marks the
+                                folder as a run folder (written before anything else)
     RUN/files.csv               every image: path (relative to --data), class, size, modification time
     RUN/splits.json             the folds as paths relative to --data
     RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras,
@@ -20,14 +21,14 @@
 
 :class:`RunFolder` is the one place that spells these names. A fold's ``metrics.json``
 is written last, so its presence marks the fold finished; every file is written
-atomically (benchmark.files).
+atomically (benchmark.files). ``--overwrite`` removes these files and nothing else: a user's
+own file in a run folder stays, and a folder that is not a run folder is never cleared.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,31 @@ from benchmark import UsageError
 from benchmark.files import atomic_path, read_json, write_bytes, write_csv, write_json, write_text
 
 FILE_COLUMNS = ["path", "class", "size", "mtime_ns"]
+OOF_COLUMNS = ["arch", "fold", "path", "label"]  # then one probability column per class (one for two classes)
+FORMAT = "cnn-benchmark run folder 1"  # config.json's "format": what makes a folder a run folder
+TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?")  # benchmark.files.atomic_path's names
+FOLD_FILES = ("history.csv", "predictions.csv", "metrics.json", "model.keras", "test_predictions.csv")
+
+
+def results_problem(results) -> str | None:
+    """What makes ``results`` (parsed results.json) unlike what ``benchmark run`` writes, or None.
+
+    >>> results_problem({"run": {"folds": 5}, "architectures": []})
+    "its 'run' lacks classes, rank_by"
+    """
+    if not isinstance(results, dict):
+        return f"a JSON {type(results).__name__}, not an object"
+    run, entries = results.get("run"), results.get("architectures")
+    if not isinstance(run, dict):
+        return "no 'run' object"
+    if missing := sorted({"folds", "rank_by", "classes"} - run.keys()):
+        return f"its 'run' lacks {', '.join(missing)}"
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"name", "status"} <= set(e) for e in entries):
+        return "its 'architectures' is not a list of entries with a name and a status"
+    for e in (e for e in entries if e["status"] == "ok"):
+        if not isinstance(e.get("metrics"), dict) or not isinstance(e["metrics"].get(run["rank_by"]), dict):
+            return f"architecture {e['name']!r} has no {run['rank_by']} (the ranking metric)"
+    return None
 
 
 def safe_name(name: str) -> str:
@@ -126,11 +152,38 @@ class RunFolder:
         finally:
             lock.unlink(missing_ok=True)
 
+    def is_run_folder(self) -> bool:
+        """Whether config.json marks this folder as a run folder (or is one written before the marker)."""
+        saved = read_json(self.config)
+        return isinstance(saved, dict) and (saved.get("format") == FORMAT or isinstance(saved.get("settings"), dict))
+
+    def own_files(self) -> list[Path]:
+        """Every file this tool writes here that exists: the run's named files, each architecture's fold
+        files and Grad-CAM, the report's figures, TensorBoard's event files and the temporary files of
+        interrupted writes. Nothing else in the folder is the tool's to delete."""
+        named = [self.config, self.files, self.splits, self.folds_table, self.oof, self.results, self.leaderboard,
+                 self.report_md, self.report_html, self.run_log, self.tracking]  # fmt: skip
+        found = [*named, *self.figures.glob("*.png"), *self.tensorboard.rglob("events.out.tfevents.*")]
+        for arch in (d for d in self.path.iterdir() if d.is_dir() and not d.is_symlink()):
+            found.append(arch / "gradcam.npz")
+            for fold in (f for f in arch.iterdir() if re.fullmatch(r"fold-\d+", f.name) and f.is_dir()):
+                found += [fold / name for name in FOLD_FILES]
+        found += [p for p in self.path.rglob(".*.tmp*") if TEMPORARY.fullmatch(p.name)]
+        return [p for p in found if p.is_file() or p.is_symlink()]
+
     def clear(self) -> None:
-        """Remove everything in the folder but the lock (``--overwrite``)."""
-        for child in self.path.iterdir():
-            if not child.name.startswith(".lock"):
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        """Remove the run's own files (``--overwrite``) and the folders they leave empty; a user's files stay."""
+        for path in self.own_files():
+            path.unlink()
+            for parent in path.parents:  # fold-<i>/, <arch>/, report_files/, tensorboard/...: while empty
+                if parent == self.path or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+
+    def mark(self, settings: dict, data: dict) -> None:
+        """Make this folder a run folder before anything else is written in it, so that an interrupted
+        run is still recognised as one (``start`` completes config.json)."""
+        write_json(self.config, {"format": FORMAT, "settings": settings, "data": data})
 
     def write_files(self, rows: list[tuple]) -> None:
         write_csv(self.files, pd.DataFrame(rows, columns=FILE_COLUMNS))
@@ -177,19 +230,37 @@ class RunFolder:
         write_text(self.leaderboard, leaderboard)
 
     def read_results(self) -> dict:
-        """results.json, config.json, folds.csv and oof.csv, as the report reads them."""
+        """results.json, config.json, folds.csv and oof.csv, as the report reads them; a missing, damaged or
+        foreign file is a UsageError naming it."""
         results = read_json(self.results)
+        rerun = f"Rerun the run's `benchmark run` command with --out {self.path}: finished folds are read, not trained"
         if results is None:
-            raise UsageError(
-                f"{self.path}: no readable results.json. Give a run folder written by `benchmark run` "
-                "(rerun the same command with --out to finish a partial run)."
-            )
+            raise UsageError(f"{self.path}: no readable results.json. Give a run folder written by `benchmark run` "
+                             f"({rerun}, and the results are written).")  # fmt: skip
+        if problem := results_problem(results):
+            raise UsageError(f"{self.results}: {problem}, not what `benchmark run` writes. {rerun}, and the file "
+                             "is written anew.")  # fmt: skip
         return {
             "results": results,
             "config": read_json(self.config) or {},
-            "folds": pd.read_csv(self.folds_table) if self.folds_table.exists() else pd.DataFrame(),
-            "oof": pd.read_csv(self.oof) if self.oof.exists() else pd.DataFrame(),
+            "folds": self._table(self.folds_table, ["arch", "fold"], rerun),
+            "oof": self._table(self.oof, OOF_COLUMNS, rerun),
         }
+
+    @staticmethod
+    def _table(path: Path, columns: list[str], rerun: str) -> pd.DataFrame:
+        """A saved table; empty when missing or written with no rows (no fold finished)."""
+        try:
+            frame = pd.read_csv(path)
+        except (FileNotFoundError, pd.errors.EmptyDataError):
+            return pd.DataFrame(columns=columns)
+        except (OSError, ValueError) as err:  # unreadable, or not CSV (pandas' errors are ValueErrors)
+            raise UsageError(f"{path}: cannot be read as the table `benchmark run` writes ({err}). {rerun}, and "
+                             "the table is written anew.") from None  # fmt: skip
+        if missing := [c for c in columns if c not in frame.columns]:
+            raise UsageError(f"{path}: no column {', '.join(missing)}, not what `benchmark run` writes. {rerun}, "
+                             "and the table is written anew.")  # fmt: skip
+        return frame
 
     def write_gradcam(self, arch: str, panel: dict) -> None:
         with atomic_path(self.gradcam(arch)) as tmp, open(tmp, "wb") as f:

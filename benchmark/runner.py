@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -34,7 +35,7 @@ from benchmark.heldout import heldout_transfer, predict_heldout
 from benchmark.leaderboard import leaderboard_md, leaderboard_text
 from benchmark.metrics import default_rank_by, metric_names
 from benchmark.progress import Progress
-from benchmark.runfolder import RunFolder
+from benchmark.runfolder import FORMAT, RunFolder
 from benchmark.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
 from benchmark.tracking import trackers
 from benchmark.training import ArchitectureError, TrainSettings, build_for
@@ -87,6 +88,7 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
     with folder.locked():
         if config.overwrite:
             folder.clear()
+        folder.mark(config.to_dict(), data_record(config, files))
         if console is not None:
             console.keep_in(folder.run_log)
         folder.write_files(files)
@@ -100,7 +102,19 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
         for tracker in ctx.trackers:
             getattr(tracker, "finish", lambda: None)()
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
+    if not any(e["status"] == "ok" for e in entries):
+        print(nothing_trained(entries, folder), file=sys.stderr)
     return 1 if any(e["status"] != "ok" for e in entries) else 0
+
+
+def nothing_trained(entries: list[dict], folder: RunFolder) -> str:
+    """One paragraph for a run in which no architecture finished its folds."""
+    reasons = "; ".join(f"{e['name']}: {e.get('error')}" for e in entries)
+    return textwrap.fill(
+        f"error: every architecture failed, so nothing is ranked ({reasons}). The reasons are in "
+        f"{folder.report_md}. Fix them and rerun the same command: failed folds are trained again.",
+        width=100, subsequent_indent=" " * 7, break_long_words=False, break_on_hyphens=False,
+    )  # fmt: skip
 
 
 def check_heads(names: list[str], input_shape: tuple[int, int, int], n_classes: int) -> None:
@@ -136,9 +150,8 @@ def start(config, folder, names, dataset, splitting, files, interrupted) -> Run:
     device = backend.setup(config.mixed_precision, config.deterministic, config.strategy, config.compile_cache)
     folds, groups = make_folds(config, folder, images, *splitting)
     info = run_info(config, dataset, images, device, groups)
-    data = {"path": str(config.data), "fingerprint": fingerprint(files), "files": len(files)}
-    write_json(folder.config, {"settings": config.to_dict(), "data": data, "run": info, "device": vars(device),
-                               **environment()})  # fmt: skip
+    write_json(folder.config, {"format": FORMAT, "settings": config.to_dict(), "data": data_record(config, files),
+                               "run": info, "device": vars(device), **environment()})  # fmt: skip
     plan = [name for name in names for _ in folds]
     progress = Progress(plan, config.quiet, config.rank_by, jobs=config.jobs, interrupted=interrupted)
     return Run(config, folder, names, dataset, images, folds, device, info, progress, log)
@@ -288,9 +301,16 @@ def gradcam_names(expression: str, names: list[str]) -> list[str]:
     return [n for n in architectures.select(expression) if n in names]
 
 
+def data_record(config: RunConfig, files: list[tuple]) -> dict:
+    """config.json's ``data``: the folder as given, and its content's fingerprint (what resume compares)."""
+    return {"path": str(config.data), "fingerprint": fingerprint(files), "files": len(files)}
+
+
 def open_folder(config: RunConfig, files: list[tuple]) -> RunFolder:
-    """The run folder, created; a folder holding a run with other settings or data is refused."""
+    """The run folder, created. Refused before anything is written: a folder inside ``--data`` (or
+    holding it), a non-empty folder that is not a run folder, and a run with other settings or data."""
     folder = RunFolder(Path(config.out))
+    check_out(folder, config)
     check_resume(folder, config, files)
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
@@ -299,6 +319,35 @@ def open_folder(config: RunConfig, files: list[tuple]) -> RunFolder:
             f"--out {folder.path}: cannot create the run folder ({err.strerror}). Choose a writable folder."
         ) from None
     return folder
+
+
+def check_out(folder: RunFolder, config: RunConfig) -> None:
+    """Refuse an ``--out`` (or ``--cache-dir``) where the tool's files could mix with or replace the user's."""
+    out, data = folder.path.resolve(), Path(config.data).resolve()  # symlinks followed
+    for flag, path in (("--out", out), ("--cache-dir", config.cache_dir and Path(config.cache_dir).resolve())):
+        if path and (path == data or data in path.parents):
+            raise UsageError(
+                f"{flag} {path} is {'--data itself' if path == data else f'inside --data {data}'}. The tool never "
+                "writes into the data: its files would be deleted by --overwrite or become images or a class of the "
+                f"next run there. Choose a {flag} outside --data."
+            )
+    if out in data.parents:
+        raise UsageError(
+            f"--data {data} is inside --out {out}. A run folder must not hold the data (--overwrite clears a run "
+            "folder). Choose an --out beside the data, e.g. reports/NAME."
+        )
+    if folder.path.exists() and not folder.path.is_dir():
+        raise UsageError(f"--out {folder.path} is a file. Give a new folder, or a run folder to resume.")
+    if not folder.path.is_dir() or folder.is_run_folder():
+        return
+    if held := sorted(p.name for p in folder.path.iterdir() if not p.name.startswith(".lock")):
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        refused = "--overwrite removes only a run folder's own files, so it refuses this one: " * config.overwrite
+        raise UsageError(
+            f"--out {folder.path} is not empty and is not a run folder (it has no config.json of `benchmark run`): "
+            f"it holds {shown}. {refused}none of them is touched. Choose a new or empty folder, e.g. "
+            "--out reports/NAME."
+        )
 
 
 def check_resume(folder: RunFolder, config: RunConfig, files: list[tuple]) -> None:

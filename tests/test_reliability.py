@@ -100,9 +100,9 @@ def test_truncated_fold_files_are_redone_and_overwrite_starts_afresh(data, tmp_p
 
     assert main([*args, "--epochs", "2"]) == 2  # other settings: refused ...
     assert "epochs (1 → 2)" in capsys.readouterr().err
-    (out / "stale.txt").write_text("from the old run")
+    (out / "mine.txt").write_text("the user's")
     assert main([*args, "--epochs", "2", "--overwrite"]) == 0  # ... unless --overwrite: every fold trained anew
-    assert "(saved)" not in capsys.readouterr().err and not (out / "stale.txt").exists()
+    assert "(saved)" not in capsys.readouterr().err and (out / "mine.txt").read_text() == "the user's"
     assert all(json.loads((out / f"fold-{i}" / "metrics.json").read_text())["epochs"] <= 2 for i in range(3))
     assert json.loads((tmp_path / "out" / "config.json").read_text())["settings"]["epochs"] == 2
 
