@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from benchmark import UsageError
 from benchmark.files import read_json, write_text
 from benchmark.heldout import fold_ensemble, read_heldout
@@ -21,67 +23,160 @@ from benchmark.runfolder import RunFolder
 from benchmark.statistics import corrected_ttest, mean_ci
 
 IGNORED_SETTINGS = {"out", "overwrite", "quiet", "jobs", "backend", "scheduler", "cache_dir", "arch_modules"}
+SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, ZeroDivisionError)
 
 
 @dataclass
 class Run:
     label: str  # "A", "B", ...
     folder: RunFolder
-    results: dict
+    rank_by: str
+    classes: tuple[str, ...]
+    n_models: int  # fold models per architecture (folds × repeats): each scored the held-out split
+    scores: dict[str, dict[str, list[float]]]  # finished architecture → metric → fold values, in rank order
+    test_fraction: dict[str, float]  # finished architecture → n_test / n_train (the t-test's correction)
     settings: dict
-    splits: dict | None
-
-    @property
-    def entries(self) -> dict[str, dict]:
-        return {e["name"]: e for e in self.results["architectures"] if e["status"] == "ok"}
+    splits: list | None  # splits.json's folds
 
     def interval(self, name: str, metric: str) -> tuple[float, float, float]:
-        entry = self.entries[name]
-        fraction = entry.get("test_fraction", 1 / (self.results["run"]["folds"] - 1))
-        mean, low, high = mean_ci(entry["metrics"][metric]["folds"], fraction)
+        mean, low, high = mean_ci(self.scores[name][metric], self.test_fraction[name])
         return (mean, *clip_to_range(metric, low, high))
 
-    def held_out(self, name: str) -> float | None:
-        """The fold ensemble's ranking metric on the held-out split, from the saved test predictions."""
-        info = self.results["run"]
-        runs = read_heldout(self.folder, name, info["folds"] * info.get("repeats", 1))
-        if runs is None:
-            return None
-        return metric_value(runs[0].label.to_numpy(), fold_ensemble(runs), info["rank_by"])
+    def held_out(self, name: str, metric: str) -> float | None:
+        """The fold ensemble's ``metric`` on the held-out split, from the saved test predictions."""
+        try:
+            runs = read_heldout(self.folder, name, self.n_models)
+            return None if runs is None else metric_value(runs[0].label.to_numpy(), fold_ensemble(runs), metric)
+        except (OSError, *SHAPE_ERRORS) as err:
+            raise UsageError(
+                f"{self.folder.arch_dir(name)}: a fold's test_predictions.csv cannot be read ({err}). Delete the "
+                f"damaged file and rerun `benchmark run` with --out {self.folder.path} to score the test split again."
+            ) from None
 
 
 def load_runs(paths: list[Path]) -> list[Run]:
     if len(paths) < 2:
         raise UsageError("benchmark compare: give two or more run folders (the --out folders of benchmark run).")
-    runs = []
-    for i, path in enumerate(paths):
-        folder = RunFolder(Path(path))
-        saved = folder.read_results()  # a UsageError naming the folder when it holds no results
-        settings = (saved["config"] or {}).get("settings", {})
-        runs.append(Run(chr(ord("A") + i), folder, saved["results"], settings, read_json(folder.splits)))
+    runs = [read_run(RunFolder(Path(path)), chr(ord("A") + i)) for i, path in enumerate(paths)]
+    check_same_task(runs)
     return runs
 
 
+def read_run(folder: RunFolder, label: str) -> Run:
+    """The run folder's results, checked here (not through RunFolder.read_results, which also reads oof.csv
+    that compare never uses): any file of the wrong shape is a UsageError naming it."""
+    results = read_json(folder.results)
+    if results is None:
+        raise UsageError(
+            f"{folder.path}: no readable results.json. Give a run folder written by `benchmark run` "
+            "(rerun the same command with --out to finish a partial run)."
+        )
+    try:
+        info = results["run"]
+        rank_by, folds = str(info["rank_by"]), int(info["folds"])
+        classes = class_names(info)
+        scores, fractions = {}, {}
+        for entry in results["architectures"]:
+            if entry["status"] == "ok":
+                name = str(entry["name"])
+                scores[name] = {m: [float(v) for v in s["folds"]] for m, s in entry["metrics"].items()}
+                fractions[name] = float(entry.get("test_fraction", 1 / (folds - 1)))
+                if rank_by not in scores[name]:  # every finished architecture has the run's ranking metric
+                    raise KeyError(rank_by)
+        n_models = folds * int(info.get("repeats", 1))
+    except SHAPE_ERRORS:
+        raise damaged(folder.results, folder) from None
+    check_folds_table(folder, rank_by, bool(scores))
+    config = read_json(folder.config)
+    settings = config.get("settings", {}) if isinstance(config, dict) else {}
+    if not isinstance(settings, dict):
+        raise damaged(folder.config, folder)
+    splits = read_json(folder.splits)  # unreadable: as if missing, so no paired test
+    return Run(label, folder, rank_by, classes, n_models, scores, fractions, settings,
+               splits.get("folds") if isinstance(splits, dict) else None)  # fmt: skip
+
+
+def class_names(info: dict) -> tuple[str, ...]:
+    """The run's classes (results.json before K-class support named only the negative and positive one)."""
+    if "class_names" in info:
+        return tuple(str(c) for c in info["class_names"])
+    return str(info["classes"]["negative"]), str(info["classes"]["positive"])
+
+
+def check_folds_table(folder: RunFolder, rank_by: str, finished: bool) -> None:
+    """folds.csv, when present, must be a table with a row per fold (one byte where no architecture finished)."""
+    if not folder.folds_table.exists():
+        return
+    try:
+        columns = set(pd.read_csv(folder.folds_table, nrows=1).columns)
+    except pd.errors.EmptyDataError:
+        columns = set()
+    except (OSError, ValueError):
+        raise damaged(folder.folds_table, folder) from None
+    if finished and not {"arch", "fold", rank_by} <= columns:
+        raise damaged(folder.folds_table, folder)
+
+
+def damaged(path: Path, folder: RunFolder) -> UsageError:
+    return UsageError(
+        f"{path}: damaged, not what `benchmark run` writes (the entries it needs are missing or of the wrong kind). "
+        f"Rerun the `benchmark run` command that made it, with --out {folder.path}, to rewrite it; its finished "
+        "folds are kept."
+    )
+
+
+def check_same_task(runs: list[Run]) -> None:
+    """Runs on other classes score another task: their metrics cannot be set side by side."""
+    if len({r.classes for r in runs}) > 1:
+        raise UsageError(
+            "benchmark compare: the runs are on different classes — "
+            + "; ".join(f"{r.label} {r.folder.path}: {', '.join(r.classes)}" for r in runs)
+            + ". Their metrics measure different tasks; compare runs on the same classes."
+        )
+
+
 def compare_sections(runs: list[Run], figure: Path) -> list[Section]:
-    metric = runs[0].results["run"]["rank_by"]
-    names = [n for n in runs[0].entries if all(n in r.entries for r in runs[1:])]
+    metric = runs[0].rank_by
+    names = [n for n in runs[0].scores if all(n in r.scores for r in runs[1:])]
+    if not names:
+        raise UsageError(
+            "benchmark compare: the runs share no finished architecture — "
+            + "; ".join(f"{r.label} {r.folder.path}: {', '.join(r.scores) or 'none'}" for r in runs)
+            + ". Compare runs of the same architectures (benchmark run --archs)."
+        )
     from benchmark import plots
 
-    rows = [(n, r.label, *r.interval(n, metric), r.held_out(n)) for n in names for r in runs]
+    rows = [(n, r.label, *r.interval(n, metric), r.held_out(n, metric)) for n in names for r in runs]
     intro = [
         Figure(
             plots.forest_runs(rows, metric, figure),
             f"{metric} per architecture and run: the CV mean with its "
             "corrected 95 % interval; the diamond is the held-out test split where the run has one.",
         ),  # fmt: skip
-        Table(["run", "folder"], [[r.label, str(r.folder.path)] for r in runs]),
+        Table(["run", "folder", "classes"], [[r.label, str(r.folder.path), ", ".join(r.classes)] for r in runs]),
         settings_table(runs),
     ]
     return [
         Section("1. Runs and what differs", intro),
-        Section("2. Ranking metric and held-out figures", [metric_table(runs, names, metric)]),
+        Section("2. Ranking metric and held-out figures", [*notes(runs, names), metric_table(runs, names, metric)]),
         Section("3. Paired comparisons between runs", paired_parts(runs, names, metric)),
     ]
+
+
+def notes(runs: list[Run], names: list[str]) -> list[str]:
+    """What the comparison leaves out or changes: said, never silent."""
+    parts = []
+    if len({r.rank_by for r in runs}) > 1:
+        ranked = ", ".join(f"{r.label} by {r.rank_by}" for r in runs)
+        parts.append(
+            f"The runs were ranked by different metrics ({ranked}); every run is compared here on "
+            f"{runs[0].rank_by}, the first run's. Put first the run whose metric you want."
+        )
+    left_out = [f"{r.label}: {', '.join(n for n in r.scores if n not in names)}" for r in runs
+                if any(n not in names for n in r.scores)]  # fmt: skip
+    if left_out:
+        parts.append(f"Compared: the architectures every run finished. Left out: {'; '.join(left_out)}.")
+    return parts
 
 
 def settings_table(runs: list[Run]) -> Table:
@@ -98,7 +193,7 @@ def metric_table(runs: list[Run], names: list[str], metric: str) -> Table:
         cells = []
         for r in runs:
             mean, low, high = r.interval(n, metric)
-            test = r.held_out(n)
+            test = r.held_out(n, metric)
             cells.append(f"{mean:.3f} [{low:.3f}, {high:.3f}]" + (f"; test {test:.3f}" if test is not None else ""))
         rows.append([n, *cells])
     caption = f"{metric}: CV mean [95 % corrected interval]; the fold ensemble on the held-out split."
@@ -117,8 +212,8 @@ def paired_parts(runs: list[Run], names: list[str], metric: str) -> list:
             continue
         rows = []
         for n in names:
-            a, b = (r.entries[n]["metrics"][metric]["folds"] for r in (other, base))
-            test = asdict(corrected_ttest(a, b, base.entries[n].get("test_fraction")))
+            a, b = other.scores[n][metric], base.scores[n][metric]
+            test = asdict(corrected_ttest(a, b, base.test_fraction[n]))
             rows.append([n, f"{test['mean_difference']:+.4f}", f"[{test['ci_low']:+.4f}, {test['ci_high']:+.4f}]",
                          f"{test['t']:.2f}", f"{test['p']:.3g}"])  # fmt: skip
         parts.append(
@@ -133,16 +228,26 @@ def paired_parts(runs: list[Run], names: list[str], metric: str) -> list:
 
 
 def same_folds(a: Run, b: Run) -> bool:
-    return a.splits is not None and b.splits is not None and a.splits.get("folds") == b.splits.get("folds")
+    return a.splits is not None and a.splits == b.splits
 
 
 def write_compare(paths: list[Path], out: Path) -> tuple[str, Path]:
     """Compare the runs; write ``out/compare.html`` (and its figure under ``out/compare_files``)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"compare --out {out}: a file, not a folder. Give a folder for compare.html (made if missing)."
+        )
     runs = load_runs(paths)
-    figures = Path(out) / "compare_files"
-    figures.mkdir(parents=True, exist_ok=True)
-    sections = compare_sections(runs, figures / "forest.png")
+    figures = out / "compare_files"
     title = "CNN benchmark comparison — " + ", ".join(r.folder.path.name for r in runs)
-    page = Path(out) / "compare.html"
-    write_text(page, to_html(sections, title))
-    return to_markdown(sections, title, Path(out)), page
+    page = out / "compare.html"
+    try:
+        figures.mkdir(parents=True, exist_ok=True)
+        sections = compare_sections(runs, figures / "forest.png")
+        write_text(page, to_html(sections, title))
+    except OSError as err:
+        raise UsageError(
+            f"compare --out {out}: cannot write there ({err.strerror}). Choose a writable folder."
+        ) from None
+    return to_markdown(sections, title, out), page
