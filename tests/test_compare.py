@@ -127,13 +127,15 @@ def test_compare_out_naming_a_file_is_refused_and_the_file_kept(runs, tmp_path, 
 
 @pytest.mark.parametrize(
     "content",
-    ["[]", "{}", '{"architectures": 3}', '"results"', "no metrics", "fold scores of text"],
+    ["[]", "{}", '{"architectures": 3}', '"results"', "no metrics", "no f1", "fold scores of text"],
 )
 def test_compare_refuses_a_results_json_of_the_wrong_shape(runs, tmp_path, capsys, content):
     run = copy_run(runs, tmp_path)
     results = json.loads((run / "results.json").read_text())
     if content == "no metrics":
         del results["architectures"][0]["metrics"]
+    elif content == "no f1":  # the run's ranking metric
+        del results["architectures"][0]["metrics"]["f1"]
     elif content == "fold scores of text":
         results["architectures"][0]["metrics"]["f1"]["folds"] = "high"
     else:
