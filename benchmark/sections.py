@@ -114,6 +114,8 @@ def build_sections(folder: RunFolder) -> list[Section]:
     """Every section of the report, with its figures written under ``RUN/report_files/``."""
     report = Report(folder, **folder.read_results())
     builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, transfer, gradcam, reproduce)
+    if not report.ok:  # every architecture failed: the reasons, and how to run again; nothing to plot
+        builders = (summary, leaderboard, reproduce)
     return [section for build in builders if (section := build(report)) is not None]
 
 
