@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import textwrap
@@ -188,7 +189,13 @@ def _report(args) -> int:
 
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir}: no such run folder. Give the --out folder of a `benchmark run`.")
-    md, page = write_report(args.run_dir)
+    try:
+        md, page = write_report(args.run_dir)
+    except OSError as err:  # a read-only run folder (an archive, another user's run)
+        raise UsageError(
+            f"{args.run_dir}: cannot write the report there ({err.strerror or err}: {err.filename}). Make the "
+            "folder writable, or copy it and run `benchmark report` on the copy."
+        ) from None
     print(f"wrote {md} and {page}")
     if args.open:
         import webbrowser
@@ -206,7 +213,8 @@ def _compare(args) -> int:
     return 0
 
 
-def _run(args, console: Console) -> int:
+def _run(args, console: Console, argv: list[str]) -> int:
+    from benchmark.mlflow_tracking import TrackingLost
     from benchmark.runner import run
 
     out = args.out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -214,8 +222,10 @@ def _run(args, console: Console) -> int:
         args, data=args.data or default_data_dir(), out=out, arch_modules=tuple(args.arch_modules)
     )
     interrupted = threading.Event()
+    received: list[int] = []
 
-    def on_ctrl_c(signum, frame):
+    def on_signal(signum, frame):  # Ctrl-C, or SIGTERM from a batch scheduler: stop as Ctrl-C does
+        received.append(signum)
         interrupted.set()  # checked after every epoch and fold, in case this KeyboardInterrupt is swallowed
         raise KeyboardInterrupt
 
@@ -224,7 +234,7 @@ def _run(args, console: Console) -> int:
             sys.__unraisablehook__(unraisable)
 
     main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
-    previous = signal.signal(signal.SIGINT, on_ctrl_c) if main_thread else None
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     sys.unraisablehook = quiet_unraisable
     try:
         return run(config, interrupted, console=console)
@@ -233,27 +243,42 @@ def _run(args, console: Console) -> int:
             f"could not write {err.filename or out}: {err.strerror or err}. Finished folds are saved in {out}. "
             f"Free disk space (or fix the permissions) and rerun the same command with --out {out} to resume."
         ) from None
+    except TrackingLost as err:
+        _error(str(err))
+        print(f"  {_resume_command(argv, args.out is None, out)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
+        signum = received[-1] if received else signal.SIGINT
+        how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
         print(
-            f"\ninterrupted: finished folds are saved in {out}. Resume with the same command and --out {out}.",
+            f"\n{how}: finished folds are saved in {out}. Resume with the same command and --out {out}:\n"
+            f"  {_resume_command(argv, args.out is None, out)}",
             file=sys.stderr,
         )
-        return 130
+        return 128 + signum  # 130 after Ctrl-C, 143 after SIGTERM: as if the signal had ended the process
     finally:
         sys.unraisablehook = sys.__unraisablehook__
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _resume_command(argv: list[str], add_out: bool, out: Path) -> str:
+    """The command that resumes this run, quoted for a shell: the same arguments, without --overwrite
+    (it would start afresh), with --out where it was left to its default."""
+    kept = [a for a in argv if not (a.startswith("--ov") and "--overwrite".startswith(a))]  # argparse abbreviates
+    return shlex.join(["benchmark", *kept, *(["--out", str(out)] if add_out else [])])
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the output
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
     from architectures import RegistryError
 
     with Console(verbose=args.verbose) as console:
         try:
             if args.command == "run":
-                return _run(args, console)
+                return _run(args, console, argv)
             return {"list": _list, "report": _report, "compare": _compare}[args.command](args)
         except (UsageError, RegistryError) as err:
             _error(str(err))

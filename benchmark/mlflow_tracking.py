@@ -3,35 +3,56 @@ per architecture, a grandchild per fold.
 
 - parent: every setting as a parameter; at the end ``report.html``, ``leaderboard.md`` and
   ``results.json`` as artifacts;
-- architecture: its description and parameter count, then the mean and std of every metric once
-  all its folds are done; the best fold's model (``--track-models best``) or every fold's (``all``);
-- fold: its sizes, seed, class weights and output bias as parameters, loss and val_loss (and the
-  other curves) at every epoch, and its metrics.
+- architecture: its description and parameter count as parameters, the mean and std of every
+  metric (``f1_mean``, ``f1_std`` ...) once all its folds are done, and its ``rank`` as a tag,
+  updated at every publication (a rank changes as other architectures finish); the best fold's
+  model (``--track-models best``) or every fold's (``all``);
+- fold: its sizes, seed, class weights and output bias as parameters, every epoch's curves as
+  ``epoch/loss``, ``epoch/val_loss`` ... (the epoch as step) and the fold's scores as
+  ``fold/f1``, ``fold/class_<c>/recall`` ...: the names TensorBoard shows, and never the same
+  name for a training curve and a score.
 
 The run ids are kept in ``RUN/tracking.json``; a resumed run continues the same MLflow runs and
 logs each fold and each architecture's summary once. The tracking server comes from
 ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default local store.
+
+A server lost mid-run fails fast (a few short retries, unless ``MLFLOW_HTTP_REQUEST_*`` are set)
+and stops the run with :class:`TrackingLost` (the folds finished so far are saved, and a resumed
+run logs them), or, with ``--track-optional``, says so once on standard error and the run goes on
+without tracking.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 import time
 from contextlib import contextmanager
 
 from benchmark import UsageError
 from benchmark.files import read_json, write_json
 from benchmark.runfolder import RunFolder
-from benchmark.tracking import _scalars
 
 EXPERIMENT = "cnn-benchmark"
+# During the run: a lost server fails in seconds, not after MLflow's default ~4 minutes of retries.
+# A variable the user has set is kept.
+SHORT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}  # fmt: skip
+BATCH = 1000
+
+
+class TrackingLost(UsageError):
+    """The tracking server stopped answering during a run (the finished folds are saved)."""
 
 
 class MLflow:
-    def __init__(self, client, experiment_id: str, folder: RunFolder, config, state: dict):
+    def __init__(self, client, experiment_id: str, folder: RunFolder, config, state: dict, where: str):
         self.client, self.experiment_id, self.folder, self.config, self.state = (
             client, experiment_id, folder, config, state,
         )  # fmt: skip
+        self.where = where  # the server, in words
+        self.off = False  # set when the server is lost and --track-optional was given
 
     @classmethod
     def start(cls, folder: RunFolder, config) -> MLflow | None:
@@ -42,24 +63,51 @@ class MLflow:
         except ImportError:
             raise UsageError("--track mlflow needs MLflow: pip install -e '.[mlflow]', then run again.") from None
         uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+        where = uri or "MLflow's default local store"
         client = MlflowClient(tracking_uri=uri)
         try:
-            with _no_retries():
+            with _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
                 experiment = client.get_experiment_by_name(EXPERIMENT)
                 experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
         except Exception as err:  # unreachable, refused, wrong scheme: MLflow raises many kinds
-            where = uri or "MLflow's default local store"
-            reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
             if config.track_optional:
-                print(f"warning: MLflow at {where} cannot be reached ({reason}); going on without tracking.")
+                print(f"warning: MLflow at {where} cannot be reached ({_reason(err)}); going on without tracking.",
+                      file=sys.stderr)  # fmt: skip
                 return None
             raise UsageError(
-                f"--track mlflow: the tracking server at {where} cannot be reached ({reason}). Start it, fix "
+                f"--track mlflow: the tracking server at {where} cannot be reached ({_reason(err)}). Start it, fix "
                 "--tracking-uri / MLFLOW_TRACKING_URI, or add --track-optional to run without tracking."
             ) from None
-        tracker = cls(client, experiment_id, folder, config, read_json(folder.tracking) or {"folds": {}, "archs": {}})
-        tracker._parent()
-        return tracker
+        state = read_json(folder.tracking) or {"folds": {}, "archs": {}}
+        tracker = cls(client, experiment_id, folder, config, state, where)
+        with tracker._calls("the benchmark's run"):
+            tracker._parent()
+        return None if tracker.off else tracker
+
+    @contextmanager
+    def _calls(self, what: str):
+        """Talk to the server with short retries; a failure stops the run, or only the tracking
+        (``--track-optional``)."""
+        from mlflow.exceptions import MlflowException
+        from requests import RequestException
+
+        with _environment(**{k: v for k, v in SHORT_RETRIES.items() if k not in os.environ}):
+            try:
+                yield
+            except (MlflowException, RequestException, OSError) as err:
+                self._lost(what, err)
+
+    def _lost(self, what: str, err: Exception) -> None:
+        if self.config.track_optional:
+            self.off = True
+            print(f"warning: MLflow at {self.where} failed while logging {what} ({_reason(err)}); the run goes on "
+                  "without tracking (a rerun with the same --out logs what is missing).", file=sys.stderr)  # fmt: skip
+            return
+        raise TrackingLost(
+            f"--track mlflow: the tracking server at {self.where} failed while logging {what} ({_reason(err)}). "
+            f"The finished folds are saved in {self.folder.path}. Start the server again and resume the run (it "
+            "logs the saved folds to MLflow), or resume with --track-optional to go on without tracking."
+        ) from None
 
     def _save(self) -> None:
         write_json(self.folder.tracking, self.state)
@@ -85,8 +133,12 @@ class MLflow:
 
     def fold(self, arch: str, fold: int, record: dict, history: dict) -> None:
         key = f"{arch}/{fold}"
-        if key in self.state["folds"]:
+        if self.off or key in self.state["folds"]:
             return  # logged by an earlier invocation
+        with self._calls(f"{arch} fold {fold + 1}"):
+            self._fold(arch, fold, record, history)
+
+    def _fold(self, arch: str, fold: int, record: dict, history: dict) -> None:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{arch} fold {fold + 1}",
@@ -96,27 +148,39 @@ class MLflow:
         params = {k: record[k] for k in ("seed", "batch_size", "n_fit", "n_val", "n_score", "epochs", "best_epoch")}
         params |= {f"class_weight_{c}": w for c, w in record["class_weight"].items()}
         params["initial_bias"] = record["initial_bias"]
-        self.client.log_batch(run_id, params=_params(params), metrics=_curves(history))
-        self.client.log_batch(run_id, metrics=_metrics(_scalars(record["metrics"])))
+        scores = {f"fold/{k}": v for k, v in scalars(record["metrics"]).items()}
+        self.client.log_batch(run_id, params=_params(params))
+        metrics = _curves(history) + _metrics(scores)
+        for start in range(0, len(metrics), BATCH):  # MLflow takes at most 1000 values per call
+            self.client.log_batch(run_id, metrics=metrics[start : start + BATCH])
         self.client.set_terminated(run_id)
-        self.state["folds"][key] = run_id
+        self.state["folds"][f"{arch}/{fold}"] = run_id
         self._save()
 
     def published(self, results: dict) -> None:
+        if not self.off:
+            with self._calls("the results"):
+                self._published(results)
+
+    def _published(self, results: dict) -> None:
         run = results["run"]
         for entry in results["architectures"]:
             done = entry["status"] == "ok" and entry["folds_done"] == run["folds"] * run.get("repeats", 1)
-            if not done or self.state["archs"].get(entry["name"], {}).get("summary"):
-                continue
-            run_id = self._arch(entry["name"])
-            means = {f"{m}_mean": v["mean"] for m, v in entry["metrics"].items()}
-            stds = {f"{m}_std": v["std"] for m, v in entry["metrics"].items()}
-            facts = {"params": entry["params"], "description": entry["description"][:500], "rank": entry["rank"]}
-            self.client.log_batch(run_id, metrics=_metrics(means | stds), params=_params(facts))
-            self._models(entry, run_id)
-            self.client.set_terminated(run_id)
-            self.state["archs"][entry["name"]]["summary"] = True
-            self._save()
+            if done and not self.state["archs"].get(entry["name"], {}).get("summary"):
+                self._summary(entry)
+            if self.state["archs"].get(entry["name"], {}).get("summary") and entry["rank"] is not None:
+                self.client.set_tag(self._arch(entry["name"]), "rank", str(entry["rank"]))  # a tag: it can change
+
+    def _summary(self, entry: dict) -> None:
+        run_id = self._arch(entry["name"])
+        means = {f"{m}_mean": v["mean"] for m, v in entry["metrics"].items()}
+        stds = {f"{m}_std": v["std"] for m, v in entry["metrics"].items()}
+        facts = {"params": entry["params"], "description": entry["description"][:500]}
+        self.client.log_batch(run_id, metrics=_metrics(means | stds), params=_params(facts))
+        self._models(entry, run_id)
+        self.client.set_terminated(run_id)
+        self.state["archs"][entry["name"]]["summary"] = True
+        self._save()
 
     def _models(self, entry: dict, run_id: str) -> None:
         folds = entry["metrics"][self.config.rank_by]["folds"]
@@ -133,11 +197,36 @@ class MLflow:
 
     def finish(self) -> None:
         """At the end of a run: the report, leaderboard and results as the parent's artifacts."""
-        parent = self._parent()
-        for path in (self.folder.report_html, self.folder.leaderboard, self.folder.results):
-            if path.exists():
-                self.client.log_artifact(parent, str(path))
-        self.client.set_terminated(parent)
+        if self.off:
+            return
+        with self._calls("the report"):
+            parent = self._parent()
+            for path in (self.folder.report_html, self.folder.leaderboard, self.folder.results):
+                if path.exists():
+                    self.client.log_artifact(parent, str(path))
+            self.client.set_terminated(parent)
+
+
+def scalars(metrics: dict) -> dict[str, float]:
+    """The single-number metrics of a metrics.json (per-class ones flattened to ``class_<c>/<metric>``);
+    the names both trackers show, after ``fold/``."""
+    out = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "threshold"}
+    for c, values in metrics.get("per_class", {}).items():
+        out |= {f"class_{_name(c)}/{k}": float(v) for k, v in values.items()}
+    return out
+
+
+def _name(text: str) -> str:
+    """A class name as a part of a metric name (MLflow allows letters, digits, _ - . space : /)."""
+    return re.sub(r"[^\w.\- :]", "_", str(text)).strip(". ") or "_"
+
+
+def _reason(err: Exception) -> str:
+    """Why a call failed, short: the system's word where there is one ("[Errno 111] Connection refused")."""
+    text = str(err).strip()
+    if found := re.search(r"\[Errno -?\d+\] [^'\")\]]+", text):
+        return found.group(0).strip()
+    return ": ".join([type(err).__name__, *(line[:200] for line in text.splitlines()[:1])])
 
 
 def _params(values: dict) -> list:
@@ -150,19 +239,20 @@ def _metrics(values: dict, step: int = 0) -> list:
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    return [Metric(k.replace("/", "_"), float(v), now, step) for k, v in values.items() if v == v]  # not NaN
+    return [Metric(k, float(v), now, step) for k, v in values.items() if v == v]  # not NaN
 
 
 def _curves(history: dict) -> list:
-    """Every epoch's loss, val_loss ... as MLflow metrics with the epoch as their step."""
-    return [m for key, values in history.items() for step, v in enumerate(values, 1) for m in _metrics({key: v}, step)]
+    """Every epoch's loss, val_loss ... as ``epoch/<name>`` metrics with the epoch as their step."""
+    return [m for key, values in history.items() for step, v in enumerate(values, 1)
+            for m in _metrics({f"epoch/{key}": v}, step)]  # fmt: skip
 
 
 @contextmanager
-def _no_retries():
-    """The first contact fails fast (MLflow retries an unreachable server for minutes by default)."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10")
+def _environment(**values: str):
+    """``values`` set in the environment while MLflow's client reads them (at every request)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:

@@ -18,6 +18,7 @@ import os
 import shutil
 
 from benchmark import UsageError
+from benchmark.mlflow_tracking import MLflow, scalars
 from benchmark.runfolder import RunFolder, safe_name
 
 HPARAMS = ("folds", "repeats", "seed", "image_size", "channels", "epochs", "patience", "batch_size", "lr",
@@ -47,7 +48,7 @@ class TensorBoard:
             for key, values in history.items():
                 for epoch, value in enumerate(values, start=1):
                     w.add_scalar(f"epoch/{key}", value, epoch)
-            for metric, value in _scalars(record["metrics"]).items():
+            for metric, value in scalars(record["metrics"]).items():
                 w.add_scalar(f"fold/{metric}", value, record["epochs"])
         os.replace(tmp, target)
 
@@ -70,14 +71,6 @@ class TensorBoard:
             os.replace(tmp, target)
 
 
-def _scalars(metrics: dict) -> dict[str, float]:
-    """The single-number metrics of a metrics.json (per-class ones flattened)."""
-    out = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "threshold"}
-    for c, values in metrics.get("per_class", {}).items():
-        out |= {f"class_{c}/{k}": float(v) for k, v in values.items()}
-    return out
-
-
 def _plain(value):
     return value if isinstance(value, bool | int | float | str) else str(value)
 
@@ -88,7 +81,5 @@ def trackers(config, folder: RunFolder) -> list:
     if config.tensorboard:
         found.append(TensorBoard(folder, config.to_dict()))
     if config.track == "mlflow":
-        from benchmark.mlflow_tracking import MLflow
-
         found.append(MLflow.start(folder, config))
     return [t for t in found if t is not None]

@@ -1,9 +1,15 @@
 """TensorBoard event files and MLflow runs of a small real-data run, read back and checked against the
-run folder; MLflow against a real `mlflow server` (SQLite) started here on 127.0.0.1, and its default
-local store; a resumed run logs nothing twice; an unreachable server stops the run before training."""
+run folder (every number MLflow holds is the run folder's); MLflow against a real `mlflow server`
+(SQLite) started here on 127.0.0.1, and its default local store; a resumed run logs nothing twice; an
+unreachable server stops the run before training; a server killed mid-run stops it in seconds with one
+paragraph (or, with --track-optional, only the tracking), and the resumed run catches MLflow up."""
 
+import copy
 import glob
 import json
+import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +19,9 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
+from benchmark.config import RunConfig
+from benchmark.mlflow_tracking import MLflow
+from benchmark.runfolder import RunFolder
 from tests.conftest import link_kaggle_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
@@ -27,29 +36,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`mlflow server` with a SQLite backend on 127.0.0.1, for this module."""
-    base = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
+def start_server(base, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`mlflow server` with a SQLite backend in ``base`` on 127.0.0.1, in a process group of its own
+    (its workers are stopped with it); (process, uri) once it accepts connections."""
+    port = port or free_port()
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", f"sqlite:///{base / 'mlflow.db'}", "--default-artifact-root", str(base / "artifacts"),
            "--workers", "1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    uri = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+                return proc, f"http://127.0.0.1:{port}"
         except OSError:
             time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not start")
-    yield uri
-    proc.terminate()
+    stop_server(proc, signal.SIGKILL)
+    pytest.fail("mlflow server did not start")
+
+
+def stop_server(proc: subprocess.Popen, how: int = signal.SIGTERM) -> None:
+    os.killpg(proc.pid, how)  # the group this module started
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`mlflow server` with a SQLite backend on 127.0.0.1, for this module."""
+    proc, uri = start_server(tmp_path_factory.mktemp("mlflow"))
+    yield uri
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")
@@ -121,11 +137,65 @@ def test_mlflow_has_a_parent_a_child_per_architecture_and_a_grandchild_per_fold(
         assert len(folds) == 2
         for i, run in enumerate(folds):
             record = json.loads((out / arch / f"fold-{i}" / "metrics.json").read_text())
-            assert run.data.metrics["f1"] == pytest.approx(record["metrics"]["f1"])
+            assert run.data.metrics["fold/f1"] == pytest.approx(record["metrics"]["f1"])
             assert run.data.params["n_fit"] == str(record["n_fit"]) and run.data.params["seed"] == str(record["seed"])
-            history = client.get_metric_history(run.info.run_id, "val_loss")
+            history = client.get_metric_history(run.info.run_id, "epoch/val_loss")
             assert [m.step for m in history] == list(range(1, record["epochs"] + 1))
     assert {a.path for a in client.list_artifacts(ids["parent"])} == {"report.html", "leaderboard.md", "results.json"}
+
+
+def flat_scores(metrics: dict) -> dict[str, float]:
+    """A metrics.json's single numbers, per-class ones as class_<c>/<metric> (the decision threshold is a setting)."""
+    out = {k: v for k, v in metrics.items() if isinstance(v, int | float) and k != "threshold"}
+    return out | {f"class_{c}/{k}": v for c, values in metrics.get("per_class", {}).items() for k, v in values.items()}
+
+
+def test_every_number_mlflow_shows_is_the_run_folders(tracked):
+    """A fold's scores are its metrics.json (not the last epoch's training value of the same name), its curves
+    are history.csv epoch by epoch, an architecture's mean ± std are results.json's, its rank the leaderboard's."""
+    client, out = tracked["client"], tracked["out"]
+    ids = json.loads((out / "tracking.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    for key, run_id in ids["folds"].items():
+        arch, fold = key.rsplit("/", 1)
+        record = json.loads((out / arch / f"fold-{fold}" / "metrics.json").read_text())
+        history = pd.read_csv(out / arch / f"fold-{fold}" / "history.csv")
+        logged = client.get_run(run_id).data.metrics
+        scores = {f"fold/{k}": v for k, v in flat_scores(record["metrics"]).items()}
+        curves = [f"epoch/{c}" for c in history.columns if c != "epoch"]
+        assert set(logged) == set(scores) | set(curves)
+        assert {k: logged[k] for k in scores} == pytest.approx(scores, rel=1e-6)
+        assert "accuracy" in history.columns and logged["fold/accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+        for name in curves:
+            steps = [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
+            epochs = zip(history.epoch, history[name.removeprefix("epoch/")], strict=True)
+            assert steps == [(e, pytest.approx(v, rel=1e-6)) for e, v in epochs]
+    for entry in results["architectures"]:
+        run = client.get_run(ids["archs"][entry["name"]]["id"])
+        expected = {f"{m}_{s}": v[s] for m, v in entry["metrics"].items() for s in ("mean", "std") if v[s] == v[s]}
+        assert run.data.metrics == pytest.approx(expected, rel=1e-6)
+        assert run.data.tags["rank"] == str(entry["rank"]) and "rank" not in run.data.params
+        assert run.data.params["params"] == str(entry["params"])
+
+
+def test_an_architectures_rank_is_updated_as_the_others_finish(tracked, server, tmp_path):
+    """The rank an architecture had when it finished first is replaced by its final one (MLflow params are
+    written once, so the rank is a tag)."""
+    results = json.loads((tracked["out"] / "results.json").read_text())
+    last = results["architectures"][-1]  # rank 2 in the end
+    alone = copy.deepcopy(results)  # as published when only `last` had finished
+    for entry in alone["architectures"]:
+        finished = entry["name"] == last["name"]
+        entry.update(rank=1 if finished else None, status="ok" if finished else "failed")
+    config = RunConfig(data=tmp_path, out=tmp_path / "out", rank_by="f1", track="mlflow", tracking_uri=server)
+    folder = RunFolder(tmp_path / "out")
+    folder.path.mkdir()
+    tracker = MLflow.start(folder, config)
+    tracker.published(alone)
+    run_id = json.loads(folder.tracking.read_text())["archs"][last["name"]]["id"]
+    assert tracked["client"].get_run(run_id).data.tags["rank"] == "1"
+    tracker.published(results)
+    assert last["rank"] == 2 and tracked["client"].get_run(run_id).data.tags["rank"] == "2"
 
 
 def test_a_resumed_run_continues_the_same_mlflow_runs_and_logs_nothing_twice(tracked):
@@ -138,7 +208,8 @@ def test_a_resumed_run_continues_the_same_mlflow_runs_and_logs_nothing_twice(tra
     assert after.keys() == before.keys()  # no new run
     assert sorted(glob.glob(str(tracked["out"] / "tensorboard" / "*" / "fold-*" / "*"))) == files
     parent = json.loads((tracked["out"] / "tracking.json").read_text())["parent"]
-    assert len(client.get_metric_history(next(iter(k for k in after if k != parent)), "val_loss")) <= 2
+    fold_run = next(iter(json.loads((tracked["out"] / "tracking.json").read_text())["folds"].values()))
+    assert fold_run != parent and len(client.get_metric_history(fold_run, "epoch/val_loss")) == 2  # two epochs
 
 
 def test_mlflows_default_local_store(data, tmp_path, monkeypatch):
@@ -163,5 +234,77 @@ def test_an_unreachable_server_stops_before_training_unless_optional(data, tmp_p
     assert "--track mlflow: the tracking server at http://127.0.0.1:" in err and "--track-optional" in err
     assert not (tmp_path / "out" / "baseline").exists()  # nothing trained, the run folder kept
     assert main([*args, "--track-optional"]) == 0
-    assert "cannot be reached" in capsys.readouterr().out
+    assert "cannot be reached" in capsys.readouterr().err  # a warning, on standard error
     assert (tmp_path / "out" / "results.json").exists()
+
+
+@pytest.fixture
+def killed_after_the_first_fold(monkeypatch):
+    """Kill ``server["proc"]`` (SIGKILL, its whole process group) once MLflow has logged a fold; the time
+    of the kill is put in ``server["killed"]``."""
+    server = {}
+    log_fold = MLflow.fold
+
+    def fold_then_kill(self, *args):
+        log_fold(self, *args)
+        if "killed" not in server:
+            stop_server(server["proc"], signal.SIGKILL)
+            server["killed"] = time.time()
+
+    monkeypatch.setattr(MLflow, "fold", fold_then_kill)
+    return server
+
+
+def lost_run_args(data, tmp_path, uri: str) -> list[str]:
+    return ["run", "--data", str(data), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+            "--archs", "baseline", "--folds", "3", "--epochs", "1", "--image-size", "32", "--no-save-models",
+            "--track", "mlflow", "--tracking-uri", uri, "-q"]  # fmt: skip
+
+
+def test_a_server_lost_mid_run_stops_it_in_seconds_with_one_paragraph_and_the_resume_catches_up(
+    data, tmp_path, capsys, killed_after_the_first_fold
+):
+    base = tmp_path / "mlflow"
+    proc, uri = start_server(base)
+    killed_after_the_first_fold["proc"] = proc
+    args = lost_run_args(data, tmp_path, uri)
+    assert main(args) == 2
+    assert time.time() - killed_after_the_first_fold["killed"] < 60  # not MLflow's 4 minutes of retries
+    err = capsys.readouterr().err
+    paragraph = " ".join(err.split())
+    assert f"error: --track mlflow: the tracking server at {uri} failed while logging baseline fold 2" in paragraph
+    out = tmp_path / "out"
+    assert f"The finished folds are saved in {out}." in paragraph and "Traceback" not in err
+    assert err.splitlines()[-1] == f"  {shlex.join(['benchmark', *args])}"  # the resume command
+    lines = err.splitlines()  # one paragraph (its lines indented under "error: "), then the command
+    assert lines[0].startswith("error: ") and all(line.startswith(" " * 7) for line in lines[1:-1])
+    assert [p.parent.name for p in sorted(out.glob("baseline/fold-*/metrics.json"))] == ["fold-0", "fold-1"]
+    assert not list(out.glob(".lock*"))
+    # The server back (same store, same address): the resume logs the saved fold MLflow missed, then the rest.
+    proc, _ = start_server(base, port=int(uri.rsplit(":", 1)[1]))
+    try:
+        assert main(args) == 0
+        client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+        ids = json.loads((out / "tracking.json").read_text())
+        assert sorted(ids["folds"]) == ["baseline/0", "baseline/1", "baseline/2"]
+        for key, run_id in ids["folds"].items():
+            record = json.loads((out / "baseline" / f"fold-{key[-1]}" / "metrics.json").read_text())
+            assert client.get_run(run_id).data.metrics["fold/f1"] == pytest.approx(record["metrics"]["f1"])
+    finally:
+        stop_server(proc)
+
+
+def test_with_track_optional_a_server_lost_mid_run_is_a_warning_and_the_run_goes_on(
+    data, tmp_path, capsys, killed_after_the_first_fold
+):
+    proc, uri = start_server(tmp_path / "mlflow")
+    killed_after_the_first_fold["proc"] = proc
+    assert main([*lost_run_args(data, tmp_path, uri), "--track-optional"]) == 0
+    assert time.time() - killed_after_the_first_fold["killed"] < 60
+    captured = capsys.readouterr()
+    warning = " ".join(captured.err.split())
+    assert f"warning: MLflow at {uri} failed while logging baseline fold 2" in warning
+    assert "the run goes on without tracking" in warning and "Traceback" not in captured.err
+    assert warning.count("warning: MLflow") == 1  # said once, not at every fold
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["architectures"][0]["folds_done"] == 3
