@@ -148,7 +148,7 @@ def test_compare_refuses_a_results_json_of_the_wrong_shape(runs, tmp_path, capsy
 
 @pytest.mark.parametrize(
     "content",
-    [bytes(range(256)) * 4, b"arch,fold,accuracy\nbaseline,0,0.5\nbaseline,1,0.5\n", b"x", b"\n"],
+    [bytes(range(255, -1, -1)) * 4, b"arch,fold,accuracy\nbaseline,0,0.5\nbaseline,1,0.5\n", b"x", b"\n"],
     ids=["binary", "no-f1-column", "one-byte", "empty"],
 )
 def test_compare_refuses_a_damaged_folds_csv(runs, tmp_path, capsys, content):
