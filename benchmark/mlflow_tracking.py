@@ -94,7 +94,9 @@ class MLflow:
         with _environment(**{k: v for k, v in SHORT_RETRIES.items() if k not in os.environ}):
             try:
                 yield
-            except (MlflowException, RequestException, OSError) as err:
+            except (MlflowException, RequestException, OSError) as err:  # OSError: a local store
+                if isinstance(err, OSError) and str(err.filename or "").startswith(str(self.folder.path)):
+                    raise  # the run folder's own tracking.json: the CLI's full-disk paragraph
                 self._lost(what, err)
 
     def _lost(self, what: str, err: Exception) -> None:
