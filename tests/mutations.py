@@ -284,6 +284,113 @@ REGRESSIONS = [
         'Code(" ".join(r.config.get("argv", ["benchmark", "run"]))),',
         ["tests/test_report.py::test_the_reproduce_command_pastes_into_bash_as_the_exact_argv"],
     ),
+    (
+        "MLflow fold scores logged under the curves' names",
+        "benchmark/mlflow_tracking.py",
+        'scores = {f"fold/{k}": v',
+        'scores = {f"epoch/{k}": v',
+        ["tests/test_tracking.py::test_every_number_mlflow_shows_is_the_run_folders"],
+    ),
+    (
+        "MLflow rank set once, with the architecture's summary",
+        "benchmark/mlflow_tracking.py",
+        "                self._summary(entry)\n"
+        '            if self.state["archs"].get(entry["name"], {}).get("summary") and entry["rank"] is not None:\n',
+        "                self._summary(entry)\n"
+        '                self.client.set_tag(self._arch(entry["name"]), "rank", str(entry["rank"]))\n'
+        "            if False:\n",
+        ["tests/test_tracking.py::test_an_architectures_rank_is_updated_as_the_others_finish"],
+    ),
+    (
+        "a tracking server lost mid-run is a traceback",
+        "benchmark/mlflow_tracking.py",
+        "except (MlflowException, RequestException, OSError) as err:",
+        "except ImportError as err:",
+        [
+            "tests/test_tracking.py::test_a_server_lost_mid_run_stops_it_in_seconds_with_one_paragraph_and_the_resume_catches_up"
+        ],
+    ),
+    (
+        "--track-optional warns at every call to a lost server",
+        "benchmark/mlflow_tracking.py",
+        "self.off = True",
+        "self.off = False",
+        ["tests/test_tracking.py::test_with_track_optional_a_server_lost_mid_run_is_a_warning_and_the_run_goes_on"],
+    ),
+    (
+        "SIGTERM not handled as Ctrl-C",
+        "benchmark/cli.py",
+        "for s in (signal.SIGINT, signal.SIGTERM)}",
+        "for s in (signal.SIGINT,)}",
+        [
+            "tests/test_signals.py::test_sigterm_saves_the_finished_folds_releases_the_lock_and_prints_the_resume_command"
+        ],
+    ),
+    (
+        "the resume command keeps --overwrite",
+        "benchmark/cli.py",
+        'kept = [a for a in argv if not (a.startswith("--ov") and "--overwrite".startswith(a))]',
+        "kept = list(argv)",
+        [
+            "tests/test_signals.py::test_sigterm_saves_the_finished_folds_releases_the_lock_and_prints_the_resume_command"
+        ],
+    ),
+    (
+        "compare: runs on other classes compared",
+        "benchmark/compare.py",
+        "if len({r.classes for r in runs}) > 1:",
+        "if False:",
+        ["tests/test_compare.py::test_compare_refuses_runs_on_different_classes"],
+    ),
+    (
+        "compare: held-out figure on each run's own ranking metric",
+        "benchmark/compare.py",
+        "fold_ensemble(runs), metric)",
+        "fold_ensemble(runs), self.rank_by)",
+        ["tests/test_compare.py::test_compare_on_different_ranking_metrics_uses_the_first_runs_and_says_so"],
+    ),
+    (
+        "compare: different ranking metrics not said",
+        "benchmark/compare.py",
+        "if len({r.rank_by for r in runs}) > 1:",
+        "if False:",
+        ["tests/test_compare.py::test_compare_on_different_ranking_metrics_uses_the_first_runs_and_says_so"],
+    ),
+    (
+        "compare: architectures left out not said",
+        "benchmark/compare.py",
+        "    if left_out:",
+        "    if False:",
+        ["tests/test_compare.py::test_compare_says_which_architectures_it_leaves_out_and_refuses_runs_sharing_none"],
+    ),
+    (
+        "compare: --out naming a file not checked",
+        "benchmark/compare.py",
+        "if out.exists() and not out.is_dir():",
+        "if False:",
+        ["tests/test_compare.py::test_compare_out_naming_a_file_is_refused_and_the_file_kept"],
+    ),
+    (
+        "compare: results.json's shape not checked",
+        "benchmark/compare.py",
+        "    except SHAPE_ERRORS:",
+        "    except KeyError:",
+        ["tests/test_compare.py::test_compare_refuses_a_results_json_of_the_wrong_shape"],
+    ),
+    (
+        "compare: folds.csv's columns not checked",
+        "benchmark/compare.py",
+        'if finished and not {"arch", "fold", rank_by} <= columns:',
+        "if False:",
+        ["tests/test_compare.py::test_compare_refuses_a_damaged_folds_csv"],
+    ),
+    (
+        "compare: a damaged test_predictions.csv is a traceback",
+        "benchmark/compare.py",
+        "except (OSError, *SHAPE_ERRORS) as err:",
+        "except OSError as err:",
+        ["tests/test_compare.py::test_compare_refuses_a_damaged_test_predictions_csv"],
+    ),
 ]
 
 
