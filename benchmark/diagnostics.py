@@ -33,11 +33,14 @@ def flags(entry: dict, rank_by: str, max_epochs: int, patience: int) -> list[str
     at_limit = sum(b == e == max_epochs for b, e in zip(curves["best_epoch"], curves["epochs"], strict=True))
     if at_limit:
         out.append(f"hit the epoch limit in {at_limit}/{n} folds: raise --epochs")
-    first = sum(b == 1 for b in curves["best_epoch"])
-    if first / n >= EARLY_BEST:
+    # A fold that ran one epoch (--epochs 1) has its best there whatever the learning rate: only folds
+    # that ran on past epoch 1 without improving on it can point at the learning rate.
+    longer = [b for b, e in zip(curves["best_epoch"], curves["epochs"], strict=True) if e > 1]
+    first = sum(b == 1 for b in longer)
+    if longer and first / len(longer) >= EARLY_BEST:
         out.append(
-            f"best validation loss at epoch 1 in {first}/{n} folds: the validation loss is unstable early; "
-            "try a lower --lr or a longer --patience"
+            f"best validation loss at epoch 1 in {first}/{len(longer)} folds: the validation loss is unstable "
+            "early; try a lower --lr or a longer --patience"
         )
     std = entry["metrics"][rank_by]["std"]
     if std > FOLD_STD:

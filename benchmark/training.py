@@ -274,28 +274,77 @@ def recalibrate_batchnorm(model: keras.Model, pixels: np.ndarray, batch_size: in
     inference uses then describe augmented images, not the plain ones the model is scored on
     (the batch-norm architectures' epoch-1 optimum, docs/results.md). Re-estimated this way, the
     statistics are exactly those of plain images, as "precise BN" (Wu & Johnson 2021) does.
+    A layer the network calls more than once gets the mean of its calls' statistics.
     """
     preprocess, probes = probes or batchnorm_probes(model)
     x = keras.ops.convert_to_numpy(preprocess(pixels, training=False))
     for norm, probe in probes:  # in order: each layer's inputs depend on the layers before it
-        means, squares = (np.asarray(a, np.float64).mean(axis=0) for a in probe.predict(x, batch_size, verbose=0))
+        outputs = _probe_outputs(probe, x, batch_size)  # per call: channel means, then those of the squares
+        means, squares = (
+            np.mean([np.asarray(a, np.float64).mean(axis=0) for a in outputs[i::2]], axis=0) for i in (0, 1)
+        )
         norm.moving_mean.assign(means.astype(norm.moving_mean.dtype))
         norm.moving_variance.assign(np.maximum(squares - means**2, 0).astype(norm.moving_variance.dtype))
     return len(probes)
 
 
+def _probe_outputs(probe: keras.Model, x: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``probe``'s outputs over ``x``, in inference mode: predicted with XLA where the training step
+    is compiled (JAX, whose compilation cache keeps the probes across folds and runs); otherwise called
+    batch by batch, uncompiled, because TensorFlow would trace a graph for every probe of every fold
+    (35 s for the 34 of MobileNetV3Small at 32 px) and runs them no faster than uncompiled."""
+    if probe.jit_compile:
+        return probe.predict(x, batch_size, verbose=0)
+    batches = [probe(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+    return [np.concatenate([keras.ops.convert_to_numpy(b[k]) for b in batches]) for k in range(len(batches[0]))]
+
+
 def batchnorm_probes(model: keras.Model) -> tuple[keras.Model, list]:
     """(preprocessing, [(batch-norm layer, probe)]): each probe maps what the architecture receives to
-    the per-image channel means of that layer's inputs and of their squares (channels last)."""
+    the per-image channel means of that layer's inputs and of their squares (channels last), for each
+    call of the layer. Layers inside nested models (a backbone, a block written as a model) are
+    reached through their graphs; one inside a subclassed layer or model has no graph to reach it
+    by, and keeps the moving averages of training."""
     preprocess, arch = split_input(model)
+    graph = _graph(arch)
     probes = []
-    for norm in (layer for layer in _all_layers(arch) if isinstance(layer, layers.BatchNormalization)):
-        t = norm.input
-        squared = layers.Multiply()([t, t])
-        if len(t.shape) == 4:  # a feature map: average over its positions, per image
-            t, squared = layers.GlobalAveragePooling2D()(t), layers.GlobalAveragePooling2D()(squared)
-        probes.append((norm, compilable(keras.Model(arch.input, [t, squared]))))
+    for norm, inputs in (batchnorm_inputs(graph) if graph else {}).items():
+        outputs = []
+        for t in inputs:
+            squared = layers.Multiply()([t, t])
+            if len(t.shape) == 4:  # a feature map: average over its positions, per image
+                t, squared = layers.GlobalAveragePooling2D()(t), layers.GlobalAveragePooling2D()(squared)
+            outputs += [t, squared]
+        probes.append((norm, compilable(keras.Model(graph.inputs, outputs))))
     return preprocess, probes
+
+
+def batchnorm_inputs(graph: keras.Model) -> dict[layers.BatchNormalization, list]:
+    """Each batch-norm layer ``graph`` runs, nested models' included, in an order it runs them in,
+    with the tensors of ``graph`` that it is called on (one per call).
+
+    A nested model's layers are connected to that model's own inputs only; the tensors they see in
+    ``graph`` come from calling a model of that part of the nested graph where ``graph`` calls it.
+    """
+    found: dict[layers.BatchNormalization, list] = {}
+    for depth in sorted(graph._nodes_by_depth, reverse=True):  # deepest first: inputs before their users
+        for node in graph._nodes_by_depth[depth]:
+            op = node.operation
+            if isinstance(op, layers.BatchNormalization):
+                found.setdefault(op, []).append(node.input_tensors[0])
+            elif (inner := _graph(op)) is not None:
+                args = node.input_tensors
+                for norm, tensors in batchnorm_inputs(inner).items():
+                    # one model per layer, so that its probe computes only what the layer's inputs need
+                    seen = keras.Model(inner.inputs, tensors)(args[0] if len(args) == 1 else list(args))
+                    found.setdefault(norm, []).extend(seen)
+    return found
+
+
+def _graph(layer) -> keras.Model | None:
+    """The functional graph that ``layer`` runs (a Sequential holds one once built), or None."""
+    graph = getattr(layer, "_functional", None) or layer
+    return graph if isinstance(graph, keras.Model) and hasattr(graph, "_nodes_by_depth") else None
 
 
 class Validate(keras.callbacks.Callback):
@@ -377,6 +426,29 @@ class DeviceBatches:
                 yield batch
 
 
+def check_untrained_output(model: keras.Model, pixels: np.ndarray, batch_size: int) -> None:
+    """Raise ArchitectureError when the untrained model's output on ``pixels`` is not finite.
+
+    A loss that turns NaN has two causes with different fixes: an architecture whose output is
+    not finite before any update (the pixels are uint8, always finite, so the learning rate
+    cannot be the cause), or updates that diverge (a lower learning rate helps). Predicting the
+    fit images of the batch-norm re-estimation before training tells the two apart, and spares
+    the epochs of a model that cannot train. Inference mode draws no random numbers: the
+    training that follows is the same as without the check.
+    """
+    out = np.asarray(model.predict(pixels, batch_size=batch_size, verbose=0), np.float64)
+    bad = int((~np.isfinite(out.reshape(len(out), -1)).all(axis=1)).sum())
+    if not bad:
+        return
+    half = keras.mixed_precision.global_policy().compute_dtype == "float16"
+    raise ArchitectureError(
+        f"the untrained model's output is not finite (NaN or infinity for {bad} of {len(out)} fit images, before "
+        "any training step): the architecture itself computes it, so the learning rate is not the cause; look "
+        "for a division by zero, a logarithm or square root of a negative number, or an overflow in its layers"
+        + (" (float16 overflows above 65504: try without --mixed-precision)" if half else "")
+    )
+
+
 def train_fold(
     build: Callable,
     images: Images,
@@ -426,7 +498,9 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
         _compile(model, settings, steps_per_epoch=math.ceil(len(x_fit) / settings.batch_size))
     watch = EpochWatch(report)
     sample = np.random.default_rng(seed).permutation(len(x_fit))[:RECALIBRATION_IMAGES]  # leaves numpy's global RNG
-    validate = Validate(x_fit[np.sort(sample)], x_val, y_val, settings.batch_size)
+    recalibration = x_fit[np.sort(sample)]
+    check_untrained_output(model, recalibration, max(settings.batch_size, 128))
+    validate = Validate(recalibration, x_val, y_val, settings.batch_size)
     data, batches = _fit_data(x_fit, y_fit, weights, settings)
     start = time.perf_counter()
     fit = model.fit(**data, epochs=settings.epochs, callbacks=[validate, *_callbacks(settings, watch)], verbose=0)
@@ -434,7 +508,11 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     if not all(np.isfinite(history.get("loss", [np.nan]))):
         bad = next(i for i, v in enumerate(history["loss"]) if not np.isfinite(v))
-        raise ArchitectureError(f"training loss became NaN at epoch {bad + 1}; lower --lr")
+        # check_untrained_output passed: the model started finite, so its updates made it diverge
+        raise ArchitectureError(
+            f"training loss became NaN at epoch {bad + 1}, though the untrained model's output was finite: "
+            "the updates diverged; lower --lr"
+        )
 
     start = time.perf_counter()
     probabilities = model.predict(images.pixels[fold.score], batch_size=max(settings.batch_size, 128), verbose=0)

@@ -46,6 +46,18 @@ def bright_or_dark(n_neg=30, n_pos=60, size=12):
     return Images(pixels=pixels, labels=labels, paths=tuple(f"{i}.png" for i in range(len(labels))))
 
 
+def real_images(per_class: int = 30, size: int = 32) -> Images:
+    """The first real chest X-rays of each class, decoded at ``size`` px (NORMAL 0, PNEUMONIA 1)."""
+    from benchmark.data import decode
+    from tests.conftest import real_files
+
+    files = [
+        (f, label) for label, cls in enumerate(("NORMAL", "PNEUMONIA")) for f in real_files("train", cls, per_class)
+    ]
+    pixels = np.stack([decode(f, size) for f, _ in files])
+    return Images(pixels, np.array([label for _, label in files], np.int8), tuple(str(f) for f, _ in files))
+
+
 def test_class_weights_and_bias_from_counts():
     labels = np.array([0] * 1000 + [1] * 3000)
     assert class_weights(labels) == {0: 2.0, 1: pytest.approx(2 / 3)}
@@ -131,18 +143,40 @@ def test_strong_augmentation_moves_pixels_further_than_light():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(augmentation("strong")(batch, training=False)), batch)
 
 
-@pytest.mark.slow
-def test_nan_loss_marks_the_architecture_failed():
+@pytest.mark.realdata
+def test_an_output_not_finite_before_training_is_blamed_on_the_architecture_not_the_learning_rate():
     def explodes(shape):
         inputs = keras.Input(shape=shape)
         x = layers.Flatten()(inputs)
         x = layers.Lambda(lambda t: t * float("nan"))(x)
         return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
 
-    images = bright_or_dark()
+    images = real_images()
     fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
-    with pytest.raises(ArchitectureError, match="loss became NaN at epoch 1"):
-        train_fold(explodes, images, fold, SETTINGS, seed=0)
+    epochs = []
+    with pytest.raises(ArchitectureError) as failed:
+        train_fold(explodes, images, fold, SETTINGS, seed=0, report=lambda e, logs: epochs.append(e))
+    message = str(failed.value)
+    assert message.startswith(
+        f"the untrained model's output is not finite (NaN or infinity for {len(fold.train)} of {len(fold.train)} "
+        "fit images, before any training step): the architecture itself computes it, so the learning rate is not "
+        "the cause"
+    )
+    assert "--lr" not in message and epochs == []  # failed before its first epoch
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_loss_that_turns_nan_from_a_finite_start_names_the_learning_rate():
+    images = real_images()
+    fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
+    settings = TrainSettings(epochs=3, batch_size=16, lr=1e20, lr_decay_epochs=10, patience=5, augment="none")
+    with pytest.raises(ArchitectureError) as failed:
+        train_fold(small_cnn, images, fold, settings, seed=0)
+    assert str(failed.value) == (
+        "training loss became NaN at epoch 1, though the untrained model's output was finite: the updates "
+        "diverged; lower --lr"
+    )
 
 
 @pytest.mark.slow
@@ -264,8 +298,11 @@ def check_jax_compiled_equals_eager_on_real_images():
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_under_jax(tmp_path):
-    """Both checks above, in one process whose Keras runs on JAX."""
-    checks = "check_jax_train_step_is_compiled, check_jax_compiled_equals_eager_on_real_images"
+    """The checks above, and nested models' batch-norm re-estimation, in one process whose Keras runs on JAX."""
+    checks = (  # first the one that leaves training's settings as they are
+        "check_nested_models_train_with_batchnorm_re_estimated, check_jax_train_step_is_compiled, "
+        "check_jax_compiled_equals_eager_on_real_images"
+    )
     result = subprocess.run(
         [sys.executable, "-c", f"from tests.test_training import {checks}; {checks.replace(',', '();')}()"],
         cwd=ROOT,
@@ -426,3 +463,101 @@ def test_k_class_weights_biases_and_targets():
     model, arch = assemble(small_cnn, (8, 8, 1), augment="none", n_classes=3)
     assert set_output_bias(arch, initial_bias(labels, 3))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(arch.layers[-1].bias), np.log([1 / 6, 2 / 6, 3 / 6]))
+
+
+def conv_bn_relu(shape, filters, name):
+    """A 3-layer sub-model, as residual blocks are often written."""
+    inputs = keras.Input(shape=shape)
+    x = layers.BatchNormalization(name=f"{name}_bn")(layers.Conv2D(filters, 3, padding="same")(inputs))
+    return keras.Model(inputs, layers.ReLU()(x), name=name)
+
+
+def nested_cnn(input_shape):
+    """Batch normalisation in the architecture, in a nested model, in a model nested in a nested Sequential,
+    and in a block called on two branches."""
+    inputs = keras.Input(shape=input_shape)
+    x = layers.BatchNormalization(name="flat_bn")(inputs)
+    x = conv_bn_relu(input_shape, 4, "block")(x)
+    shape = (*input_shape[:2], 4)
+    stage = keras.Sequential(
+        [keras.Input(shape), conv_bn_relu(shape, 4, "inner"), layers.BatchNormalization(name="stage_bn")], name="stage"
+    )
+    x = stage(x)
+    shared = conv_bn_relu(shape, 4, "shared")
+    x = layers.Add()([shared(x), shared(layers.Conv2D(4, 1)(x))])
+    return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(layers.GlobalAveragePooling2D()(x)))
+
+
+def backbone_cnn(input_shape):
+    """A keras.applications backbone called on an Input, the usual way to use one."""
+    inputs = keras.Input(shape=input_shape)
+    backbone = keras.applications.MobileNetV3Small(
+        input_shape=input_shape, include_top=False, weights=None, pooling="avg"
+    )
+    return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(backbone(inputs)))
+
+
+def inputs_seen(arch: keras.Model, x: np.ndarray) -> dict:
+    """Every batch-norm layer's inputs over ``x`` (rows of channels) in one inference pass of ``arch``,
+    recorded by the layers themselves as they run, nested or not. Once each layer's statistics have been
+    re-estimated after those before it, they are the statistics of these inputs."""
+    seen = {}
+    with pytest.MonkeyPatch.context() as patch:
+        for norm in (layer for layer in arch._flatten_layers() if isinstance(layer, layers.BatchNormalization)):
+
+            def record(inputs, *args, _norm=norm, _call=norm.call, **kwargs):
+                a = keras.ops.convert_to_numpy(inputs).astype(np.float64)
+                seen.setdefault(_norm, []).append(a.reshape(-1, a.shape[-1]))
+                return _call(inputs, *args, **kwargs)
+
+            patch.setattr(norm, "call", record)
+        arch(x, training=False)
+    return {norm: np.concatenate(rows) for norm, rows in seen.items()}
+
+
+def assert_statistics_are_those_seen(arch: keras.Model, pixels: np.ndarray) -> int:
+    """Each batch-norm layer's moving mean and variance are those of its inputs over ``pixels``; returns how
+    many layers were checked."""
+    seen = inputs_seen(arch, pixels.astype("float32") / 255)  # what the architecture receives, un-augmented
+    for norm, a in seen.items():
+        mean, variance = (keras.ops.convert_to_numpy(v) for v in (norm.moving_mean, norm.moving_variance))
+        spread = np.sqrt(a.var(axis=0)) + 1e-6  # float32 round-off is relative to a channel's spread
+        np.testing.assert_allclose(mean / spread, a.mean(axis=0) / spread, atol=1e-3, err_msg=norm.name)
+        np.testing.assert_allclose(variance, a.var(axis=0), rtol=1e-3, atol=1e-9, err_msg=norm.name)
+    return len(seen)
+
+
+def check_nested_batchnorm_is_re_estimated(build, layer_count: int) -> None:
+    keras.utils.set_random_seed(0)
+    images = real_images()
+    model, arch = assemble(build, images.pixels.shape[1:], augment="light")
+    assert training.recalibrate_batchnorm(model, images.pixels, batch_size=32) == layer_count
+    assert assert_statistics_are_those_seen(arch, images.pixels) == layer_count
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("build, layer_count", [(nested_cnn, 5), (backbone_cnn, 34)])
+def test_batchnorm_statistics_are_re_estimated_through_nested_models(build, layer_count):
+    check_nested_batchnorm_is_re_estimated(build, layer_count)
+
+
+def check_nested_models_train_with_batchnorm_re_estimated(folder: Path | None = None) -> None:
+    """A nested model and a keras.applications backbone train through train_fold; the saved model's
+    batch-norm statistics are those of the plain fit images. Models are saved in ``folder`` ($CACHE)."""
+    folder = Path(folder or os.environ["CACHE"])
+    images = real_images()
+    fold = NestedStratifiedKFold(3, 0.2, 0).split(images.labels)[0]
+    settings = TrainSettings(epochs=2, batch_size=16, lr=1e-3, lr_decay_epochs=10, patience=5, augment="light")
+    for build, layer_count in ((nested_cnn, 5), (backbone_cnn, 34)):
+        path = folder / f"{build.__name__}.keras"
+        result = train_fold(build, images, fold, settings, seed=0, model_path=path)
+        assert len(result.history["val_loss"]) == 2 and np.all(np.isfinite(result.probabilities))
+        _, arch = training.split_input(training.load_fold_model(path))
+        # fewer fit images than RECALIBRATION_IMAGES: all of them, un-augmented
+        assert assert_statistics_are_those_seen(arch, images.pixels[fold.train]) == layer_count
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_nested_models_train_with_batchnorm_re_estimated(tmp_path):
+    check_nested_models_train_with_batchnorm_re_estimated(tmp_path)
