@@ -391,6 +391,49 @@ REGRESSIONS = [
         "except OSError as err:",
         ["tests/test_compare.py::test_compare_refuses_a_damaged_test_predictions_csv"],
     ),
+    (
+        "batch-norm layers inside nested models not reached",
+        "benchmark/training.py",
+        "            elif (inner := _graph(op)) is not None:\n",
+        "            elif False:\n",
+        [
+            "tests/test_training.py::test_batchnorm_statistics_are_re_estimated_through_nested_models",
+            "tests/test_training.py::test_nested_models_train_with_batchnorm_re_estimated",
+        ],
+    ),
+    (
+        "batch-norm layers re-estimated outputs first",
+        "benchmark/training.py",
+        "sorted(graph._nodes_by_depth, reverse=True)",
+        "sorted(graph._nodes_by_depth)",
+        [
+            "tests/test_training.py::test_batchnorm_statistics_are_re_estimated_through_nested_models",
+            "tests/test_training.py::test_batchnorm_statistics_are_re_estimated_on_plain_images_layer_after_layer",
+        ],
+    ),
+    (
+        "a batch-norm layer called twice re-estimated on its first call only",
+        "benchmark/training.py",
+        "for a in outputs[i::2]]",
+        "for a in outputs[i : i + 1]]",
+        ["tests/test_training.py::test_batchnorm_statistics_are_re_estimated_through_nested_models"],
+    ),
+    (
+        "an output NaN before training blamed on the learning rate",
+        "benchmark/training.py",
+        "    check_untrained_output(model, recalibration, max(settings.batch_size, 128))\n",
+        "",
+        [
+            "tests/test_training.py::test_an_output_not_finite_before_training_is_blamed_on_the_architecture_not_the_learning_rate"
+        ],
+    ),
+    (
+        "one-epoch folds told to lower --lr",
+        "benchmark/diagnostics.py",
+        'zip(curves["best_epoch"], curves["epochs"], strict=True) if e > 1]',
+        'zip(curves["best_epoch"], curves["epochs"], strict=True)]',
+        ["tests/test_diagnostics.py::test_one_epoch_runs_are_not_told_to_lower_the_learning_rate"],
+    ),
 ]
 
 
