@@ -315,7 +315,7 @@ def batchnorm_probes(model: keras.Model) -> tuple[keras.Model, list]:
             if len(t.shape) == 4:  # a feature map: average over its positions, per image
                 t, squared = layers.GlobalAveragePooling2D()(t), layers.GlobalAveragePooling2D()(squared)
             outputs += [t, squared]
-        probes.append((norm, compilable(keras.Model(graph.inputs, outputs))))
+        probes.append((norm, compilable(keras.Model(graph.input, outputs))))
     return preprocess, probes
 
 
@@ -336,7 +336,7 @@ def batchnorm_inputs(graph: keras.Model) -> dict[layers.BatchNormalization, list
                 args = node.input_tensors
                 for norm, tensors in batchnorm_inputs(inner).items():
                     # one model per layer, so that its probe computes only what the layer's inputs need
-                    seen = keras.Model(inner.inputs, tensors)(args[0] if len(args) == 1 else list(args))
+                    seen = keras.Model(inner.input, tensors)(args[0] if len(args) == 1 else list(args))
                     found.setdefault(norm, []).extend(seen)
     return found
 

@@ -536,6 +536,7 @@ def check_nested_batchnorm_is_re_estimated(build, layer_count: int) -> None:
 
 
 @pytest.mark.realdata
+@pytest.mark.filterwarnings("error:The structure of `inputs`:UserWarning")  # a probe called as it was built
 @pytest.mark.parametrize("build, layer_count", [(nested_cnn, 5), (backbone_cnn, 34)])
 def test_batchnorm_statistics_are_re_estimated_through_nested_models(build, layer_count):
     check_nested_batchnorm_is_re_estimated(build, layer_count)
