@@ -342,7 +342,9 @@ def check_out(folder: RunFolder, config: RunConfig) -> None:
         return
     if held := sorted(p.name for p in folder.path.iterdir() if not p.name.startswith(".lock")):
         shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
-        refused = "--overwrite removes only a run folder's own files, so it refuses this one: " * config.overwrite
+        refused = (
+            "--overwrite removes only a run folder's own files, so it refuses this one: " if config.overwrite else ""
+        )
         raise UsageError(
             f"--out {folder.path} is not empty and is not a run folder (it has no config.json of `benchmark run`): "
             f"it holds {shown}. {refused}none of them is touched. Choose a new or empty folder, e.g. "
