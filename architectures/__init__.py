@@ -49,6 +49,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from architectures import _applications
+from architectures._applications import PREFIX as APPLICATION_PREFIX
+
 __all__ = [
     "ArchSpec",
     "Registry",
@@ -62,6 +65,7 @@ __all__ = [
     "load_files",
     "check",
     "REGISTRY",
+    "APPLICATION_PREFIX",
 ]
 
 ENTRY_POINT_GROUP = "benchmark.architectures"
@@ -158,6 +162,8 @@ class Registry:
         return [n for n in self.specs() if fnmatch.fnmatchcase(n, pattern)]
 
     def get(self, name: str) -> ArchSpec:
+        if name.startswith(_applications.PREFIX):
+            return _application(name)
         specs = self.specs()
         if name not in specs:
             raise RegistryError(
@@ -184,6 +190,16 @@ class Registry:
                 matched = list(specs)
             elif term.startswith("tag:"):
                 matched = [n for n, s in specs.items() if term[4:] in s.tags]
+            elif term.startswith(_applications.PREFIX):  # Keras's applications, by their Keras names
+                pattern = term[len(_applications.PREFIX) :]
+                matched = [
+                    _applications.PREFIX + n for n in _applications.applications() if fnmatch.fnmatchcase(n, pattern)
+                ]
+                if not matched:
+                    raise RegistryError(
+                        f"--archs term {term!r} matches no Keras application. Run `benchmark list --keras` to see "
+                        "their names (e.g. keras:DenseNet121, keras:EfficientNetV2*)."
+                    )
             else:
                 matched = [n for n in specs if fnmatch.fnmatchcase(n, term)]
             if not matched:
@@ -217,6 +233,25 @@ class Registry:
         except Exception as err:
             raise RegistryError("--arch-module " + _import_error(str(path), err, str(path))) from None
         sys.modules[module_name] = module
+
+
+def _application(name: str) -> ArchSpec:
+    """The candidate ``keras:<Application>`` (see :mod:`architectures._applications`)."""
+    import keras
+
+    application = name[len(_applications.PREFIX) :]
+    if application not in _applications.applications():
+        raise RegistryError(
+            f"unknown Keras application {application!r}. Run `benchmark list --keras` to see the names "
+            f"(Keras {keras.__version__})."
+        )
+    return ArchSpec(
+        name,
+        _applications.builder(application),
+        ("keras",),
+        f"keras.applications.{application} (Keras {keras.__version__}), trained from scratch",
+        "keras.applications",
+    )
 
 
 def _source(build: Callable) -> str:

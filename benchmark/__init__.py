@@ -10,7 +10,8 @@ Data flows one way through six stages; every module's docstring names its stage:
     6 reporting   leaderboard.py, sections.py, render.py, plots.py, gradcam.py, report.py
 
 ``runner`` is the driver, ``progress`` its terminal line, ``cli`` the command line, ``api``
-the Python API (``benchmark.run``, ``benchmark.load``) and ``config`` the settings.
+the Python API (``benchmark.run``, ``benchmark.load``), ``config`` the settings and ``flops`` a
+model's forward cost (``benchmark list``).
 """
 
 import os

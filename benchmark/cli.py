@@ -38,7 +38,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also load architectures from FILE",
     )
-    ls.add_argument("--image-size", type=int, default=DEFAULTS.image_size, help="input size for the parameter count")
+    ls.add_argument("--image-size", type=int, default=DEFAULTS.image_size, help="input size for parameters and FLOPs")
+    ls.add_argument(
+        "--keras", action="store_true", help="list Keras's applications (keras:NAME in --archs); PATTERN on their names"
+    )
 
     rep = sub.add_parser("report", help="rebuild report.md and report.html of a run folder (no training)")
     rep.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
@@ -165,20 +168,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list(args) -> int:
+    import keras
     from tabulate import tabulate
 
     import architectures
+    from benchmark.flops import forward_flops
 
     architectures.load_files(args.arch_modules)
-    rows = []
-    for name in architectures.select(args.pattern):
+    # --keras: Keras's applications by their own names (`benchmark list --keras 'EfficientNet*'`)
+    pattern = "*" if args.keras and args.pattern == "all" else args.pattern
+    expression = architectures.APPLICATION_PREFIX + pattern if args.keras else pattern
+    size, rows = args.image_size, []
+    for name in architectures.select(expression):
         spec = architectures.get(name)
         try:
-            params = f"{spec.build((args.image_size, args.image_size, 1)).count_params():,}"
-        except Exception as err:  # show the registry even when one builder is broken
-            params = f"build fails: {type(err).__name__}"
-        rows.append([name, ", ".join(spec.tags), params, spec.description])
-    print(tabulate(rows, headers=["name", "tags", f"params @{args.image_size}px", "description"], tablefmt="simple"))
+            model = spec.build((size, size, 1))
+            params, mflops = f"{model.count_params():,}", f"{forward_flops(model) / 1e6:,.1f}"
+        except Exception as err:  # show the list even when one model cannot be built at this size
+            params, mflops = f"build fails: {str(err).split(';')[0][:60] or type(err).__name__}", ""
+        finally:
+            keras.backend.clear_session()
+        rows.append([name, ", ".join(spec.tags), params, mflops, spec.description])
+    headers = ["name", "tags", f"params @{size}px", f"MFLOPs @{size}px", "description"]
+    print(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
     for problem in architectures.REGISTRY.broken:  # listed above without that file's architectures
         _error(problem)
     return 2 if architectures.REGISTRY.broken else 0

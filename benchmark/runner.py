@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import sys
 import textwrap
 import threading
@@ -80,8 +81,10 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
     splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed, config.repeats)
     groups = file_groups(dataset.train.paths, config.groups, config.groups_file, config.ungrouped)
     splitter.check(dataset.train.labels, groups, dataset.classes)  # fail before the slow decode
+    shape = (config.image_size, config.image_size, config.channels)
+    check_applications(names, shape)  # a Keras application's minimum size is known before training
     if len(dataset.classes) > 2:  # every architecture must serve K classes before anything trains
-        check_heads(names, (config.image_size, config.image_size, config.channels), len(dataset.classes))
+        check_heads(names, shape, len(dataset.classes))
     group_of = None if groups is None else dict(zip(dataset.train.paths, groups, strict=True))
     files = file_table(dataset)
     folder = open_folder(config, files)
@@ -127,6 +130,21 @@ def check_heads(names: list[str], input_shape: tuple[int, int, int], n_classes: 
         except ArchitectureError as err:
             if str(err).startswith("cannot serve"):
                 raise UsageError(f"--archs {name}: {err}") from None
+        finally:
+            keras.backend.clear_session()
+
+
+def check_applications(names: list[str], input_shape: tuple[int, int, int]) -> None:
+    """A UsageError naming the first Keras application (``keras:``) that cannot take ``input_shape``."""
+    import keras
+
+    for name in (n for n in names if n.startswith(architectures.APPLICATION_PREFIX)):
+        try:
+            architectures.get(name).build(input_shape)
+        except ValueError as err:
+            least = re.search(r"at least (\d+)x", str(err))
+            fix = f"give --image-size {least[1]} or more" if least else "give another --image-size or --channels"
+            raise UsageError(f"--archs {name}: {err} (from --image-size {input_shape[0]}); {fix}.") from None
         finally:
             keras.backend.clear_session()
 

@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,7 +159,8 @@ def assemble(
     x = arch(x)
     # Under mixed precision, keep the probabilities (and so the loss) in float32.
     outputs = layers.Activation("linear", dtype="float32", name="probability")(x)
-    return keras.Model(inputs, outputs, name=name or arch.name), arch
+    # A model's name must be a valid scope name: keras:DenseNet121 is named keras_DenseNet121.
+    return keras.Model(inputs, outputs, name=re.sub(r"[^A-Za-z0-9_.-]", "_", name or arch.name)), arch
 
 
 def build_for(build: Callable, input_shape: tuple[int, int, int], n_classes: int = 2) -> keras.Model:

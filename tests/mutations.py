@@ -434,6 +434,29 @@ REGRESSIONS = [
         'zip(curves["best_epoch"], curves["epochs"], strict=True)]',
         ["tests/test_diagnostics.py::test_one_epoch_runs_are_not_told_to_lower_the_learning_rate"],
     ),
+    (
+        "a caffe-family application scaled without RGB → BGR",
+        "architectures/_applications.py",
+        "flip = (255.0 * np.eye(3)[::-1]).tolist()",
+        "flip = (255.0 * np.eye(3)).tolist()",
+        ["tests/test_applications.py::test_each_family_gets_its_own_pixel_scaling"],
+    ),
+    (
+        "a Keras application's minimum size found only while training",
+        "benchmark/runner.py",
+        "    check_applications(names, shape)  # a Keras application's minimum size is known before training\n",
+        "",
+        [
+            "tests/test_applications.py::test_a_size_below_the_familys_minimum_is_one_paragraph_before_anything_is_written"
+        ],
+    ),
+    (
+        "a DenseNet scaled to [-1, 1]",
+        "architectures/_applications.py",
+        '"densenet": "torch",',
+        '"densenet": "tf",',
+        ["tests/test_applications.py::test_each_family_gets_its_own_pixel_scaling"],
+    ),
 ]
 
 

@@ -13,31 +13,8 @@ import time
 
 import numpy as np
 
+from benchmark.flops import forward_flops
 from tests.perf.common import DATA_224, Timer, median, record
-
-
-def forward_flops(model) -> float:
-    import keras
-    from keras import layers
-
-    total = 0.0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += forward_flops(layer)
-            continue
-        if isinstance(layer, layers.Dense):
-            total += 2 * layer.input.shape[-1] * layer.units
-        elif isinstance(layer, (layers.Conv2D, layers.SeparableConv2D, layers.DepthwiseConv2D)):
-            kh, kw = layer.kernel_size
-            cin = layer.input.shape[-1]
-            h, w, cout = layer.output.shape[1:]
-            if isinstance(layer, layers.SeparableConv2D):
-                total += 2 * kh * kw * cin * h * w + 2 * cin * cout * h * w
-            elif isinstance(layer, layers.DepthwiseConv2D):
-                total += 2 * kh * kw * cin * h * w
-            else:
-                total += 2 * kh * kw * cin * cout * h * w
-    return total
 
 
 def matmul_peak(n: int = 2048, reps: int = 7) -> tuple[float, float]:

@@ -1,0 +1,102 @@
+"""Keras's own applications as candidates (issue 22, first part): ``keras:NAME`` in ``--archs``, each
+family's pixel scaling inside the model, the minimum input size before training, ``benchmark list --keras``,
+and one application through a real run."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import architectures
+from architectures import _applications
+from benchmark.cli import main
+from benchmark.data import discover, load_images
+from benchmark.training import load_fold_model
+from tests.conftest import link_kaggle_subset, real_files
+
+
+def test_keras_names_and_patterns_are_candidates_beside_the_registry_and_not_in_all():
+    assert architectures.select("keras:EfficientNetV2B*,baseline") == [
+        *(f"keras:EfficientNetV2B{i}" for i in range(4)),
+        "baseline",
+    ]
+    assert "keras:DenseNet121" in architectures.select("keras:*")
+    assert not [n for n in architectures.select("all") if n.startswith("keras:")]  # the main job is unchanged
+    spec = architectures.get("keras:DenseNet121")
+    assert spec.tags == ("keras",) and spec.description.startswith("keras.applications.DenseNet121 (Keras 3.")
+    with pytest.raises(architectures.RegistryError, match="matches no Keras application"):
+        architectures.select("keras:DenseNet12")
+    with pytest.raises(architectures.RegistryError, match="unknown Keras application 'Resnet50'"):
+        architectures.get("keras:Resnet50")
+
+
+# One application per kind of preprocess_input; each module's own function is the reference.
+FAMILIES = [
+    ("EfficientNetB0", keras.applications.efficientnet.preprocess_input),  # scales inside the model
+    ("DenseNet121", keras.applications.densenet.preprocess_input),  # "torch"
+    ("MobileNetV2", keras.applications.mobilenet_v2.preprocess_input),  # "tf"
+    ("ResNet50", keras.applications.resnet.preprocess_input),  # "caffe": BGR, ImageNet mean
+]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("application", "preprocess_input"), FAMILIES)
+def test_each_family_gets_its_own_pixel_scaling(application, preprocess_input):
+    rgb = [
+        np.asarray(Image.open(f).convert("RGB").resize((32, 32)), np.float32) for f in real_files("train", "NORMAL", 2)
+    ]
+    rgb[1] = rgb[1] * np.array([1.0, 0.8, 0.6], np.float32)  # channels that differ, so an RGB/BGR mix-up shows
+    pixels = np.stack(rgb)  # 0–255
+    scaled = keras.ops.convert_to_numpy(_applications.scaling(application, 3)(pixels / 255.0))
+    expected = pixels if application == "EfficientNetB0" else preprocess_input(pixels.copy())
+    np.testing.assert_allclose(scaled, expected, rtol=1e-5, atol=1e-3)
+
+    grey = pixels[..., :1]  # one channel: the per-channel constants averaged
+    one = keras.ops.convert_to_numpy(_applications.scaling(application, 1)(grey / 255.0))
+    channel_mean = preprocess_input(np.repeat(grey, 3, axis=-1).copy()).mean(axis=-1, keepdims=True)
+    if application == "DenseNet121":  # (g − mean) / std, with the means of mean and std
+        channel_mean = (grey / 255.0 - np.mean(_applications.TORCH_MEAN)) / np.mean(_applications.TORCH_STD)
+    np.testing.assert_allclose(one, grey if application == "EfficientNetB0" else channel_mean, rtol=1e-5, atol=1e-3)
+
+
+def test_a_size_below_the_familys_minimum_is_one_paragraph_before_anything_is_written(tmp_path, capsys):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 12, "PNEUMONIA": 12}, wrapper=False)
+    args = ["run", "--data", str(data), "--out", str(tmp_path / "out"), "--archs", "baseline,keras:Xception"]
+    assert main([*args, "--image-size", "32", "--cache-dir", str(tmp_path / "cache")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err == (
+        "error: --archs keras:Xception: Input size must be at least 71x71; Received: input_shape=(32, 32, 1) "
+        "(from --image-size 32); give --image-size 71 or more."
+    )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_list_keras_names_the_applications_with_parameters_and_flops(capsys):
+    assert main(["list", "--keras", "DenseNet12*", "--image-size", "32"]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("keras:")]
+    name, tags, params, mflops, *_ = row.split()
+    assert (name, tags) == ("keras:DenseNet121", "keras")
+    model = architectures.get("keras:DenseNet121").build((32, 32, 1))
+    assert params == f"{model.count_params():,}" and float(mflops) > 50
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_an_application_runs_through_the_folds_and_its_saved_models_carry_the_scaling(tmp_path):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 12, "PNEUMONIA": 12}, test_per_class=4, wrapper=False)
+    out = tmp_path / "out"
+    args = ["run", "--data", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--archs",
+            "keras:MobileNetV3Small,baseline", "--folds", "2", "--epochs", "1", "--image-size", "32", "-q"]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    entry = next(e for e in results["architectures"] if e["name"] == "keras:MobileNetV3Small")
+    assert entry["status"] == "ok" and entry["description"].startswith("keras.applications.MobileNetV3Small")
+    test = load_images(data, discover(data).test, 32, 1, tmp_path / "cache")
+    for fold in range(2):
+        model = load_fold_model(out / "keras_MobileNetV3Small" / f"fold-{fold}" / "model.keras")
+        assert "pixels_0_255" in [layer.name for layer in model.layers[-2].layers]  # the family's scaling, saved
+        saved = pd.read_csv(out / "keras_MobileNetV3Small" / f"fold-{fold}" / "test_predictions.csv")
+        np.testing.assert_allclose(model.predict(test.pixels, verbose=0)[:, 0], saved.probability, atol=1e-5)
