@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from benchmark import UsageError
 from benchmark.files import read_json, write_text
 from benchmark.heldout import fold_ensemble, read_heldout
@@ -63,34 +61,26 @@ def load_runs(paths: list[Path]) -> list[Run]:
 
 
 def read_run(folder: RunFolder, label: str) -> Run:
-    """The run folder's results, checked here (not through RunFolder.read_results, which also reads oof.csv
-    that compare never uses): any file of the wrong shape is a UsageError naming it."""
-    results = read_json(folder.results)
-    if results is None:
-        raise UsageError(
-            f"{folder.path}: no readable results.json. Give a run folder written by `benchmark run` "
-            "(rerun the same command with --out to finish a partial run)."
-        )
+    """The run folder's results: their files' shape is checked by RunFolder.read_results, the values compare
+    uses here; any file of the wrong shape is a UsageError naming it."""
+    saved = folder.read_results()
     try:
-        info = results["run"]
+        info = saved["results"]["run"]
         rank_by, folds = str(info["rank_by"]), int(info["folds"])
         classes = class_names(info)
         scores, fractions = {}, {}
-        for entry in results["architectures"]:
-            if entry["status"] == "ok":
-                name = str(entry["name"])
-                scores[name] = {m: [float(v) for v in s["folds"]] for m, s in entry["metrics"].items()}
-                fractions[name] = float(entry.get("test_fraction", 1 / (folds - 1)))
-                if rank_by not in scores[name]:  # every finished architecture has the run's ranking metric
-                    raise KeyError(rank_by)
+        for entry in (e for e in saved["results"]["architectures"] if e["status"] == "ok"):
+            name = str(entry["name"])
+            scores[name] = {m: [float(v) for v in s["folds"]] for m, s in entry["metrics"].items()}
+            fractions[name] = float(entry.get("test_fraction", 1 / (folds - 1)))
         n_models = folds * int(info.get("repeats", 1))
-    except SHAPE_ERRORS:
-        raise damaged(folder.results, folder) from None
-    check_folds_table(folder, rank_by, bool(scores))
-    config = read_json(folder.config)
-    settings = config.get("settings", {}) if isinstance(config, dict) else {}
+    except SHAPE_ERRORS as err:
+        raise folder.damaged(folder.results, f"an entry is missing or of the wrong kind ({err!r})") from None
+    if scores and rank_by not in saved["folds"].columns:  # the paired tests read the folds' scores
+        raise folder.damaged(folder.folds_table, f"no column {rank_by}")
+    settings = saved["config"].get("settings", {})
     if not isinstance(settings, dict):
-        raise damaged(folder.config, folder)
+        raise folder.damaged(folder.config, "its settings are not an object")
     splits = read_json(folder.splits)  # unreadable: as if missing, so no paired test
     return Run(label, folder, rank_by, classes, n_models, scores, fractions, settings,
                splits.get("folds") if isinstance(splits, dict) else None)  # fmt: skip
@@ -101,28 +91,6 @@ def class_names(info: dict) -> tuple[str, ...]:
     if "class_names" in info:
         return tuple(str(c) for c in info["class_names"])
     return str(info["classes"]["negative"]), str(info["classes"]["positive"])
-
-
-def check_folds_table(folder: RunFolder, rank_by: str, finished: bool) -> None:
-    """folds.csv, when present, must be a table with a row per fold (one byte where no architecture finished)."""
-    if not folder.folds_table.exists():
-        return
-    try:
-        columns = set(pd.read_csv(folder.folds_table, nrows=1).columns)
-    except pd.errors.EmptyDataError:
-        columns = set()
-    except (OSError, ValueError):
-        raise damaged(folder.folds_table, folder) from None
-    if finished and not {"arch", "fold", rank_by} <= columns:
-        raise damaged(folder.folds_table, folder)
-
-
-def damaged(path: Path, folder: RunFolder) -> UsageError:
-    return UsageError(
-        f"{path}: damaged, not what `benchmark run` writes (the entries it needs are missing or of the wrong kind). "
-        f"Rerun the `benchmark run` command that made it, with --out {folder.path}, to rewrite it; its finished "
-        "folds are kept."
-    )
 
 
 def check_same_task(runs: list[Run]) -> None:

@@ -233,33 +233,38 @@ class RunFolder:
         """results.json, config.json, folds.csv and oof.csv, as the report reads them; a missing, damaged or
         foreign file is a UsageError naming it."""
         results = read_json(self.results)
-        rerun = f"Rerun the run's `benchmark run` command with --out {self.path}: finished folds are read, not trained"
         if results is None:
-            raise UsageError(f"{self.path}: no readable results.json. Give a run folder written by `benchmark run` "
-                             f"({rerun}, and the results are written).")  # fmt: skip
+            raise UsageError(
+                f"{self.path}: no readable results.json. Give a run folder written by `benchmark run` (rerun its "
+                f"command with --out {self.path}: finished folds are read, not trained, and the results written)."
+            )
         if problem := results_problem(results):
-            raise UsageError(f"{self.results}: {problem}, not what `benchmark run` writes. {rerun}, and the file "
-                             "is written anew.")  # fmt: skip
+            raise self.damaged(self.results, problem)
+        config = read_json(self.config)
         return {
             "results": results,
-            "config": read_json(self.config) or {},
-            "folds": self._table(self.folds_table, ["arch", "fold"], rerun),
-            "oof": self._table(self.oof, OOF_COLUMNS, rerun),
+            "config": config if isinstance(config, dict) else {},
+            "folds": self._table(self.folds_table, ["arch", "fold"]),
+            "oof": self._table(self.oof, OOF_COLUMNS),
         }
 
-    @staticmethod
-    def _table(path: Path, columns: list[str], rerun: str) -> pd.DataFrame:
+    def damaged(self, path: Path, problem: str) -> UsageError:
+        """The paragraph for a file of this run folder that is not what ``benchmark run`` writes."""
+        return UsageError(
+            f"{path}: {problem}, not what `benchmark run` writes. Rerun the run's `benchmark run` command with "
+            f"--out {self.path}: finished folds are read, not trained, and the file is written anew."
+        )
+
+    def _table(self, path: Path, columns: list[str]) -> pd.DataFrame:
         """A saved table; empty when missing or written with no rows (no fold finished)."""
         try:
             frame = pd.read_csv(path)
         except (FileNotFoundError, pd.errors.EmptyDataError):
             return pd.DataFrame(columns=columns)
         except (OSError, ValueError) as err:  # unreadable, or not CSV (pandas' errors are ValueErrors)
-            raise UsageError(f"{path}: cannot be read as the table `benchmark run` writes ({err}). {rerun}, and "
-                             "the table is written anew.") from None  # fmt: skip
+            raise self.damaged(path, f"cannot be read as a table ({err})") from None
         if missing := [c for c in columns if c not in frame.columns]:
-            raise UsageError(f"{path}: no column {', '.join(missing)}, not what `benchmark run` writes. {rerun}, "
-                             "and the table is written anew.")  # fmt: skip
+            raise self.damaged(path, f"no column {', '.join(missing)}")
         return frame
 
     def write_gradcam(self, arch: str, panel: dict) -> None:

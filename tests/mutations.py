@@ -373,14 +373,14 @@ REGRESSIONS = [
     (
         "compare: results.json's shape not checked",
         "benchmark/compare.py",
-        "    except SHAPE_ERRORS:",
-        "    except KeyError:",
+        "    except SHAPE_ERRORS as err:",
+        "    except KeyError as err:",
         ["tests/test_compare.py::test_compare_refuses_a_results_json_of_the_wrong_shape"],
     ),
     (
         "compare: folds.csv's columns not checked",
         "benchmark/compare.py",
-        'if finished and not {"arch", "fold", rank_by} <= columns:',
+        'if scores and rank_by not in saved["folds"].columns:',
         "if False:",
         ["tests/test_compare.py::test_compare_refuses_a_damaged_folds_csv"],
     ),

@@ -125,6 +125,13 @@ def test_compare_out_naming_a_file_is_refused_and_the_file_kept(runs, tmp_path, 
     assert "cannot write there" in refused(capsys, runs / "a", runs / "b", "--out", mine / "sub")
 
 
+# RunFolder.damaged's wording, shared by `report` and `compare`
+REWRITE = (
+    "Rerun the run's `benchmark run` command with --out {run}: finished folds are read, not trained, and the file is "
+    "written anew."
+)
+
+
 @pytest.mark.parametrize(
     "content",
     ["[]", "{}", '{"architectures": 3}', '"results"', "no metrics", "no f1", "fold scores of text"],
@@ -142,8 +149,8 @@ def test_compare_refuses_a_results_json_of_the_wrong_shape(runs, tmp_path, capsy
         results = json.loads(content)
     (run / "results.json").write_text(json.dumps(results))
     message = refused(capsys, runs / "b", run, "--out", tmp_path / "cmp")
-    assert f"{run / 'results.json'}: damaged" in message
-    assert f"Rerun the `benchmark run` command that made it, with --out {run}, to rewrite it" in message
+    assert f"{run / 'results.json'}: " in message and "not what `benchmark run` writes" in message
+    assert REWRITE.format(run=run) in message
 
 
 @pytest.mark.parametrize(
@@ -155,7 +162,7 @@ def test_compare_refuses_a_damaged_folds_csv(runs, tmp_path, capsys, content):
     run = copy_run(runs, tmp_path)
     (run / "folds.csv").write_bytes(content)
     message = refused(capsys, run, runs / "b", "--out", tmp_path / "cmp")
-    assert f"{run / 'folds.csv'}: damaged" in message and f"with --out {run}, to rewrite it" in message
+    assert f"{run / 'folds.csv'}: " in message and REWRITE.format(run=run) in message
 
 
 def test_compare_refuses_a_damaged_test_predictions_csv(runs, tmp_path, capsys):
@@ -170,4 +177,4 @@ def test_compare_refuses_a_config_json_of_the_wrong_shape(runs, tmp_path, capsys
     run = copy_run(runs, tmp_path)
     (run / "config.json").write_text('{"settings": ["image_size", 32]}')
     message = refused(capsys, runs / "b", run, "--out", tmp_path / "cmp")
-    assert f"{run / 'config.json'}: damaged" in message and f"with --out {run}, to rewrite it" in message
+    assert f"{run / 'config.json'}: its settings are not an object" in message and REWRITE.format(run=run) in message

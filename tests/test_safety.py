@@ -198,7 +198,7 @@ BAD_FILES = [
     ("results.json", "{}", "no 'run' object"),
     ("results.json", '{"run": {"folds": 2}, "architectures": []}', "its 'run' lacks classes, rank_by"),
     ("results.json", None, "its 'architectures' is not a list of entries"),
-    ("folds.csv", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "cannot be read as the table"),
+    ("folds.csv", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "cannot be read as a table"),
     ("folds.csv", "x,y\n1,2\n", "no column arch, fold"),
     ("oof.csv", "arch,fold,path\nbaseline,0,a.jpeg\n", "no column label"),
 ]
