@@ -249,7 +249,7 @@ def _application(name: str) -> ArchSpec:
         name,
         _applications.builder(application),
         ("keras",),
-        f"keras.applications.{application} (Keras {keras.__version__}), trained from scratch",
+        f"keras.applications.{application} (Keras {keras.__version__}; weights as --weights says)",
         "keras.applications",
     )
 

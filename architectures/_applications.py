@@ -14,6 +14,7 @@ The module's name starts with ``_``: the registry does not import it as an archi
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 
@@ -87,25 +88,85 @@ def _constant(value: list):
     return keras.initializers.Constant(value)
 
 
-def build(input_shape: tuple[int, int, int], application: str, dropout: float = 0.2):
-    """``application``'s backbone, trained from scratch, with global average pooling, dropout and a
-    sigmoid unit. Built on the scaled input tensor, so its layers sit in this model's own graph (Grad-CAM
-    finds its last convolution, batch-norm re-estimation its layers)."""
+def build(input_shape: tuple[int, int, int], application: str, weights: str | None = None, dropout: float = 0.2):
+    """``application``'s backbone with global average pooling, dropout and a sigmoid unit. Built on the
+    scaled input tensor, so its layers sit in this model's own graph (Grad-CAM finds its last convolution,
+    batch-norm re-estimation its layers). ``weights``: None (from scratch), ``"imagenet"`` (Keras's
+    cache) or a folder holding Keras's weight files under their own names; pretrained weights need
+    three channels, so a greyscale image is replicated to three."""
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=input_shape)
-    x = scaling(application, input_shape[-1])(inputs)
+    x, channels = inputs, input_shape[-1]
+    if weights not in (None, "none") and channels == 1:
+        x, channels = layers.Concatenate(name="grey_to_rgb")([x, x, x]), 3
+    x = scaling(application, channels)(x)
+    shape = (*input_shape[:2], channels)
     backbone = getattr(keras.applications, application)(
         include_top=False,
         weights=None,
         input_tensor=x,
-        input_shape=input_shape,  # input_shape: its size check
+        input_shape=shape,  # input_shape: its size check
     )
+    if weights not in (None, "none"):
+        path = weights_file(application, weights, shape)
+        trained = getattr(keras.applications, application)(include_top=False, weights=str(path), input_shape=shape)
+        own = {"grey_to_rgb", scaling(application, channels).name}  # this module's layers, not the backbone's
+        ours = [layer for layer in backbone.layers if layer.weights and layer.name not in own]
+        for mine, theirs in zip(ours, [layer for layer in trained.layers if layer.weights], strict=True):
+            mine.set_weights(theirs.get_weights())
     x = layers.GlobalAveragePooling2D(name="pool")(backbone.output)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="head")(x)
     return keras.Model(inputs, outputs, name=application)
+
+
+class _Named(Exception):
+    """Raised in place of a download: the weight file Keras would fetch."""
+
+    def __init__(self, name: str, origin: str):
+        super().__init__(name)
+        self.name, self.origin = name, origin
+
+
+def weight_file_name(application: str, shape: tuple[int, int, int]) -> tuple[str, str]:
+    """(file name, address) of ``application``'s ImageNet weights without top, as Keras names them: asked
+    of Keras itself, which names the file just before it would download it (nothing is downloaded)."""
+    import keras
+    from keras.src.utils import file_utils
+
+    def named(fname, origin=None, **kwargs):
+        raise _Named(fname, origin)
+
+    real, file_utils.get_file = file_utils.get_file, named
+    try:
+        getattr(keras.applications, application)(include_top=False, weights="imagenet", input_shape=shape)
+    except _Named as found:
+        return found.name, found.origin
+    finally:
+        file_utils.get_file = real
+        keras.backend.clear_session()
+    raise ValueError(f"keras.applications.{application} names no weight file")
+
+
+def weights_file(application: str, source: str, shape: tuple[int, int, int]) -> Path:
+    """The weight file ``application`` starts from: in Keras's cache (``source="imagenet"``) or in the
+    folder ``source``. A missing file is a UsageError naming it, where Keras downloads it from and where
+    to put it."""
+    from keras.src.backend.config import keras_home
+
+    from benchmark import UsageError
+
+    name, origin = weight_file_name(application, shape)
+    folder = Path(keras_home()) / "models" if source == "imagenet" else Path(source)  # where Keras keeps them
+    path = folder / name
+    if not path.is_file():
+        raise UsageError(
+            f"--weights {source}: {path} is missing: keras.applications.{application}'s ImageNet weights without "
+            f"top. Download {origin} on a machine with internet and put it in {folder} (the file name as it is)."
+        )
+    return path
 
 
 def builder(application: str):

@@ -126,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--label-smoothing", type=float, default=d.label_smoothing, metavar="EPS", help="targets ε/2 and 1 − ε/2"
     )
+    g.add_argument(
+        "--weights",
+        default=d.weights,
+        metavar="none|imagenet|DIR",
+        help="pretrained weights of keras: applications: none (from scratch), imagenet (Keras's cache) or a folder "
+        "holding Keras's weight files (offline); builders that take `weights` get it too",
+    )
     g.add_argument("--deterministic", action="store_true", help="deterministic ops (slower)")
     g.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs)")
     g.add_argument("--strategy", default=d.strategy, choices=STRATEGIES, help="multi-GPU data parallelism")

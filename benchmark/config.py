@@ -51,6 +51,7 @@ RESULT_SETTINGS = (
     "groups_file",
     "ungrouped",
     "repeats",
+    "weights",
 )
 
 
@@ -82,6 +83,7 @@ class RunConfig:
     patience: int = 5
     augment: str = "light"  # a level of AUGMENTATIONS
     label_smoothing: float = 0.0
+    weights: str = "none"  # pretrained weights of Keras applications: none, imagenet or a folder of Keras's files
     rank_by: str | None = None  # None: f1 for two classes, f1_macro for more
     test_top: int | None = None  # held-out scoring of the N best only (None: all)
     tta: bool = False  # held-out scoring also with test-time augmentation
@@ -139,6 +141,11 @@ class RunConfig:
             raise UsageError(f"--track {self.track}: the tracker is mlflow.")
         if self.track_models not in TRACK_MODELS:
             raise UsageError(f"--track-models {self.track_models}: choose one of {', '.join(TRACK_MODELS)}.")
+        if self.weights not in ("none", "imagenet") and not Path(self.weights).is_dir():
+            raise UsageError(
+                f"--weights {self.weights}: give none, imagenet (Keras's cache) or a folder holding Keras's weight "
+                "files under their own names."
+            )
         if self.ungrouped not in ("error", "own"):
             raise UsageError(f"--ungrouped {self.ungrouped}: choose error or own.")
 

@@ -9,6 +9,7 @@ retraining them. Everything published is read back from the saved folds.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import re
 import sys
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 import architectures
+from architectures._applications import weights_file
 from benchmark import UsageError, backend
 from benchmark.backend import DeviceInfo
 from benchmark.comparison import ArchOutcome, folds_table, pairwise_comparison, ranked
@@ -82,7 +84,7 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
     groups = file_groups(dataset.train.paths, config.groups, config.groups_file, config.ungrouped)
     splitter.check(dataset.train.labels, groups, dataset.classes)  # fail before the slow decode
     shape = (config.image_size, config.image_size, config.channels)
-    check_applications(names, shape)  # a Keras application's minimum size is known before training
+    check_applications(names, shape, config.weights)  # minimum sizes and weight files, before training
     if len(dataset.classes) > 2:  # every architecture must serve K classes before anything trains
         check_heads(names, shape, len(dataset.classes))
     group_of = None if groups is None else dict(zip(dataset.train.paths, groups, strict=True))
@@ -134,19 +136,35 @@ def check_heads(names: list[str], input_shape: tuple[int, int, int], n_classes: 
             keras.backend.clear_session()
 
 
-def check_applications(names: list[str], input_shape: tuple[int, int, int]) -> None:
-    """A UsageError naming the first Keras application (``keras:``) that cannot take ``input_shape``."""
+def check_applications(names: list[str], input_shape: tuple[int, int, int], weights: str = "none") -> None:
+    """A UsageError naming the first Keras application (``keras:``) that cannot take ``input_shape``, or
+    whose weight file is missing (``--weights``)."""
     import keras
 
     for name in (n for n in names if n.startswith(architectures.APPLICATION_PREFIX)):
         try:
-            architectures.get(name).build(input_shape)
-        except ValueError as err:
+            build_for(architectures.get(name).build, input_shape, weights=weights)
+        except ArchitectureError as err:
+            if isinstance(err.__cause__, UsageError):  # a weight file missing
+                raise err.__cause__ from None
             least = re.search(r"at least (\d+)x", str(err))
             fix = f"give --image-size {least[1]} or more" if least else "give another --image-size or --channels"
-            raise UsageError(f"--archs {name}: {err} (from --image-size {input_shape[0]}); {fix}.") from None
+            reason = str(err).removeprefix("build failed: ValueError: ")
+            raise UsageError(f"--archs {name}: {reason} (from --image-size {input_shape[0]}); {fix}.") from None
         finally:
             keras.backend.clear_session()
+
+
+def weight_files(names: list[str], input_shape: tuple[int, int, int], weights: str) -> dict[str, dict]:
+    """config.json's record of the pretrained weights each Keras application starts from: file and SHA-256."""
+    if weights == "none":
+        return {}
+    records = {}
+    for name in (n for n in names if n.startswith(architectures.APPLICATION_PREFIX)):
+        application = name[len(architectures.APPLICATION_PREFIX) :]
+        path = weights_file(application, weights, (*input_shape[:2], 3))
+        records[name] = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return records
 
 
 def with_task(config: RunConfig, n_classes: int) -> RunConfig:
@@ -168,8 +186,9 @@ def start(config, folder, names, dataset, splitting, files, interrupted) -> Run:
     device = backend.setup(config.mixed_precision, config.deterministic, config.strategy, config.compile_cache)
     folds, groups = make_folds(config, folder, images, *splitting)
     info = run_info(config, dataset, images, device, groups)
+    weights = weight_files(names, (config.image_size, config.image_size, config.channels), config.weights)
     write_json(folder.config, {"format": FORMAT, "settings": config.to_dict(), "data": data_record(config, files),
-                               "run": info, "device": vars(device), **environment()})  # fmt: skip
+                               "weights": weights, "run": info, "device": vars(device), **environment()})  # fmt: skip
     plan = [name for name in names for _ in folds]
     progress = Progress(plan, config.quiet, config.rank_by, jobs=config.jobs, interrupted=interrupted)
     return Run(config, folder, names, dataset, images, folds, device, info, progress, log)

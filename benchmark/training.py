@@ -51,6 +51,7 @@ class TrainSettings:
     augment: str  # a key of AUGMENTATIONS
     label_smoothing: float = 0.0
     n_classes: int = 2  # 2: one sigmoid unit; more: a softmax over the classes
+    weights: str = "none"  # for builders that take `weights` (Keras applications): none, imagenet or a folder
 
 
 @dataclass
@@ -142,7 +143,12 @@ def load_fold_model(path: Path) -> keras.Model:
 
 
 def assemble(
-    build: Callable, input_shape: tuple[int, int, int], augment: str, name: str | None = None, n_classes: int = 2
+    build: Callable,
+    input_shape: tuple[int, int, int],
+    augment: str,
+    name: str | None = None,
+    n_classes: int = 2,
+    weights: str = "none",
 ) -> tuple[keras.Model, keras.Model]:
     """Wrap an architecture: uint8 pixels → [0, 1] → augmentation (training only) → architecture.
 
@@ -151,7 +157,7 @@ def assemble(
     see :func:`build_for`. Raises ArchitectureError when the builder fails or its output
     does not fit.
     """
-    arch = build_for(build, input_shape, n_classes)
+    arch = build_for(build, input_shape, n_classes, weights)
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1 / 255)(inputs)
     if augment != "none":
@@ -163,15 +169,21 @@ def assemble(
     return keras.Model(inputs, outputs, name=re.sub(r"[^A-Za-z0-9_.-]", "_", name or arch.name)), arch
 
 
-def build_for(build: Callable, input_shape: tuple[int, int, int], n_classes: int = 2) -> keras.Model:
+def build_for(
+    build: Callable, input_shape: tuple[int, int, int], n_classes: int = 2, weights: str = "none"
+) -> keras.Model:
     """The architecture for ``n_classes``: two classes need one sigmoid unit. For more, a builder that
     takes ``num_classes`` builds its own K-unit softmax output; any other builder's final one-unit
     Dense layer is replaced by a K-unit softmax Dense on the same features, so an architecture
     written for two classes serves K without edits.
     """
-    takes_k = n_classes > 2 and "num_classes" in inspect.signature(build).parameters
+    takes = inspect.signature(build).parameters
+    takes_k = n_classes > 2 and "num_classes" in takes
+    kwargs = {"num_classes": n_classes} if takes_k else {}
+    if weights != "none" and "weights" in takes:  # a builder that loads pretrained weights
+        kwargs["weights"] = weights
     try:
-        arch = build(input_shape, num_classes=n_classes) if takes_k else build(input_shape)
+        arch = build(input_shape, **kwargs)
     except Exception as err:  # any bug in a user's builder is that architecture's failure
         raise ArchitectureError(f"build failed: {type(err).__name__}: {err}") from err
     if not isinstance(arch, keras.Model):
@@ -495,7 +507,7 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
     weights = class_weights(images.labels[fold.train], k)
     bias = initial_bias(images.labels[fold.train], k)
     with scope or contextlib.nullcontext():
-        model, arch = assemble(build, x_fit.shape[1:], settings.augment, name, k)
+        model, arch = assemble(build, x_fit.shape[1:], settings.augment, name, k, settings.weights)
         bias_set = set_output_bias(arch, bias)
         _compile(model, settings, steps_per_epoch=math.ceil(len(x_fit) / settings.batch_size))
     watch = EpochWatch(report)

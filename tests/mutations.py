@@ -444,7 +444,7 @@ REGRESSIONS = [
     (
         "a Keras application's minimum size found only while training",
         "benchmark/runner.py",
-        "    check_applications(names, shape)  # a Keras application's minimum size is known before training\n",
+        "    check_applications(names, shape, config.weights)  # minimum sizes and weight files, before training\n",
         "",
         [
             "tests/test_applications.py::test_a_size_below_the_familys_minimum_is_one_paragraph_before_anything_is_written"
@@ -456,6 +456,32 @@ REGRESSIONS = [
         '"densenet": "torch",',
         '"densenet": "tf",',
         ["tests/test_applications.py::test_each_family_gets_its_own_pixel_scaling"],
+    ),
+    (
+        "a pretrained backbone's weights not copied",
+        "architectures/_applications.py",
+        "            mine.set_weights(theirs.get_weights())\n",
+        "            pass\n",
+        [
+            "tests/test_applications.py::test_greyscale_reaches_a_pretrained_backbone_as_three_channels_with_its_familys_scaling"
+        ],
+    ),
+    (
+        "builders not given --weights",
+        "benchmark/training.py",
+        '    if weights != "none" and "weights" in takes:',
+        "    if False:",
+        ["tests/test_applications.py::test_fold_training_starts_from_the_weight_files_weights"],
+    ),
+    (
+        "a missing weight file reported as a size problem",
+        "benchmark/runner.py",
+        "            if isinstance(err.__cause__, UsageError):  # a weight file missing\n"
+        "                raise err.__cause__ from None\n",
+        "",
+        [
+            "tests/test_applications.py::test_a_missing_weight_file_is_one_paragraph_naming_it_before_anything_is_written"
+        ],
     ),
 ]
 

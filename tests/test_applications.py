@@ -2,6 +2,7 @@
 family's pixel scaling inside the model, the minimum input size before training, ``benchmark list --keras``,
 and one application through a real run."""
 
+import hashlib
 import json
 
 import keras
@@ -100,3 +101,82 @@ def test_an_application_runs_through_the_folds_and_its_saved_models_carry_the_sc
         assert "pixels_0_255" in [layer.name for layer in model.layers[-2].layers]  # the family's scaling, saved
         saved = pd.read_csv(out / "keras_MobileNetV3Small" / f"fold-{fold}" / "test_predictions.csv")
         np.testing.assert_allclose(model.predict(test.pixels, verbose=0)[:, 0], saved.probability, atol=1e-5)
+
+
+def write_keras_weights(folder, application: str, shape=(32, 32, 3), seed: int = 3) -> keras.Model:
+    """A backbone with seeded random weights, saved in ``folder`` under Keras's own file name and format
+    (what `weights="imagenet"` would download): the test's stand-in for ImageNet weights, offline."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(seed)
+    source = getattr(keras.applications, application)(include_top=False, weights=None, input_shape=shape)
+    name, _ = _applications.weight_file_name(application, shape)
+    with h5py.File(folder / name, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, source)
+    return source
+
+
+def backbone_weights(model: keras.Model) -> list[np.ndarray]:
+    """The weights of the backbone's layers (not this tool's scaling, replication or head)."""
+    own = ("grey_to_rgb", "pixels_", "head")
+    layers = [layer for layer in model.layers if layer.weights and not layer.name.startswith(own)]
+    return [w for layer in layers for w in layer.get_weights()]
+
+
+def test_greyscale_reaches_a_pretrained_backbone_as_three_channels_with_its_familys_scaling(tmp_path):
+    source = write_keras_weights(tmp_path, "MobileNetV3Small")
+    model = architectures.get("keras:MobileNetV3Small").build((32, 32, 1), weights=str(tmp_path))
+    assert [layer.name for layer in model.layers[1:3]] == ["grey_to_rgb", "pixels_0_255"]
+    grey = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
+    rgb = keras.ops.convert_to_numpy(keras.Model(model.input, model.layers[2].output)(grey))
+    np.testing.assert_allclose(rgb, np.repeat(grey, 3, axis=-1) * 255, rtol=1e-6)
+    mine, theirs = backbone_weights(model), [w for layer in source.layers for w in layer.get_weights()]
+    assert len(mine) == len(theirs) and all(np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True))
+
+
+def test_a_missing_weight_file_is_one_paragraph_naming_it_before_anything_is_written(tmp_path, capsys):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 12, "PNEUMONIA": 12}, wrapper=False)
+    (tmp_path / "weights").mkdir()
+    args = ["run", "--data", str(data), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+            "--archs", "keras:MobileNetV3Small", "--image-size", "32",
+            "--weights", str(tmp_path / "weights")]  # fmt: skip
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    name, origin = _applications.weight_file_name("MobileNetV3Small", (32, 32, 3))
+    assert err.startswith(f"error: --weights {tmp_path / 'weights'}: {tmp_path / 'weights' / name} is missing")
+    assert f"Download {origin}" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert main([*args[:-1], str(tmp_path / "nowhere")]) == 2
+    assert "--weights" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_fold_training_starts_from_the_weight_files_weights(tmp_path, monkeypatch):
+    data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 12, "PNEUMONIA": 12}, wrapper=False)
+    (tmp_path / "weights").mkdir()
+    source = write_keras_weights(tmp_path / "weights", "MobileNetV3Small")
+    expected = [w for layer in source.layers for w in layer.get_weights()]
+    seen = []
+    real_fit = keras.Model.fit
+
+    def fit(self, *args, **kwargs):  # the weights the fold's training starts from
+        arch = [layer for layer in self.layers if isinstance(layer, keras.Model) and layer.name != "augmentation"][-1]
+        seen.append(backbone_weights(arch))
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    out = tmp_path / "out"
+    args = ["run", "--data", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--archs",
+            "keras:MobileNetV3Small", "--folds", "2", "--epochs", "1", "--image-size", "32", "--weights",
+            str(tmp_path / "weights"), "--gradcam-archs", "none", "-q"]  # fmt: skip
+    assert main(args) == 0
+    assert len(seen) == 2
+    for weights in seen:
+        assert all(np.array_equal(a, b) for a, b in zip(weights, expected, strict=True))
+    config = json.loads((out / "config.json").read_text())
+    path = tmp_path / "weights" / _applications.weight_file_name("MobileNetV3Small", (32, 32, 3))[0]
+    assert config["weights"] == {
+        "keras:MobileNetV3Small": {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    }
