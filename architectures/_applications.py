@@ -101,7 +101,8 @@ def build(input_shape: tuple[int, int, int], application: str, weights: str | No
     x, channels = inputs, input_shape[-1]
     if weights not in (None, "none") and channels == 1:
         x, channels = layers.Concatenate(name="grey_to_rgb")([x, x, x]), 3
-    x = scaling(application, channels)(x)
+    scale = scaling(application, channels)
+    x = scale(x)
     shape = (*input_shape[:2], channels)
     backbone = getattr(keras.applications, application)(
         include_top=False,
@@ -112,7 +113,7 @@ def build(input_shape: tuple[int, int, int], application: str, weights: str | No
     if weights not in (None, "none"):
         path = weights_file(application, weights, shape)
         trained = getattr(keras.applications, application)(include_top=False, weights=str(path), input_shape=shape)
-        own = {"grey_to_rgb", scaling(application, channels).name}  # this module's layers, not the backbone's
+        own = {"grey_to_rgb", scale.name}  # this module's layers, not the backbone's
         ours = [layer for layer in backbone.layers if layer.weights and layer.name not in own]
         for mine, theirs in zip(ours, [layer for layer in trained.layers if layer.weights], strict=True):
             mine.set_weights(theirs.get_weights())
@@ -130,9 +131,11 @@ class _Named(Exception):
         self.name, self.origin = name, origin
 
 
+@functools.cache  # it builds the application: once per process, not once per fold
 def weight_file_name(application: str, shape: tuple[int, int, int]) -> tuple[str, str]:
     """(file name, address) of ``application``'s ImageNet weights without top, as Keras names them: asked
-    of Keras itself, which names the file just before it would download it (nothing is downloaded)."""
+    of Keras itself, which names the file just before it would download it (nothing is downloaded). No
+    session is cleared here: it runs in the middle of :func:`build`."""
     import keras
     from keras.src.utils import file_utils
 
@@ -146,7 +149,6 @@ def weight_file_name(application: str, shape: tuple[int, int, int]) -> tuple[str
         return found.name, found.origin
     finally:
         file_utils.get_file = real
-        keras.backend.clear_session()
     raise ValueError(f"keras.applications.{application} names no weight file")
 
 

@@ -7,14 +7,13 @@ import os
 import shlex
 import signal
 import sys
-import textwrap
 import threading
 from datetime import datetime
 from pathlib import Path
 
 from benchmark import UsageError, __version__
 from benchmark.config import AUGMENTATIONS, BACKENDS, STRATEGIES, TRACK_MODELS, RunConfig, default_data_dir
-from benchmark.console import Console
+from benchmark.console import Console, error_paragraph
 from benchmark.metrics import ALL_METRICS
 from benchmark.splits import GROUP_PRESETS
 
@@ -306,8 +305,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _error(message: str) -> None:
     """One paragraph on standard error."""
-    text = textwrap.fill(message, width=100, subsequent_indent=" " * 7, break_long_words=False, break_on_hyphens=False)
-    print("error: " + text, file=sys.stderr)
+    print(error_paragraph(message), file=sys.stderr)
 
 
 if __name__ == "__main__":

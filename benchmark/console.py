@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -79,3 +80,9 @@ def _on_fd2(stream) -> bool:
         return stream.fileno() == 2
     except (AttributeError, OSError, ValueError):
         return False
+
+
+def error_paragraph(message: str) -> str:
+    """``message`` as the one paragraph an error is shown in: ``error:``, then lines indented under it."""
+    text = textwrap.fill(message, width=100, subsequent_indent=" " * 7, break_long_words=False, break_on_hyphens=False)
+    return "error: " + text

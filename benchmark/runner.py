@@ -13,7 +13,6 @@ import hashlib
 import logging
 import re
 import sys
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -30,6 +29,7 @@ from benchmark import UsageError, backend
 from benchmark.backend import DeviceInfo
 from benchmark.comparison import ArchOutcome, folds_table, pairwise_comparison, ranked
 from benchmark.config import RunConfig, environment, settings_diff
+from benchmark.console import error_paragraph
 from benchmark.data import Dataset, Images, discover, file_table, fingerprint, load_images, table_diff, warn_skipped
 from benchmark.execution import FoldTask, execute, setups
 from benchmark.files import read_json, write_json
@@ -108,18 +108,17 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
             getattr(tracker, "finish", lambda: None)()
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
     if not any(e["status"] == "ok" for e in entries):
-        print(nothing_trained(entries, folder), file=sys.stderr)
+        print(error_paragraph(nothing_trained(entries, folder)), file=sys.stderr)
     return 1 if any(e["status"] != "ok" for e in entries) else 0
 
 
 def nothing_trained(entries: list[dict], folder: RunFolder) -> str:
     """One paragraph for a run in which no architecture finished its folds."""
     reasons = "; ".join(f"{e['name']}: {e.get('error')}" for e in entries)
-    return textwrap.fill(
-        f"error: every architecture failed, so nothing is ranked ({reasons}). The reasons are in "
-        f"{folder.report_md}. Fix them and rerun the same command: failed folds are trained again.",
-        width=100, subsequent_indent=" " * 7, break_long_words=False, break_on_hyphens=False,
-    )  # fmt: skip
+    return (
+        f"every architecture failed, so nothing is ranked ({reasons}). The reasons are in {folder.report_md}. "
+        "Fix them and rerun the same command: failed folds are trained again."
+    )
 
 
 def check_heads(names: list[str], input_shape: tuple[int, int, int], n_classes: int) -> None:
