@@ -279,80 +279,71 @@ def _fit_data(x_fit, y_fit, weights: dict, settings: TrainSettings) -> tuple[dic
 RECALIBRATION_IMAGES = 512  # fit images that re-estimate the batch-norm statistics each epoch
 
 
-def recalibrate_batchnorm(model: keras.Model, pixels: np.ndarray, batch_size: int = 256, probes=None) -> int:
-    """Set each BatchNormalization layer's moving mean and variance to those of its inputs over
-    ``pixels`` (uint8, un-augmented), layer after layer, the network in inference mode; return how
-    many layers were set. ``probes`` (from :func:`batchnorm_probes`) saves rebuilding them.
+def recalibrate_batchnorm(model: keras.Model, pixels: np.ndarray) -> int:
+    """Set each trainable BatchNormalization layer's moving mean and variance to those of its inputs
+    over ``pixels`` (uint8, un-augmented), layer after layer, the network in inference mode; return how
+    many layers were set.
 
     Training normalises with the statistics of augmented batches; the moving averages that
     inference uses then describe augmented images, not the plain ones the model is scored on
     (the batch-norm architectures' epoch-1 optimum, docs/results.md). Re-estimated this way, the
     statistics are exactly those of plain images, as "precise BN" (Wu & Johnson 2021) does.
-    A layer the network calls more than once gets the mean of its calls' statistics.
+    One pass over the images, each layer's statistics set just before it runs, so a layer's inputs
+    come from layers already re-estimated; a layer the network calls more than once gets the pooled
+    statistics of its calls. A frozen layer (``trainable=False``: a pretrained backbone while it is
+    fine-tuned) runs in inference mode in training too, and keeps its statistics.
     """
-    preprocess, probes = probes or batchnorm_probes(model)
-    x = keras.ops.convert_to_numpy(preprocess(pixels, training=False))
-    for norm, probe in probes:  # in order: each layer's inputs depend on the layers before it
-        outputs = _probe_outputs(probe, x, batch_size)  # per call: channel means, then those of the squares
-        means, squares = (
-            np.mean([np.asarray(a, np.float64).mean(axis=0) for a in outputs[i::2]], axis=0) for i in (0, 1)
-        )
-        norm.moving_mean.assign(means.astype(norm.moving_mean.dtype))
-        norm.moving_variance.assign(np.maximum(squares - means**2, 0).astype(norm.moving_variance.dtype))
-    return len(probes)
-
-
-def _probe_outputs(probe: keras.Model, x: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """``probe``'s outputs over ``x``, in inference mode: predicted with XLA where the training step
-    is compiled (JAX, whose compilation cache keeps the probes across folds and runs); otherwise called
-    batch by batch, uncompiled, because TensorFlow would trace a graph for every probe of every fold
-    (35 s for the 34 of MobileNetV3Small at 32 px) and runs them no faster than uncompiled."""
-    if probe.jit_compile:
-        return probe.predict(x, batch_size, verbose=0)
-    batches = [probe(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
-    return [np.concatenate([keras.ops.convert_to_numpy(b[k]) for b in batches]) for k in range(len(batches[0]))]
-
-
-def batchnorm_probes(model: keras.Model) -> tuple[keras.Model, list]:
-    """(preprocessing, [(batch-norm layer, probe)]): each probe maps what the architecture receives to
-    the per-image channel means of that layer's inputs and of their squares (channels last), for each
-    call of the layer. Layers inside nested models (a backbone, a block written as a model) are
-    reached through their graphs; one inside a subclassed layer or model has no graph to reach it
-    by, and keeps the moving averages of training."""
     preprocess, arch = split_input(model)
     graph = _graph(arch)
-    probes = []
-    for norm, inputs in (batchnorm_inputs(graph) if graph else {}).items():
-        outputs = []
-        for t in inputs:
-            squared = layers.Multiply()([t, t])
-            if len(t.shape) == 4:  # a feature map: average over its positions, per image
-                t, squared = layers.GlobalAveragePooling2D()(t), layers.GlobalAveragePooling2D()(squared)
-            outputs += [t, squared]
-        probes.append((norm, compilable(keras.Model(graph.input, outputs))))
-    return preprocess, probes
+    if graph is None:  # a subclassed architecture: no graph to run layer by layer
+        return 0
+    pooled: dict[layers.BatchNormalization, list] = {}
+    _run_estimating(graph, [preprocess(pixels, training=False)], pooled)
+    return len(pooled)
 
 
-def batchnorm_inputs(graph: keras.Model) -> dict[layers.BatchNormalization, list]:
-    """Each batch-norm layer ``graph`` runs, nested models' included, in an order it runs them in,
-    with the tensors of ``graph`` that it is called on (one per call).
+def _run_estimating(graph: keras.Model, inputs: list, pooled: dict) -> list:
+    """Run ``graph`` eagerly on ``inputs``, node after node in inference mode (nested models' graphs
+    too), re-estimating each trainable batch-norm layer from its input just before it runs. A value
+    is dropped once its last user has run, so memory holds the live tensors only."""
+    nodes = [node for depth in sorted(graph._nodes_by_depth, reverse=True) for node in graph._nodes_by_depth[depth]]
+    nodes = [node for node in nodes if node.operation and not node.is_input]  # deepest first: inputs before users
+    users = {}
+    for node in nodes:
+        for t in node.input_tensors:
+            users[id(t)] = users.get(id(t), 0) + 1
+    kept = {id(t) for t in graph.outputs}
+    values = {id(t): v for t, v in zip(graph.inputs, inputs, strict=True)}
+    for node in nodes:
+        op = node.operation
+        args, kwargs = node.arguments.fill_in(values)
+        if isinstance(op, layers.BatchNormalization) and op.trainable:
+            _estimate(op, args[0], pooled)
+        if (inner := _graph(op)) is not None:
+            outputs = _run_estimating(inner, [values[id(t)] for t in node.input_tensors], pooled)
+        else:
+            outputs = op(*args, **kwargs)
+        for t in node.input_tensors:
+            users[id(t)] -= 1
+            if not users[id(t)] and id(t) not in kept:
+                del values[id(t)]
+        values.update({id(t): v for t, v in zip(node.outputs, keras.tree.flatten(outputs), strict=True)})
+    return [values[id(t)] for t in graph.outputs]
 
-    A nested model's layers are connected to that model's own inputs only; the tensors they see in
-    ``graph`` come from calling a model of that part of the nested graph where ``graph`` calls it.
-    """
-    found: dict[layers.BatchNormalization, list] = {}
-    for depth in sorted(graph._nodes_by_depth, reverse=True):  # deepest first: inputs before their users
-        for node in graph._nodes_by_depth[depth]:
-            op = node.operation
-            if isinstance(op, layers.BatchNormalization):
-                found.setdefault(op, []).append(node.input_tensors[0])
-            elif (inner := _graph(op)) is not None:
-                args = node.input_tensors
-                for norm, tensors in batchnorm_inputs(inner).items():
-                    # one model per layer, so that its probe computes only what the layer's inputs need
-                    seen = keras.Model(inner.input, tensors)(args[0] if len(args) == 1 else list(args))
-                    found.setdefault(norm, []).extend(seen)
-    return found
+
+def _estimate(norm: layers.BatchNormalization, x, pooled: dict) -> None:
+    """Set ``norm``'s moving statistics to those of ``x`` pooled with its earlier calls' in this pass."""
+    ops, channel = keras.ops, norm.axis % len(x.shape)
+    axes = [a for a in range(len(x.shape)) if a != channel]
+    x = ops.cast(x, "float32")  # a float16 input under mixed precision
+    mean = ops.mean(x, axis=axes, keepdims=True)
+    variance = ops.mean(ops.square(x - mean), axis=axes)  # centred first: no cancellation in float32
+    calls = pooled.setdefault(norm, [])
+    calls.append(tuple(ops.convert_to_numpy(ops.reshape(v, (-1,))).astype(np.float64) for v in (mean, variance)))
+    means = np.mean([m for m, _ in calls], axis=0)
+    variances = np.mean([v + m**2 for m, v in calls], axis=0) - means**2  # the calls' images pooled
+    norm.moving_mean.assign(means.astype(norm.moving_mean.dtype))
+    norm.moving_variance.assign(np.maximum(variances, 0).astype(norm.moving_variance.dtype))
 
 
 def _graph(layer) -> keras.Model | None:
@@ -369,11 +360,8 @@ class Validate(keras.callbacks.Callback):
         super().__init__()
         self.recalibration, self.x_val, self.y_val, self.batch_size = recalibration, x_val, y_val, batch_size
 
-    def on_train_begin(self, logs=None):
-        self.probes = batchnorm_probes(self.model)
-
     def on_epoch_end(self, epoch, logs=None):
-        recalibrate_batchnorm(self.model, self.recalibration, probes=self.probes)
+        recalibrate_batchnorm(self.model, self.recalibration)
         scores = self.model.evaluate(self.x_val, self.y_val, batch_size=self.batch_size, verbose=0, return_dict=True)
         logs.update({f"val_{name}": float(value) for name, value in scores.items()})
 

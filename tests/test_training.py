@@ -392,7 +392,7 @@ def test_batchnorm_statistics_are_re_estimated_on_plain_images_layer_after_layer
     keras.utils.set_random_seed(0)
     model, arch = assemble(two_batchnorm_cnn, (12, 12, 1), augment="light")
     pixels = bright_or_dark(size=12).pixels
-    assert training.recalibrate_batchnorm(model, pixels, batch_size=32) == 2
+    assert training.recalibrate_batchnorm(model, pixels) == 2
     x = pixels.astype("float32") / 255  # what the architecture receives, un-augmented
     for name in ("bn1", "bn2"):
         norm = arch.get_layer(name)
@@ -531,7 +531,7 @@ def check_nested_batchnorm_is_re_estimated(build, layer_count: int) -> None:
     keras.utils.set_random_seed(0)
     images = real_images()
     model, arch = assemble(build, images.pixels.shape[1:], augment="light")
-    assert training.recalibrate_batchnorm(model, images.pixels, batch_size=32) == layer_count
+    assert training.recalibrate_batchnorm(model, images.pixels) == layer_count
     assert assert_statistics_are_those_seen(arch, images.pixels) == layer_count
 
 
