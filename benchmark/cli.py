@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmark import UsageError, __version__
-from benchmark.config import AUGMENTATIONS, BACKENDS, STRATEGIES, TRACK_MODELS, RunConfig, default_data_dir
+from benchmark.config import AUGMENTATIONS, BACKENDS, SAVE_MODELS, STRATEGIES, TRACK_MODELS, RunConfig, default_data_dir
 from benchmark.console import Console, error_paragraph
 from benchmark.metrics import ALL_METRICS
 from benchmark.splits import GROUP_PRESETS
@@ -132,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
         help="pretrained weights of keras: applications: none (from scratch), imagenet (Keras's cache) or a folder "
         "holding Keras's weight files (offline); builders that take `weights` get it too",
     )
+    g.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=d.warmup_epochs,
+        metavar="N",
+        help="pretrained weights only: the first N of --epochs train the output layer alone, then the whole network "
+        "is fine-tuned at --lr / 10 with its batch-norm layers frozen",
+    )
     g.add_argument("--deterministic", action="store_true", help="deterministic ops (slower)")
     g.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs)")
     g.add_argument("--strategy", default=d.strategy, choices=STRATEGIES, help="multi-GPU data parallelism")
@@ -154,8 +162,13 @@ def _parser() -> argparse.ArgumentParser:
         help="Grad-CAM panels on the test split for: winner, none, or names/patterns/tag:NAME",
     )
     g.add_argument(
-        "--no-save-models", dest="save_models", action="store_false", help="do not save model.keras per fold"
+        "--save-models",
+        default=d.save_models,
+        choices=SAVE_MODELS,
+        help="fold models (model.keras, without optimizer state) kept after the held-out scoring: every fold's, "
+        "the best fold's per architecture, or none (then nothing is saved and the test split is not scored)",
     )
+    g.add_argument("--no-save-models", dest="save_models", action="store_const", const="none", help=argparse.SUPPRESS)
     g.add_argument("--overwrite", action="store_true", help="start the --out folder afresh")
     g.add_argument("-q", "--quiet", action="store_true", help="print only the leaderboard and errors")
     g = r.add_argument_group("tracking")

@@ -29,6 +29,7 @@ AUGMENTATIONS = {
 BACKENDS = ("local", "dask")  # where the trainings run (benchmark.execution)
 STRATEGIES = ("auto", "none", "mirrored")  # multi-GPU data parallelism (benchmark.backend)
 TRACK_MODELS = ("best", "all", "none")  # fold models logged to MLflow
+SAVE_MODELS = ("all", "best", "none")  # fold models kept in the run folder
 
 # Settings that change the numbers: resuming a run folder requires them unchanged. The data is
 # compared by content (benchmark.data.fingerprint), not by how --data is spelt.
@@ -52,6 +53,7 @@ RESULT_SETTINGS = (
     "ungrouped",
     "repeats",
     "weights",
+    "warmup_epochs",
 )
 
 
@@ -84,12 +86,16 @@ class RunConfig:
     augment: str = "light"  # a level of AUGMENTATIONS
     label_smoothing: float = 0.0
     weights: str = "none"  # pretrained weights of Keras applications: none, imagenet or a folder of Keras's files
+    # Pretrained only: epochs (of --epochs) that train the output layer alone before the whole network is
+    # fine-tuned. Two are ~120 Adam steps on the Kaggle folds, enough for one Dense layer on pooled features
+    # to leave its random start, and leave eight of the default ten to fine-tuning (README).
+    warmup_epochs: int = 2
     rank_by: str | None = None  # None: f1 for two classes, f1_macro for more
     test_top: int | None = None  # held-out scoring of the N best only (None: all)
     tta: bool = False  # held-out scoring also with test-time augmentation
     gradcam_archs: str = "winner"  # "winner", "none" or an --archs expression
     cache_dir: Path | None = None
-    save_models: bool = True
+    save_models: str = "all"  # fold models kept: all, the best fold's per architecture, or none (no held-out scoring)
     strict: bool = False
     deterministic: bool = False
     mixed_precision: bool = False
@@ -118,6 +124,10 @@ class RunConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: give a positive whole number.")
         if self.channels not in (1, 3):
             raise UsageError(f"--channels {self.channels}: give 1 (greyscale) or 3 (RGB).")
+        if self.warmup_epochs < 0:
+            raise UsageError(f"--warmup-epochs {self.warmup_epochs}: give 0 (no warm-up) or a positive whole number.")
+        if self.save_models not in SAVE_MODELS:
+            raise UsageError(f"--save-models {self.save_models}: choose one of {', '.join(SAVE_MODELS)}.")
         if self.jobs < 1:
             raise UsageError(f"--jobs {self.jobs}: give a positive whole number of worker processes.")
         if self.backend not in BACKENDS:

@@ -157,6 +157,7 @@ def _record(task: FoldTask, result, labels, settings: TrainSettings, seconds: fl
         "fit_seconds": result.fit_seconds,
         "predict_seconds": result.predict_seconds,
         "epoch_seconds": result.epoch_seconds,
+        "phases": result.phases,  # epochs per phase: train, or warmup then finetune
         "input_seconds": result.input_seconds,
         "jit_compile": result.jit_compile,
         "task_seconds": seconds,

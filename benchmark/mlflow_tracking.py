@@ -32,6 +32,7 @@ from contextlib import contextmanager
 
 from benchmark import UsageError
 from benchmark.files import read_json, write_json
+from benchmark.leaderboard import best_fold
 from benchmark.runfolder import RunFolder
 
 EXPERIMENT = "cnn-benchmark"
@@ -185,13 +186,11 @@ class MLflow:
         self._save()
 
     def _models(self, entry: dict, run_id: str) -> None:
-        folds = entry["metrics"][self.config.rank_by]["folds"]
         if self.config.track_models == "none":
             return
-        chosen = range(len(folds))
+        chosen = range(len(entry["metrics"][self.config.rank_by]["folds"]))
         if self.config.track_models == "best":
-            pick = min if self.config.rank_by == "log_loss" else max
-            chosen = [pick(chosen, key=lambda i: folds[i])]
+            chosen = [best_fold(entry, self.config.rank_by)]
         for i in chosen:
             path = self.folder.model_path(entry["name"], i)
             if path.exists():

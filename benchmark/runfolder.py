@@ -219,6 +219,11 @@ class RunFolder:
             return None
         return record, history, predictions
 
+    def keep_models(self, arch: str, n_folds: int, kept: set[int]) -> None:
+        """Remove ``arch``'s fold models but those of the folds in ``kept`` (--save-models best, none)."""
+        for i in set(range(n_folds)) - kept:
+            self.model_path(arch, i).unlink(missing_ok=True)
+
     def read_history(self, arch: str, fold: int) -> pd.DataFrame:
         return pd.read_csv(self.history(arch, fold))
 

@@ -35,7 +35,7 @@ from benchmark.execution import FoldTask, execute, setups
 from benchmark.files import read_json, write_json
 from benchmark.gradcam import explain_heldout
 from benchmark.heldout import heldout_transfer, predict_heldout
-from benchmark.leaderboard import leaderboard_md, leaderboard_text
+from benchmark.leaderboard import best_fold, leaderboard_md, leaderboard_text
 from benchmark.metrics import default_rank_by, metric_names
 from benchmark.progress import Progress
 from benchmark.runfolder import FORMAT, RunFolder
@@ -106,10 +106,21 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
         entries, table = publish(ctx, outcomes)
         for tracker in ctx.trackers:
             getattr(tracker, "finish", lambda: None)()
+        keep_models(folder, entries, len(ctx.folds), ctx.config)
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
     if not any(e["status"] == "ok" for e in entries):
         print(error_paragraph(nothing_trained(entries, folder)), file=sys.stderr)
     return 1 if any(e["status"] != "ok" for e in entries) else 0
+
+
+def keep_models(folder: RunFolder, entries: list[dict], n_folds: int, config: RunConfig) -> None:
+    """What ``--save-models`` keeps once the held-out split is scored and the models are tracked: every
+    fold's model, the best fold's of each architecture (by the ranking metric), or none."""
+    if config.save_models == "all":
+        return
+    for e in entries:
+        best = {best_fold(e, config.rank_by)} if config.save_models == "best" and e["status"] == "ok" else set()
+        folder.keep_models(e["name"], n_folds, best)
 
 
 def nothing_trained(entries: list[dict], folder: RunFolder) -> str:
@@ -285,9 +296,8 @@ def fold_tasks(ctx: Run) -> list[FoldTask]:
                 ctx.progress.fold_done(name, i, len(ctx.folds), saved[0], None, note="(saved) ")
                 continue
             setup = each[len(tasks) % len(each)]
-            tasks.append(
-                FoldTask(name, i, fold, config.seed + i, settings, config.save_models, config.arch_modules, setup)
-            )
+            saving = config.save_models != "none"
+            tasks.append(FoldTask(name, i, fold, config.seed + i, settings, saving, config.arch_modules, setup))
     return tasks
 
 
@@ -295,7 +305,7 @@ def score_heldout(ctx: Run, outcomes: list[ArchOutcome]) -> None:
     """The held-out test split, scored once by the saved fold models after all training and ranking;
     Grad-CAM explains the chosen architectures on it."""
     config, test_set = ctx.config, ctx.dataset.test
-    if test_set is None or not config.save_models:
+    if test_set is None or config.save_models == "none":
         return
     test = load_images(ctx.dataset.root, test_set, config.image_size, config.channels, config.cache_dir, log=ctx.log)
     warn_skipped(test.skipped, config.strict)

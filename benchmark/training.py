@@ -52,6 +52,12 @@ class TrainSettings:
     label_smoothing: float = 0.0
     n_classes: int = 2  # 2: one sigmoid unit; more: a softmax over the classes
     weights: str = "none"  # for builders that take `weights` (Keras applications): none, imagenet or a folder
+    warmup_epochs: int = 0  # pretrained: epochs that train the output layer alone before fine-tuning
+
+
+# Fine-tuning a pretrained backbone runs at this share of --lr: steps sized for a random model
+# would undo the features it was pretrained for (Keras's transfer-learning guide: 1e-5 after 1e-3).
+FINETUNE_LR_FACTOR = 0.1
 
 
 @dataclass
@@ -66,6 +72,7 @@ class FoldResult:
     jit_compile: bool  # whether the train step was XLA-compiled
     epoch_seconds: list[float]  # wall time of each epoch (the first includes compilation)
     input_seconds: float | None  # host time spent preparing training batches (device-fed backends)
+    phases: dict[str, int]  # epochs run per phase: {"train": n}, or {"warmup": n, "finetune": m} when pretrained
 
 
 def class_weights(labels: np.ndarray, n_classes: int = 2) -> dict[int, float]:
@@ -137,6 +144,14 @@ def _all_layers(model: keras.Model):
             yield from _all_layers(layer)
 
 
+def save_fold_model(model: keras.Model, path: Path) -> None:
+    """Save ``model`` atomically, without its optimizer: Adam's two moments per weight would triple
+    the file, and a fold model is only ever loaded to predict. The same graph as an uncompiled model
+    carries no optimizer."""
+    with atomic_path(path) as tmp:
+        keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)
+
+
 def load_fold_model(path: Path) -> keras.Model:
     """A saved fold model, ready to predict (compiled as :data:`JIT_COMPILE` says)."""
     return compilable(keras.models.load_model(path, compile=False))
@@ -180,7 +195,7 @@ def build_for(
     takes = inspect.signature(build).parameters
     takes_k = n_classes > 2 and "num_classes" in takes
     kwargs = {"num_classes": n_classes} if takes_k else {}
-    if weights != "none" and "weights" in takes:  # a builder that loads pretrained weights
+    if pretrained(build, weights):
         kwargs["weights"] = weights
     try:
         arch = build(input_shape, **kwargs)
@@ -203,6 +218,38 @@ def build_for(
         )
     head = layers.Dense(n_classes, activation="softmax", name="classes")(last.input)
     return keras.Model(arch.input, head, name=arch.name)
+
+
+def pretrained(build: Callable, weights: str) -> bool:
+    """Whether ``build`` starts from pretrained ``weights`` (it takes a ``weights`` argument)."""
+    return weights != "none" and "weights" in inspect.signature(build).parameters
+
+
+def phases(settings: TrainSettings, from_pretrained: bool) -> list[tuple[str, int]]:
+    """(phase, last epoch) in order: one ``train`` phase from scratch; from pretrained weights, a
+    ``warmup`` of the output layer alone, then ``finetune`` of the whole network, within --epochs.
+
+    >>> s = TrainSettings(10, 32, 1e-3, 10, 5, "none", warmup_epochs=2)
+    >>> phases(s, False), phases(s, True)
+    ([('train', 10)], [('warmup', 2), ('finetune', 10)])
+    """
+    warmup = min(settings.warmup_epochs, settings.epochs) if from_pretrained else 0
+    if not warmup:
+        return [("train", settings.epochs)]
+    return [("warmup", warmup)] + ([("finetune", settings.epochs)] if warmup < settings.epochs else [])
+
+
+def set_phase(arch: keras.Model, phase: str) -> None:
+    """Which layers train in ``phase``: all in ``train``; the output layer alone in ``warmup`` (the
+    backbone frozen, its batch-norm layers in inference mode); in ``finetune`` all but the batch-norm
+    layers, which stay frozen in inference mode, as Keras's transfer-learning guide advises: their
+    pretrained statistics would be replaced by those of small batches of another kind of image."""
+    for layer in arch.layers:
+        layer.trainable = phase != "warmup" or layer is arch.layers[-1]
+    if phase == "finetune":
+        for layer in _all_layers(arch):
+            if isinstance(layer, layers.BatchNormalization):
+                layer.trainable = False
 
 
 def split_input(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -241,10 +288,10 @@ def targets(labels: np.ndarray, n_classes: int = 2) -> np.ndarray:
     return np.eye(n_classes, dtype="float32")[np.asarray(labels)]
 
 
-def _compile(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) -> None:
-    """Adam with the learning rate falling 10× every ``lr_decay_epochs``; (binary) cross-entropy."""
+def _compile(model: keras.Model, settings: TrainSettings, steps_per_epoch: int, lr: float | None = None) -> None:
+    """Adam from ``lr`` (``settings.lr``) falling 10× every ``lr_decay_epochs``; (binary) cross-entropy."""
     schedule = keras.optimizers.schedules.ExponentialDecay(
-        settings.lr, decay_steps=settings.lr_decay_epochs * steps_per_epoch, decay_rate=0.1
+        lr or settings.lr, decay_steps=settings.lr_decay_epochs * steps_per_epoch, decay_rate=0.1
     )
     # Label smoothing pulls the targets to ε/K and 1 − ε + ε/K, so overconfident fits cost more.
     if settings.n_classes == 2:
@@ -255,12 +302,24 @@ def _compile(model: keras.Model, settings: TrainSettings, steps_per_epoch: int) 
     compilable(model)
 
 
-def _callbacks(settings: TrainSettings, watch: EpochWatch) -> list:
+class EarlyStoppingAcrossPhases(keras.callbacks.EarlyStopping):
+    """Early stopping on ``val_loss`` with the best weights restored, one instance for every phase's
+    ``fit``: the best epoch and the patience carry over from one phase to the next (Keras's own
+    starts afresh at each ``fit``), and each phase starts from the best weights so far."""
+
+    def __init__(self, patience: int):
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
+        self.begun = False
+
+    def on_train_begin(self, logs=None):
+        if not self.begun:
+            super().on_train_begin(logs)
+            self.begun = True
+
+
+def _callbacks(watch: EpochWatch, stopping: EarlyStoppingAcrossPhases) -> list:
     """After :class:`Validate` has scored the epoch: early stopping, the epoch watch, NaN."""
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience, restore_best_weights=True),
-        watch,
-    ]
+    callbacks = [stopping, watch]
     if keras.backend.backend() == "tensorflow":
         # TensorFlow keeps its behaviour: Keras's per-step NaN check, which also keeps its callbacks
         # synchronous; without it Keras hands them to a thread, 6 % slower on 2 vCPUs (docs/performance.md).
@@ -503,11 +562,27 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
     recalibration = x_fit[np.sort(sample)]
     check_untrained_output(model, recalibration, max(settings.batch_size, 128))
     validate = Validate(recalibration, x_val, y_val, settings.batch_size)
-    data, batches = _fit_data(x_fit, y_fit, weights, settings)
+    stopping, history, epochs, input_seconds = EarlyStoppingAcrossPhases(settings.patience), {}, {}, None
     start = time.perf_counter()
-    fit = model.fit(**data, epochs=settings.epochs, callbacks=[validate, *_callbacks(settings, watch)], verbose=0)
+    for phase, last in phases(settings, pretrained(build, settings.weights)):
+        if phase != "train":
+            set_phase(arch, phase)
+            lr = settings.lr * (FINETUNE_LR_FACTOR if phase == "finetune" else 1)
+            with scope or contextlib.nullcontext():  # recompiled: which weights train has changed
+                _compile(model, settings, math.ceil(len(x_fit) / settings.batch_size), lr)
+        data, batches = _fit_data(x_fit, y_fit, weights, settings)
+        first = sum(epochs.values())
+        fit = model.fit(
+            **data, initial_epoch=first, epochs=last, callbacks=[validate, *_callbacks(watch, stopping)], verbose=0
+        )
+        for key, values in fit.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        epochs[phase] = len(fit.history.get("loss", []))
+        if batches:
+            input_seconds = (input_seconds or 0.0) + batches.seconds
+        if model.stop_training:  # stopped early (or NaN): the later phases are not run
+            break
     fit_seconds = time.perf_counter() - start
-    history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     if not all(np.isfinite(history.get("loss", [np.nan]))):
         bad = next(i for i, v in enumerate(history["loss"]) if not np.isfinite(v))
         # check_untrained_output passed: the model started finite, so its updates made it diverge
@@ -524,8 +599,7 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
     if not np.all(np.isfinite(probabilities)):
         raise ArchitectureError("predictions contain NaN or infinity")
     if model_path is not None:
-        with atomic_path(model_path) as tmp:
-            model.save(tmp)
+        save_fold_model(model, model_path)
     return FoldResult(
         history=history,
         probabilities=probabilities,
@@ -536,5 +610,6 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
         params=int(arch.count_params()),
         jit_compile=bool(model.jit_compile),
         epoch_seconds=watch.seconds,
-        input_seconds=batches.seconds if batches else None,
+        input_seconds=input_seconds,
+        phases=epochs,
     )

@@ -180,3 +180,75 @@ def test_fold_training_starts_from_the_weight_files_weights(tmp_path, monkeypatc
     assert config["weights"] == {
         "keras:MobileNetV3Small": {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     }
+
+
+def layer_kinds(arch: keras.Model) -> dict[str, list]:
+    """The backbone's batch-norm layers, its other layers with weights, and the output layer."""
+    backbone = [layer for layer in arch.layers[:-1] if layer.weights and not layer.name.startswith("pixels_")]
+    norms = [layer for layer in backbone if isinstance(layer, keras.layers.BatchNormalization)]
+    return {"batchnorm": norms, "backbone": [x for x in backbone if x not in norms], "head": arch.layers[-1:]}
+
+
+def weights_by_kind(arch: keras.Model) -> dict[str, list[np.ndarray]]:
+    """The values of :func:`layer_kinds`' weights (batch norm's moving statistics included)."""
+    return {k: [w for layer in v for w in layer.get_weights()] for k, v in layer_kinds(arch).items()}
+
+
+@pytest.mark.realdata
+def test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_frozen(tmp_path, monkeypatch):
+    """--warmup-epochs: the backbone unchanged while the head warms up; then every weight but the batch-norm
+    layers' changes, at a tenth of the learning rate; early stopping spans both phases."""
+    from benchmark.splits import NestedStratifiedKFold
+    from benchmark.training import TrainSettings, train_fold
+    from tests.test_training import real_images
+
+    write_keras_weights(tmp_path, "MobileNetV3Small")
+    epochs, trained = [], []  # per epoch: (phase's starting learning rate, weights at its end); per phase
+    real_fit = keras.Model.fit
+
+    class Record(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            arch = [layer for layer in self.model.layers if isinstance(layer, keras.Model)][-1]
+            epochs.append((self.lr, weights_by_kind(arch))) if not epochs else None
+            trained.append({w.path for w in self.model.trainable_weights})
+
+        def on_epoch_end(self, epoch, logs=None):
+            arch = [layer for layer in self.model.layers if isinstance(layer, keras.Model)][-1]
+            epochs.append((self.lr, weights_by_kind(arch)))
+
+    def fit(self, *args, callbacks=(), **kwargs):
+        return real_fit(self, *args, callbacks=[*callbacks, Record()], **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    images = real_images(per_class=16)
+    fold = NestedStratifiedKFold(2, 0.25, 0).split(images.labels)[0]
+    settings = TrainSettings(epochs=3, batch_size=8, lr=1e-3, lr_decay_epochs=100, patience=5, augment="none",
+                             weights=str(tmp_path), warmup_epochs=1)  # fmt: skip
+    result = train_fold(architectures.get("keras:MobileNetV3Small").build, images, fold, settings, seed=0)
+    assert result.phases == {"warmup": 1, "finetune": 2} and len(result.history["val_loss"]) == 3
+    (_, start), (warm_lr, warm), (tune_lr, tuned), _ = epochs
+    assert warm_lr == pytest.approx(1e-3) and tune_lr == pytest.approx(1e-4)
+
+    def same(a, b):
+        return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    assert same(warm["backbone"], start["backbone"]) and same(warm["batchnorm"], start["batchnorm"])
+    assert not same(warm["head"], start["head"])
+    assert same(tuned["batchnorm"], warm["batchnorm"])  # scale, offset and moving statistics
+    changed = [not np.array_equal(x, y) for x, y in zip(tuned["backbone"], warm["backbone"], strict=True)]
+    assert sum(changed) > len(changed) / 2  # the rest saturated: the stand-in weights are random
+    arch = architectures.get("keras:MobileNetV3Small").build((32, 32, 1))
+    paths = {kind: {w.path for layer in layers for w in layer.weights} for kind, layers in layer_kinds(arch).items()}
+    assert trained[0] == paths["head"]
+    assert trained[1] == paths["head"] | paths["backbone"]  # all but the batch-norm layers
+
+
+def test_from_scratch_the_recipe_is_one_phase():
+    from benchmark.training import TrainSettings, phases
+
+    settings = TrainSettings(epochs=4, batch_size=8, lr=1e-3, lr_decay_epochs=10, patience=5, augment="none",
+                             weights="imagenet", warmup_epochs=2)  # fmt: skip
+    assert phases(settings, from_pretrained=False) == [("train", 4)]
+    assert phases(settings, from_pretrained=True) == [("warmup", 2), ("finetune", 4)]
+    assert phases(TrainSettings(**{**vars(settings), "warmup_epochs": 0}), True) == [("train", 4)]

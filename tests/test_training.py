@@ -562,3 +562,20 @@ def check_nested_models_train_with_batchnorm_re_estimated(folder: Path | None = 
 @pytest.mark.realdata
 def test_nested_models_train_with_batchnorm_re_estimated(tmp_path):
     check_nested_models_train_with_batchnorm_re_estimated(tmp_path)
+
+
+def test_early_stopping_spans_the_phases_and_restores_the_best_weights_of_either():
+    """One EarlyStoppingAcrossPhases for the warm-up's fit and the fine-tuning's: the best epoch and the
+    patience carry over (Keras's own would start afresh and restore the fine-tuning's best)."""
+    model = keras.Sequential([keras.Input((1,)), layers.Dense(1)])
+    stopping = training.EarlyStoppingAcrossPhases(patience=2)
+    stopping.set_model(model)
+    kernel = model.layers[0].kernel
+    for phase_losses in ([1.0, 0.5], [0.7, 0.6]):  # the best epoch is the warm-up's second
+        stopping.on_train_begin()
+        for epoch, loss in enumerate(phase_losses):
+            kernel.assign([[loss]])  # weights that name their epoch
+            stopping.on_epoch_end(epoch, {"val_loss": loss})
+        stopping.on_train_end()
+    assert model.stop_training and stopping.best == 0.5
+    assert float(keras.ops.convert_to_numpy(kernel)[0, 0]) == 0.5
