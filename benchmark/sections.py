@@ -11,10 +11,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from architectures._applications import PREFIX
 from benchmark import plots
 from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
 from benchmark.heldout import fold_ensemble, heldout_transfer, read_heldout
@@ -187,11 +189,45 @@ def leaderboard(r: Report) -> Section:
     section.parts += [f"Failed: {e['name']}: {e['error']}" for e in r.entries if e["status"] != "ok"]
     section.parts.append(
         Table(
-            ["architecture", "tags", "description"],
-            [[e["name"], ", ".join(e["tags"]), e["description"]] for e in r.entries],
+            ["architecture", "source", "weights", "tags", "description"],
+            [
+                [
+                    e["name"],
+                    source(e["name"]),
+                    weights_used(r.config, e["name"]),
+                    ", ".join(e["tags"]),
+                    e["description"],
+                ]
+                for e in r.entries
+            ],  # fmt: skip
         )
     )
     return section
+
+
+def source(name: str) -> str:
+    """Where a candidate comes from: the registry's own architectures or Keras's applications."""
+    return "Keras application" if name.startswith(PREFIX) else "registry"
+
+
+def weights_used(config: dict, name: str) -> str:
+    """The weights a candidate started from: the file (config.json records it with its SHA-256) and the
+    transfer recipe, or a random initialisation.
+
+    >>> config = {"weights": {"keras:X": {"file": "/w/x_notop.h5", "sha256": "ab" * 32}}}
+    >>> config["settings"] = {"warmup_epochs": 2}
+    >>> weights_used(config, "keras:X")
+    'x_notop.h5 (SHA-256 abababababab…); head warm-up 2 epochs, then fine-tuned at lr / 10, batch norm frozen'
+    >>> weights_used({}, "baseline")
+    'random (from scratch)'
+    """
+    record = (config.get("weights") or {}).get(name)
+    if not record:
+        return "random (from scratch)"
+    return (
+        f"{Path(record['file']).name} (SHA-256 {record['sha256'][:12]}…); head warm-up "
+        f"{config.get('settings', {}).get('warmup_epochs', 0)} epochs, then fine-tuned at lr / 10, batch norm frozen"
+    )
 
 
 def forest(r: Report) -> Figure:

@@ -101,6 +101,11 @@ def test_an_application_runs_through_the_folds_and_its_saved_models_carry_the_sc
         assert "pixels_0_255" in [layer.name for layer in model.layers[-2].layers]  # the family's scaling, saved
         saved = pd.read_csv(out / "keras_MobileNetV3Small" / f"fold-{fold}" / "test_predictions.csv")
         np.testing.assert_allclose(model.predict(test.pixels, verbose=0)[:, 0], saved.probability, atol=1e-5)
+        record = json.loads((out / "keras_MobileNetV3Small" / f"fold-{fold}" / "metrics.json").read_text())
+        assert record["phases"] == {"train": 1}  # from scratch: the registry's recipe
+    report = " ".join((out / "report.md").read_text().split())
+    assert "| keras:MobileNetV3Small | Keras application | random (from scratch) |" in report
+    assert "| baseline | registry | random (from scratch) |" in report
 
 
 def write_keras_weights(folder, application: str, shape=(32, 32, 3), seed: int = 3) -> keras.Model:
@@ -169,17 +174,26 @@ def test_fold_training_starts_from_the_weight_files_weights(tmp_path, monkeypatc
     monkeypatch.setattr(keras.Model, "fit", fit)
     out = tmp_path / "out"
     args = ["run", "--data", str(data), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--archs",
-            "keras:MobileNetV3Small", "--folds", "2", "--epochs", "1", "--image-size", "32", "--weights",
-            str(tmp_path / "weights"), "--gradcam-archs", "none", "-q"]  # fmt: skip
+            "keras:MobileNetV3Small", "--folds", "2", "--epochs", "2", "--warmup-epochs", "1", "--image-size", "32",
+            "--weights", str(tmp_path / "weights"), "--gradcam-archs", "none", "-q"]  # fmt: skip
     assert main(args) == 0
-    assert len(seen) == 2
-    for weights in seen:
+    assert len(seen) == 4  # per fold: the warm-up's fit, then the fine-tuning's
+    for weights in seen:  # the file's weights, and still after the head's warm-up
         assert all(np.array_equal(a, b) for a, b in zip(weights, expected, strict=True))
+    for fold in range(2):
+        record = json.loads((out / "keras_MobileNetV3Small" / f"fold-{fold}" / "metrics.json").read_text())
+        assert record["phases"] == {"warmup": 1, "finetune": 1}
     config = json.loads((out / "config.json").read_text())
     path = tmp_path / "weights" / _applications.weight_file_name("MobileNetV3Small", (32, 32, 3))[0]
     assert config["weights"] == {
         "keras:MobileNetV3Small": {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     }
+    report = " ".join((out / "report.md").read_text().split())
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (
+        f"| keras:MobileNetV3Small | Keras application | {path.name} (SHA-256 {sha[:12]}…); head warm-up 1 epochs"
+        in report
+    )
 
 
 def layer_kinds(arch: keras.Model) -> dict[str, list]:
