@@ -483,6 +483,77 @@ REGRESSIONS = [
             "tests/test_applications.py::test_a_missing_weight_file_is_one_paragraph_naming_it_before_anything_is_written"
         ],
     ),
+    (
+        "warm-up trains the backbone too",
+        "benchmark/training.py",
+        'layer.trainable = phase != "warmup" or layer is arch.layers[-1]',
+        "layer.trainable = True",
+        ["tests/test_applications.py::test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_frozen"],
+    ),
+    (
+        "fine-tuning trains the batch-norm layers",
+        "benchmark/training.py",
+        "                layer.trainable = False\n",
+        "                layer.trainable = True\n",
+        ["tests/test_applications.py::test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_frozen"],
+    ),
+    (
+        "fine-tuning at the warm-up's learning rate",
+        "benchmark/training.py",
+        "FINETUNE_LR_FACTOR = 0.1",
+        "FINETUNE_LR_FACTOR = 1.0",
+        ["tests/test_applications.py::test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_frozen"],
+    ),
+    (
+        "re-estimation overwrites a frozen batch-norm layer's statistics",
+        "benchmark/training.py",
+        "isinstance(op, layers.BatchNormalization) and op.trainable:",
+        "isinstance(op, layers.BatchNormalization):",
+        ["tests/test_applications.py::test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_frozen"],
+    ),
+    (
+        "pretrained weights trained without the warm-up",
+        "benchmark/training.py",
+        "warmup = min(settings.warmup_epochs, settings.epochs) if from_pretrained else 0",
+        "warmup = 0",
+        ["tests/test_applications.py::test_from_scratch_the_recipe_is_one_phase", "tests/test_applications.py::test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_frozen"],
+    ),
+    (
+        "early stopping starts afresh in each phase",
+        "benchmark/training.py",
+        "        if not self.begun:\n",
+        "        if True:\n",
+        ["tests/test_training.py::test_early_stopping_spans_the_phases_and_restores_the_best_weights_of_either"],
+    ),
+    (
+        "fold models saved with the optimizer's state",
+        "benchmark/training.py",
+        "keras.Model(model.inputs, model.outputs, name=model.name).save(tmp)",
+        "model.save(tmp)",
+        ["tests/test_save_models.py::test_best_keeps_the_best_folds_model_only_after_every_fold_scored_the_test_split"],
+    ),
+    (
+        "--save-models best keeps every fold's model",
+        "benchmark/runner.py",
+        '    if config.save_models == "all":\n        return\n',
+        '    if config.save_models != "none":\n        return\n',
+        ["tests/test_save_models.py::test_best_keeps_the_best_folds_model_only_after_every_fold_scored_the_test_split"],
+    ),
+    (
+        "best fold picked as the worst",
+        "benchmark/leaderboard.py",
+        "sign = 1 if rank_by in LOWER_IS_BETTER else -1",
+        "sign = -1 if rank_by in LOWER_IS_BETTER else 1",
+        ["tests/test_save_models.py::test_best_keeps_the_best_folds_model_only_after_every_fold_scored_the_test_split"],
+    ),
+    (
+        "the report does not say which weights a candidate started from",
+        "benchmark/sections.py",
+        "    record = (config.get(\"weights\") or {}).get(name)\n",
+        "    record = None\n",
+        ["tests/test_applications.py::test_fold_training_starts_from_the_weight_files_weights"],
+    ),
+
 ]
 
 
