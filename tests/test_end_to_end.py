@@ -439,8 +439,15 @@ def test_ctrl_c_keeps_finished_folds_and_says_how_to_resume(data, tmp_path):
 
 
 def test_jax_backend_runs_where_tensorflow_is_missing(data, tmp_path):
-    out = tmp_path / "out"
-    argv = run_argv(data, tmp_path, "pyramid_up", *["--folds", "2", "--epochs", "1", "--image-size", "32", "-q"])
+    """A registry architecture from scratch and a Keras application from a weight file, warmed up then
+    fine-tuned, on JAX without TensorFlow."""
+    from tests.test_applications import write_keras_weights
+
+    out, weights = tmp_path / "out", tmp_path / "weights"
+    weights.mkdir()
+    write_keras_weights(weights, "MobileNetV3Small")  # the .h5 file is the same for every backend
+    argv = run_argv(data, tmp_path, "pyramid_up,keras:MobileNetV3Small", "--folds", "2", "--epochs", "2",
+                    "--warmup-epochs", "1", "--weights", str(weights), "--image-size", "32", "-q")  # fmt: skip
     # As on a GPU machine that has JAX but no TensorFlow: any import of tensorflow fails.
     code = textwrap.dedent(f"""
         import sys
@@ -466,10 +473,12 @@ def test_jax_backend_runs_where_tensorflow_is_missing(data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     config = read(out / "config.json")
     assert config["run"]["backend"] == "jax" and config["device"]["backend"] == "jax"
-    assert read(out / "results.json")["architectures"][0]["status"] == "ok"
-    for i in range(2):  # the training step ran XLA-compiled, not op by op
-        record = read(out / "pyramid_up" / f"fold-{i}" / "metrics.json")
-        assert record["jit_compile"] is True and len(record["epoch_seconds"]) == record["epochs"] == 1
+    assert [e["status"] for e in read(out / "results.json")["architectures"]] == ["ok", "ok"]
+    for arch, phases in (("pyramid_up", {"train": 2}), ("keras_MobileNetV3Small", {"warmup": 1, "finetune": 1})):
+        for i in range(2):  # the training step ran XLA-compiled, not op by op
+            record = read(out / arch / f"fold-{i}" / "metrics.json")
+            assert record["jit_compile"] is True and len(record["epoch_seconds"]) == record["epochs"] == 2
+            assert record["phases"] == phases
 
 
 def test_report_renders_in_headless_chromium(run, tmp_path):
