@@ -170,6 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--no-save-models", dest="save_models", action="store_const", const="none", help=argparse.SUPPRESS)
     g.add_argument("--overwrite", action="store_true", help="start the --out folder afresh")
+    g.add_argument(
+        "--raise",
+        dest="raise_errors",
+        action="store_true",
+        help="debugging: stop at the first failing fold and show its traceback (else it is saved in error.txt and "
+        "the other architectures go on)",
+    )
     g.add_argument("-q", "--quiet", action="store_true", help="print only the leaderboard and errors")
     g = r.add_argument_group("tracking")
     g.add_argument("--tensorboard", action="store_true", help="TensorBoard logs in RUN/tensorboard (tensorboardX)")

@@ -97,6 +97,7 @@ class RunConfig:
     cache_dir: Path | None = None
     save_models: str = "all"  # fold models kept: all, the best fold's per architecture, or none (no held-out scoring)
     strict: bool = False
+    raise_errors: bool = False  # re-raise the first failing fold's error, with its traceback (debugging)
     deterministic: bool = False
     mixed_precision: bool = False
     strategy: str = "auto"

@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,6 +61,7 @@ class FoldTask:
     save_model: bool = True
     arch_modules: tuple[str, ...] = ()  # files a worker process must load to know the architecture
     setup: Setup = Setup()
+    raise_errors: bool = False  # --raise: a failure propagates with its traceback instead of being recorded
 
 
 @dataclass
@@ -69,7 +71,8 @@ class FoldOutput:
     history: dict | None = None
     predictions: pd.DataFrame | None = None  # the score fold: path, label, probability
     model: bytes | None = None  # model.keras
-    error: str | None = None
+    error: str | None = None  # the failure on one line
+    traceback: str | None = None  # and in full
     log: tuple[str, ...] = ()  # what happened on the way (an out-of-memory retry)
 
 
@@ -94,7 +97,9 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
         try:
             result, settings = _train(task, images, model_path, report, scope, log)
         except Exception as err:  # the architecture's failure, not the run's
-            return FoldOutput(task, error=failure_reason(err), log=tuple(log))
+            if task.raise_errors:
+                raise
+            return FoldOutput(task, error=failure_reason(err), traceback=traceback.format_exc(), log=tuple(log))
         record = _record(task, result, images.labels[task.split.score], settings, time.perf_counter() - started)
         predictions = pd.DataFrame(
             {

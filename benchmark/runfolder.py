@@ -43,7 +43,7 @@ FILE_COLUMNS = ["path", "class", "size", "mtime_ns"]
 OOF_COLUMNS = ["arch", "fold", "path", "label"]  # then one probability column per class (one for two classes)
 FORMAT = "cnn-benchmark run folder 1"  # config.json's "format": what makes a folder a run folder
 TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?")  # benchmark.files.atomic_path's names
-FOLD_FILES = ("history.csv", "predictions.csv", "metrics.json", "model.keras", "test_predictions.csv")
+FOLD_FILES = ("history.csv", "predictions.csv", "metrics.json", "model.keras", "test_predictions.csv", "error.txt")
 
 
 def results_problem(results) -> str | None:
@@ -121,6 +121,10 @@ class RunFolder:
 
     def metrics(self, arch: str, fold: int) -> Path:
         return self.fold_dir(arch, fold) / "metrics.json"
+
+    def error(self, arch: str, fold: int) -> Path:
+        """A failed fold's traceback."""
+        return self.fold_dir(arch, fold) / "error.txt"
 
     def test_predictions(self, arch: str, fold: int) -> Path:
         return self.fold_dir(arch, fold) / "test_predictions.csv"
@@ -204,6 +208,10 @@ class RunFolder:
         write_csv(self.history(arch, fold), frame)
         write_csv(self.predictions(arch, fold), predictions)
         write_json(self.metrics(arch, fold), record)  # last: marks the fold finished
+        self.error(arch, fold).unlink(missing_ok=True)  # an earlier attempt's failure
+
+    def write_error(self, arch: str, fold: int, text: str | None) -> None:
+        write_text(self.error(arch, fold), text or "")
 
     def read_fold(self, arch: str, fold: int) -> tuple[dict, dict, pd.DataFrame] | None:
         """(record, history, predictions) of a finished fold, or None when it must be (re)done."""

@@ -41,7 +41,7 @@ from benchmark.progress import Progress
 from benchmark.runfolder import FORMAT, RunFolder
 from benchmark.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
 from benchmark.tracking import trackers
-from benchmark.training import ArchitectureError, TrainSettings, build_for
+from benchmark.training import ArchitectureError, ClassCountError, TrainSettings, build_for
 
 OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
 
@@ -139,9 +139,10 @@ def check_heads(names: list[str], input_shape: tuple[int, int, int], n_classes: 
     for name in names:
         try:
             build_for(architectures.get(name).build, input_shape, n_classes)
-        except ArchitectureError as err:
-            if str(err).startswith("cannot serve"):
-                raise UsageError(f"--archs {name}: {err}") from None
+        except ClassCountError as err:
+            raise UsageError(f"--archs {name}: {err}") from None
+        except ArchitectureError:
+            pass  # any other failure is the architecture's, when its folds train
         finally:
             keras.backend.clear_session()
 
@@ -264,8 +265,10 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
             ctx.log(line)
         pending[arch] -= 1
         if out.error:
-            errors.setdefault(arch, f"fold {i + 1}: {out.error}")
-            ctx.progress.fold_done(arch, i, len(ctx.folds), None, None, note=f"FAILED: {out.error}")
+            ctx.folder.write_error(arch, i, out.traceback)
+            where = f" (traceback: {ctx.folder.error(arch, i)})"
+            errors.setdefault(arch, f"fold {i + 1}: {out.error}{where}")
+            ctx.progress.fold_done(arch, i, len(ctx.folds), None, None, note=f"FAILED: {out.error}{where}")
             if local:  # its remaining folds will be skipped
                 ctx.progress.skip(arch, pending[arch])
                 pending[arch] = 0
@@ -297,7 +300,11 @@ def fold_tasks(ctx: Run) -> list[FoldTask]:
                 continue
             setup = each[len(tasks) % len(each)]
             saving = config.save_models != "none"
-            tasks.append(FoldTask(name, i, fold, config.seed + i, settings, saving, config.arch_modules, setup))
+            tasks.append(
+                FoldTask(
+                    name, i, fold, config.seed + i, settings, saving, config.arch_modules, setup, config.raise_errors
+                )
+            )
     return tasks
 
 

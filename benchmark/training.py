@@ -32,6 +32,10 @@ class ArchitectureError(Exception):
     """An architecture that cannot be trained (bad builder, bad output, NaN loss)."""
 
 
+class ClassCountError(ArchitectureError):
+    """An architecture that cannot serve the task's number of classes: a fix of the command, not a failure."""
+
+
 # Whether Keras compiles the train and predict steps with XLA, per backend. Under JAX an
 # uncompiled step dispatches every op eagerly (12× slower on a GPU, see docs/performance.md).
 # TensorFlow keeps its tf.function graph without XLA: its image-transform op, used by the
@@ -211,7 +215,7 @@ def build_for(
         return arch
     last = arch.layers[-1]
     if not isinstance(last, layers.Dense):
-        raise ArchitectureError(
+        raise ClassCountError(
             f"cannot serve {n_classes} classes: it ends in {type(last).__name__}, not in a Dense(1) layer the tool "
             "can replace by a softmax over the classes. End the builder with Dense(1, activation='sigmoid'), or "
             "give it a num_classes argument and end with Dense(num_classes, activation='softmax')."

@@ -516,7 +516,10 @@ REGRESSIONS = [
         "benchmark/training.py",
         "warmup = min(settings.warmup_epochs, settings.epochs) if from_pretrained else 0",
         "warmup = 0",
-        ["tests/test_applications.py::test_from_scratch_the_recipe_is_one_phase", "tests/test_applications.py::test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_frozen"],
+        [
+            "tests/test_applications.py::test_from_scratch_the_recipe_is_one_phase",
+            "tests/test_applications.py::test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_frozen",
+        ],
     ),
     (
         "early stopping starts afresh in each phase",
@@ -549,11 +552,24 @@ REGRESSIONS = [
     (
         "the report does not say which weights a candidate started from",
         "benchmark/sections.py",
-        "    record = (config.get(\"weights\") or {}).get(name)\n",
+        '    record = (config.get("weights") or {}).get(name)\n',
         "    record = None\n",
         ["tests/test_applications.py::test_fold_training_starts_from_the_weight_files_weights"],
     ),
-
+    (
+        "a failed fold's traceback not kept",
+        "benchmark/runner.py",
+        "            ctx.folder.write_error(arch, i, out.traceback)\n",
+        "",
+        ["tests/test_end_to_end.py::test_a_failed_fold_keeps_its_traceback_named_in_the_results_and_the_report"],
+    ),
+    (
+        "--raise records the failure and goes on",
+        "benchmark/execution.py",
+        "            if task.raise_errors:\n",
+        "            if False:\n",
+        ["tests/test_end_to_end.py::test_raise_stops_at_the_first_failure_with_its_traceback"],
+    ),
 ]
 
 

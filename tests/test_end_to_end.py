@@ -23,7 +23,7 @@ from benchmark.data import discover, load_images
 from benchmark.gradcam import pick
 from benchmark.heldout import tta_views
 from benchmark.metrics import METRICS, binary_metrics, max_f1_threshold, oof_thresholds, youden_threshold
-from benchmark.training import Validate, load_fold_model
+from benchmark.training import ArchitectureError, Validate, load_fold_model
 from tests.conftest import link_kaggle_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
@@ -217,6 +217,26 @@ def test_the_ranking_transfer_is_computed_from_the_saved_test_predictions(run):
     assert transfer["kendall_tau"] == pytest.approx(stats.kendalltau(cv, test).statistic)
     low, high = transfer["kendall_tau_ci"]
     assert -1 <= low <= high <= 1 and transfer["verdict"] in ("agree", "unresolved", "disagree")
+
+
+def test_a_failed_fold_keeps_its_traceback_named_in_the_results_and_the_report(run):
+    error = run["out"] / "zz_broken" / "fold-0" / "error.txt"
+    text = error.read_text()
+    assert text.startswith("Traceback (most recent call last)")
+    assert 'raise ValueError("this builder is broken on purpose")' in text  # the user's own line
+    failed = next(e for e in read(run["out"] / "results.json")["architectures"] if e["name"] == "zz_broken")
+    assert failed["error"].endswith(f"(traceback: {error})")
+    assert f"(traceback: {error})" in " ".join((run["out"] / "report.md").read_text().split())
+
+
+def test_raise_stops_at_the_first_failure_with_its_traceback(data, tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text(BROKEN.replace("zz_broken", "zz_broken_raise"))  # a name the module's other run did not load
+    argv = run_argv(data, tmp_path, "zz_broken_raise,baseline", "--arch-module", str(broken), *ARGS, "--raise")
+    with pytest.raises(ArchitectureError, match="build failed") as raised:
+        main(argv)
+    assert isinstance(raised.value.__cause__, ValueError)  # the builder's own error, with its traceback
+    assert not (tmp_path / "out" / "baseline").exists()  # nothing trained after it
 
 
 def test_leaderboard_is_ranked_and_traceable_to_fold_files(run):
