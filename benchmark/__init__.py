@@ -1,26 +1,29 @@
 """Cross-validation benchmarking of CNN image classifiers.
 
-Data flows one way through six stages; every module's docstring names its stage::
+Data flows one way through the stages, each a subpackage that imports only those above it::
 
-    1 data        data.py
-    2 splits      splits.py
-    3 training    training.py (one fold), backend.py, execution.py (where folds run)
-    4 evaluation  metrics.py, statistics.py, comparison.py, diagnostics.py, heldout.py
-    5 run folder  runfolder.py (every path of the run folder)
-    6 reporting   leaderboard.py, sections.py, render.py, plots.py, gradcam.py, report.py
+    store/       the run folder and atomic files: what every stage reads and writes
+    data/        images (listing, decoding, cache) and splits (folds, groups)
+    training/    one fold's fit, the Keras backend, where folds run, a model's FLOPs
+    inference/   saved fold models at work: held-out predictions, TTA, Grad-CAM
+    evaluation/  metrics, statistics, ranking and comparison, curve flags, held-out transfer
+    report/      leaderboard, sections, plots, markdown and HTML; ``benchmark compare``
+    tracking/    TensorBoard and MLflow mirrors of the run folder
 
-``runner`` is the driver, ``progress`` its terminal line, ``cli`` the command line, ``api``
-the Python API (``benchmark.run``, ``benchmark.load``), ``config`` the settings and ``flops`` a
-model's forward cost (``benchmark list``).
+On top: ``config`` (the settings), ``runner`` (the driver of ``benchmark run``), ``progress`` (its
+terminal line), ``console``, ``cli`` (the command line) and ``api`` (``benchmark.run``,
+``benchmark.load``). Architectures live in the top-level ``architectures`` package.
 """
 
 import os
+
+from benchmark.errors import UsageError  # noqa: F401 (benchmark.UsageError, as it always was)
 
 __version__ = "0.1.0"
 
 # GPU memory is taken as needed, not grabbed at start (JAX would take 75 % of the GPU), so that
 # several trainings (--jobs N) share one GPU. Set before any backend starts, which reads it once;
-# a value the user set wins. TensorFlow's memory growth is set in benchmark.backend.setup.
+# a value the user set wins. TensorFlow's memory growth is set in benchmark.training.backend.setup.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 
@@ -32,8 +35,3 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'benchmark' has no attribute {name!r}")
-
-
-class UsageError(Exception):
-    """A mistake the user can fix (bad option, bad data folder). The CLI prints it
-    as one paragraph and exits with status 2, without a traceback."""

@@ -20,7 +20,7 @@ import pandas as pd
 
 from benchmark import UsageError
 from benchmark.config import RunConfig, default_data_dir
-from benchmark.runfolder import RunFolder
+from benchmark.store.runfolder import RunFolder
 
 
 @dataclass

@@ -12,10 +12,11 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmark import UsageError, __version__
-from benchmark.config import AUGMENTATIONS, BACKENDS, SAVE_MODELS, STRATEGIES, TRACK_MODELS, RunConfig, default_data_dir
+from benchmark.config import BACKENDS, SAVE_MODELS, TRACK_MODELS, RunConfig, default_data_dir
 from benchmark.console import Console, error_paragraph
-from benchmark.metrics import ALL_METRICS
-from benchmark.splits import GROUP_PRESETS
+from benchmark.data.splits import GROUP_PRESETS
+from benchmark.evaluation.metrics import ALL_METRICS
+from benchmark.training import AUGMENTATIONS, STRATEGIES
 
 DEFAULTS = RunConfig(data=Path("."), out=Path("."))
 
@@ -198,7 +199,7 @@ def _list(args) -> int:
     from tabulate import tabulate
 
     import architectures
-    from benchmark.flops import forward_flops
+    from benchmark.training.flops import forward_flops
 
     architectures.load_files(args.arch_modules)
     # --keras: Keras's applications by their own names (`benchmark list --keras 'EfficientNet*'`)
@@ -223,7 +224,7 @@ def _list(args) -> int:
 
 
 def _report(args) -> int:
-    from benchmark.report import write_report
+    from benchmark.report.document import write_report
 
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir}: no such run folder. Give the --out folder of a `benchmark run`.")
@@ -243,7 +244,7 @@ def _report(args) -> int:
 
 
 def _compare(args) -> int:
-    from benchmark.compare import write_compare
+    from benchmark.report.compare import write_compare
 
     markdown, page = write_compare(args.run_dirs, args.out)
     print(markdown)
@@ -252,8 +253,8 @@ def _compare(args) -> int:
 
 
 def _run(args, console: Console, argv: list[str]) -> int:
-    from benchmark.mlflow_tracking import TrackingLost
     from benchmark.runner import run
+    from benchmark.tracking.mlflow_tracking import TrackingLost
 
     out = args.out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
     config = RunConfig.from_args(

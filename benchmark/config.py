@@ -14,25 +14,16 @@ from importlib import metadata
 from pathlib import Path
 
 from benchmark import UsageError
-from benchmark.data import KAGGLE_HINT, default_cache_dir
-from benchmark.metrics import ALL_METRICS
+from benchmark.data.images import KAGGLE_HINT, default_cache_dir
+from benchmark.evaluation.metrics import ALL_METRICS
+from benchmark.training import AUGMENTATIONS
 
-# Random ranges per level (fractions as Keras's preprocessing layers take them). No flips:
-# a heart on the right is not a normal X-ray. "strong" doubles the geometry and adds
-# brightness, for scanners and exposures the training split does not show.
-AUGMENTATIONS = {
-    "none": {},
-    "light": {"rotation": 0.03, "zoom": 0.1, "translation": 0.05, "contrast": 0.1},
-    "strong": {"rotation": 0.06, "zoom": 0.2, "translation": 0.1, "contrast": 0.3, "brightness": 0.2},
-}
-
-BACKENDS = ("local", "dask")  # where the trainings run (benchmark.execution)
-STRATEGIES = ("auto", "none", "mirrored")  # multi-GPU data parallelism (benchmark.backend)
+BACKENDS = ("local", "dask")  # where the trainings run (benchmark.training.execution)
 TRACK_MODELS = ("best", "all", "none")  # fold models logged to MLflow
 SAVE_MODELS = ("all", "best", "none")  # fold models kept in the run folder
 
 # Settings that change the numbers: resuming a run folder requires them unchanged. The data is
-# compared by content (benchmark.data.fingerprint), not by how --data is spelt.
+# compared by content (benchmark.data.images.fingerprint), not by how --data is spelt.
 RESULT_SETTINGS = (
     "positive",
     "label_from",

@@ -25,23 +25,34 @@ import pandas as pd
 
 import architectures
 from architectures._applications import weights_file
-from benchmark import UsageError, backend
-from benchmark.backend import DeviceInfo
-from benchmark.comparison import ArchOutcome, folds_table, pairwise_comparison, ranked
+from benchmark import UsageError
 from benchmark.config import RunConfig, environment, settings_diff
 from benchmark.console import error_paragraph
-from benchmark.data import Dataset, Images, discover, file_table, fingerprint, load_images, table_diff, warn_skipped
-from benchmark.execution import FoldTask, execute, setups
-from benchmark.files import read_json, write_json
-from benchmark.gradcam import explain_heldout
-from benchmark.heldout import heldout_transfer, predict_heldout
-from benchmark.leaderboard import best_fold, leaderboard_md, leaderboard_text
-from benchmark.metrics import default_rank_by, metric_names
+from benchmark.data.images import (
+    Dataset,
+    Images,
+    discover,
+    file_table,
+    fingerprint,
+    load_images,
+    table_diff,
+    warn_skipped,
+)
+from benchmark.data.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
+from benchmark.evaluation.comparison import ArchOutcome, best_fold, folds_table, pairwise_comparison, ranked
+from benchmark.evaluation.heldout import heldout_transfer
+from benchmark.evaluation.metrics import best_epoch, default_rank_by, fold_metrics, metric_names
+from benchmark.inference.gradcam import explain_heldout
+from benchmark.inference.predict import predict_heldout
 from benchmark.progress import Progress
-from benchmark.runfolder import FORMAT, RunFolder
-from benchmark.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
-from benchmark.tracking import trackers
-from benchmark.training import ArchitectureError, ClassCountError, TrainSettings, build_for
+from benchmark.report.leaderboard import leaderboard_md, leaderboard_text
+from benchmark.store.files import read_json, write_json
+from benchmark.store.runfolder import FORMAT, RunFolder, probabilities_of
+from benchmark.tracking import Tracker, trackers
+from benchmark.training import backend
+from benchmark.training.backend import DeviceInfo
+from benchmark.training.execution import FoldTask, execute, setups
+from benchmark.training.fit import ArchitectureError, ClassCountError, TrainSettings, build_for
 
 OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
 
@@ -60,7 +71,7 @@ class Run:
     info: dict  # the ``run`` part of results.json
     progress: Progress
     log: Callable[[str], None]
-    trackers: list = field(default_factory=list)  # TensorBoard, MLflow (benchmark.tracking)
+    trackers: list[Tracker] = field(default_factory=list)  # TensorBoard, MLflow
     started: float = field(default_factory=time.perf_counter)
 
     def outcomes(self, names: list[str], errors: dict[str, str]) -> list[ArchOutcome]:
@@ -105,7 +116,7 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
         score_heldout(ctx, outcomes)
         entries, table = publish(ctx, outcomes)
         for tracker in ctx.trackers:
-            getattr(tracker, "finish", lambda: None)()
+            tracker.finish()
         keep_models(folder, entries, len(ctx.folds), ctx.config)
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
     if not any(e["status"] == "ok" for e in entries):
@@ -273,6 +284,7 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
                 ctx.progress.skip(arch, pending[arch])
                 pending[arch] = 0
         else:
+            out.record = scored(out.record, out.history, out.predictions)
             ctx.folder.write_fold(arch, i, out.record, out.history, out.predictions, out.model)
             for tracker in ctx.trackers:
                 tracker.fold(arch, i, out.record, out.history)
@@ -280,6 +292,12 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
         if pending[arch] == 0 and sum(pending.values()):  # the last one is published by the caller
             on_complete([n for n in ctx.names if not pending[n]], errors)
     return errors
+
+
+def scored(record: dict, history: dict, predictions: pd.DataFrame) -> dict:
+    """A trained fold's record with its scores on the score fold and its best epoch (1-based)."""
+    labels, probabilities = predictions["label"].to_numpy(), probabilities_of(predictions)
+    return {**record, "metrics": fold_metrics(labels, probabilities), "best_epoch": best_epoch(history["val_loss"]) + 1}
 
 
 def fold_tasks(ctx: Run) -> list[FoldTask]:
@@ -325,7 +343,7 @@ def score_heldout(ctx: Run, outcomes: list[ArchOutcome]) -> None:
 
 def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
     """Rank and compare, write results.json, the tables and the reports; return (entries, leaderboard)."""
-    from benchmark.report import write_report  # matplotlib is imported only here
+    from benchmark.report.document import write_report  # matplotlib is imported only here
 
     config = ctx.config
     ctx.info["wall_seconds"] = time.perf_counter() - ctx.started  # of this invocation

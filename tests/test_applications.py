@@ -14,8 +14,8 @@ from PIL import Image
 import architectures
 from architectures import _applications
 from benchmark.cli import main
-from benchmark.data import discover, load_images
-from benchmark.training import load_fold_model
+from benchmark.data.images import discover, load_images
+from benchmark.training.fit import load_fold_model
 from tests.conftest import link_kaggle_subset, real_files
 
 
@@ -212,8 +212,8 @@ def weights_by_kind(arch: keras.Model) -> dict[str, list[np.ndarray]]:
 def test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_frozen(tmp_path, monkeypatch):
     """--warmup-epochs: the backbone unchanged while the head warms up; then every weight but the batch-norm
     layers' changes, at a tenth of the learning rate; early stopping spans both phases."""
-    from benchmark.splits import NestedStratifiedKFold
-    from benchmark.training import TrainSettings, train_fold
+    from benchmark.data.splits import NestedStratifiedKFold
+    from benchmark.training.fit import TrainSettings, train_fold
     from tests.test_training import real_images
 
     write_keras_weights(tmp_path, "MobileNetV3Small")
@@ -259,7 +259,7 @@ def test_pretrained_weights_warm_the_head_up_then_fine_tune_with_batchnorm_froze
 
 
 def test_from_scratch_the_recipe_is_one_phase():
-    from benchmark.training import TrainSettings, phases
+    from benchmark.training.fit import TrainSettings, phases
 
     settings = TrainSettings(epochs=4, batch_size=8, lr=1e-3, lr_decay_epochs=10, patience=5, augment="none",
                              weights="imagenet", warmup_epochs=2)  # fmt: skip

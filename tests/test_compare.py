@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from benchmark.cli import main
-from benchmark.statistics import corrected_ttest
+from benchmark.evaluation.statistics import corrected_ttest
 from tests.conftest import link_kaggle_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]

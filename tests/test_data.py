@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from benchmark import UsageError
-from benchmark import data as data_module
-from benchmark.data import decode, discover, file_table, fingerprint, load_images, warn_skipped
+from benchmark.data import images as data_module
+from benchmark.data.images import decode, discover, file_table, fingerprint, load_images, warn_skipped
 from tests.conftest import REAL_224, REAL_FULLRES, ROOT, link_kaggle_subset, real_files, write_image
 
 
@@ -284,7 +284,7 @@ def test_two_runs_on_one_cache_key_decode_once(tmp_path):
     data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 40, "PNEUMONIA": 40}, wrapper=False)
     code = (
         "import sys, numpy as np\n"
-        "from benchmark.data import discover, load_images\n"
+        "from benchmark.data.images import discover, load_images\n"
         "ds = discover(sys.argv[1])\n"
         "images = load_images(ds.root, ds.train, 64, cache_dir=sys.argv[2], workers=1)\n"
         "print('sum', int(np.asarray(images.pixels, dtype=np.int64).sum()))\n"
@@ -305,7 +305,7 @@ def test_a_fifo_under_an_image_name_is_skipped_and_listed_not_read(tmp_path):
     (data / "train" / "NORMAL" / "link-to-pipe.png").symlink_to(data / "train" / "PNEUMONIA" / "pipe.jpeg")
     code = (
         "import sys, numpy as np\n"
-        "from benchmark.data import decode, discover, load_images, warn_skipped\n"
+        "from benchmark.data.images import decode, discover, load_images, warn_skipped\n"
         "ds = discover(sys.argv[1])\n"
         "images = load_images(ds.root, ds.train, 32, cache_dir=sys.argv[2], log=lambda m: None)\n"
         "warn_skipped(images.skipped, strict=False, log=print)\n"

@@ -1,4 +1,4 @@
-from benchmark.diagnostics import flags
+from benchmark.evaluation.diagnostics import flags
 
 
 def entry(oscillation=0.2, gap=-0.05, best=(4, 5, 6), epochs=(8, 9, 10), suggested=2, std=0.01):

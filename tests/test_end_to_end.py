@@ -19,11 +19,11 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from benchmark.cli import main
-from benchmark.data import discover, load_images
-from benchmark.gradcam import pick
-from benchmark.heldout import tta_views
-from benchmark.metrics import METRICS, binary_metrics, max_f1_threshold, oof_thresholds, youden_threshold
-from benchmark.training import ArchitectureError, Validate, load_fold_model
+from benchmark.data.images import discover, load_images
+from benchmark.evaluation.metrics import METRICS, binary_metrics, max_f1_threshold, oof_thresholds, youden_threshold
+from benchmark.inference.gradcam import pick
+from benchmark.inference.predict import tta_views
+from benchmark.training.fit import ArchitectureError, Validate, load_fold_model
 from tests.conftest import link_kaggle_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]

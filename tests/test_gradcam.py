@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import architectures
-from benchmark.gradcam import heatmaps, pick, target_layer
-from benchmark.training import assemble, split_input
+from benchmark.inference.gradcam import heatmaps, pick, target_layer
+from benchmark.training.fit import assemble, split_input
 from tests.conftest import ROOT
 
 SIZE = 32

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from benchmark.metrics import (
+from benchmark.evaluation.metrics import (
     METRICS,
     binary_metrics,
     curve_statistics,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main
-from benchmark.data import Images
+from benchmark.data.images import Images
 from tests.conftest import link_kaggle_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]

@@ -85,7 +85,7 @@ def test_partial_and_callable_builders_register_with_their_source_file():
 
 
 def test_the_tool_names_the_trained_model_after_the_registry_entry():
-    from benchmark.training import assemble
+    from benchmark.training.fit import assemble
 
     model, arch = assemble(architectures.get("pyramid_up").build, (32, 32, 1), "none", name="pyramid_up")
     assert model.name == "pyramid_up" and arch.name != "pyramid_up"  # the builder did not name it

@@ -14,7 +14,7 @@ import pytest
 
 import benchmark.training
 from benchmark.cli import main
-from benchmark.files import write_text
+from benchmark.store.files import write_text
 from tests.conftest import link_kaggle_subset, real_files
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
@@ -153,14 +153,14 @@ class ResourceExhaustedError(Exception):
 def test_failures_are_isolated_and_out_of_memory_retries_with_half_the_batch(data, tmp_path, monkeypatch, capsys):
     module = tmp_path / "failing.py"
     module.write_text(FAILING)
-    real_train_fold = benchmark.training.train_fold
+    real_train_fold = benchmark.training.fit.train_fold
 
     def train_fold(build, images, fold, settings, *args, **kwargs):
         if build.__name__ == "big" and settings.batch_size > 16:
             raise ResourceExhaustedError(f"OOM when allocating tensor with shape[{settings.batch_size},8,32,32]")
         return real_train_fold(build, images, fold, settings, *args, **kwargs)
 
-    monkeypatch.setattr(benchmark.training, "train_fold", train_fold)
+    monkeypatch.setattr(benchmark.training.fit, "train_fold", train_fold)
     code = main(
         argv(data, tmp_path, "baseline,zz_nan,zz_two_units,zz_big", "--arch-module", str(module), "--folds", "2")
     )

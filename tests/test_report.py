@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.leaderboard import leaderboard_md, leaderboard_text
-from benchmark.metrics import binary_metrics, oof_thresholds
-from benchmark.render import Figure, Section, Table, to_html, to_markdown
-from benchmark.runfolder import RunFolder
-from benchmark.sections import build_sections
+from benchmark.evaluation.metrics import binary_metrics, oof_thresholds
+from benchmark.report.leaderboard import leaderboard_md, leaderboard_text
+from benchmark.report.render import Figure, Section, Table, to_html, to_markdown
+from benchmark.report.sections import build_sections
+from benchmark.store.runfolder import RunFolder
 from tests.conftest import ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "run"

@@ -15,7 +15,7 @@ import pytest
 import architectures
 import benchmark
 from benchmark.cli import main
-from benchmark.runfolder import RunFolder
+from benchmark.store.runfolder import RunFolder
 from tests.conftest import ROOT, real_files
 
 pytestmark = pytest.mark.realdata
@@ -236,7 +236,7 @@ def test_a_read_only_run_folder_is_one_paragraph(tmp_path, monkeypatch, capsys):
     def denied(path, *args, **kwargs):  # what a folder without write permission answers (root ignores chmod)
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr("benchmark.report.write_text", denied)
+    monkeypatch.setattr("benchmark.report.document.write_text", denied)
     assert main(["report", str(run)]) == 2
     err = one_paragraph(capsys.readouterr().err)
     assert f"{run}: cannot write the report there (Permission denied: {run / 'report.md'})" in err

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.leaderboard import best_fold
+from benchmark.evaluation.comparison import best_fold
 from tests.conftest import link_kaggle_subset
 
 

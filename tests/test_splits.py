@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from benchmark import UsageError
-from benchmark.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
+from benchmark.data.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
 
 LABELS = np.array([0] * 1341 + [1] * 3875)  # the Kaggle training split's class counts
 
@@ -69,7 +69,7 @@ def test_impossible_splits_are_usage_errors(k, labels, message):
 
 @pytest.mark.realdata
 def test_grouped_folds_keep_every_real_file_name_group_on_one_side():
-    from benchmark.data import discover
+    from benchmark.data.images import discover
     from tests.conftest import REAL_224
 
     train = discover(REAL_224).train

@@ -2,10 +2,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.comparison import pairwise_comparison
-from benchmark.heldout import paired_against, ranking_transfer, transfer_verdict
-from benchmark.plots import cd_groups
-from benchmark.statistics import (
+from benchmark.evaluation.comparison import pairwise_comparison
+from benchmark.evaluation.heldout import paired_against, ranking_transfer, transfer_verdict
+from benchmark.evaluation.statistics import (
     bayesian_correlated_ttest,
     bootstrap_difference,
     corrected_ttest,
@@ -14,6 +13,7 @@ from benchmark.statistics import (
     mean_ci,
     nemenyi_critical_difference,
 )
+from benchmark.report.plots import cd_groups
 
 
 def test_corrected_ttest_by_hand():

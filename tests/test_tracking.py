@@ -20,8 +20,8 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import RunConfig
-from benchmark.mlflow_tracking import MLflow
-from benchmark.runfolder import RunFolder
+from benchmark.store.runfolder import RunFolder
+from benchmark.tracking.mlflow_tracking import MLflow
 from tests.conftest import link_kaggle_subset
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]

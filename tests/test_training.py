@@ -9,10 +9,10 @@ import pytest
 from keras import layers
 from sklearn.metrics import roc_auc_score
 
-from benchmark import training
-from benchmark.data import Images
-from benchmark.splits import NestedStratifiedKFold
-from benchmark.training import (
+from benchmark.data.images import Images
+from benchmark.data.splits import NestedStratifiedKFold
+from benchmark.training import fit as training
+from benchmark.training.fit import (
     ArchitectureError,
     DeviceBatches,
     TrainSettings,
@@ -48,7 +48,7 @@ def bright_or_dark(n_neg=30, n_pos=60, size=12):
 
 def real_images(per_class: int = 30, size: int = 32) -> Images:
     """The first real chest X-rays of each class, decoded at ``size`` px (NORMAL 0, PNEUMONIA 1)."""
-    from benchmark.data import decode
+    from benchmark.data.images import decode
     from tests.conftest import real_files
 
     files = [
@@ -189,7 +189,7 @@ def test_same_seed_gives_the_same_model():
 
 
 def test_mixed_precision_keeps_probabilities_in_float32():
-    from benchmark import backend
+    from benchmark.training import backend
 
     try:
         device = backend.setup(mixed_precision=True)
@@ -205,7 +205,8 @@ def test_mixed_precision_keeps_probabilities_in_float32():
 
 
 def test_strategy_selection():
-    from benchmark import UsageError, backend
+    from benchmark import UsageError
+    from benchmark.training import backend
 
     device = backend.setup(strategy="auto")
     assert device.backend == keras.backend.backend()
@@ -275,7 +276,7 @@ def check_jax_train_step_is_compiled():
 def check_jax_compiled_equals_eager_on_real_images():
     """Compiled training gives the numbers of the eager run it replaced, on real X-rays."""
     import architectures
-    from benchmark.data import discover, load_images
+    from benchmark.data.images import discover, load_images
     from tests.conftest import REAL_224
 
     dataset = discover(REAL_224)
@@ -332,7 +333,7 @@ class OutOfMemoryError(RuntimeError):
     ],
 )
 def test_out_of_memory_of_each_backend_is_retried_once_with_half_the_batch(error, monkeypatch):
-    from benchmark.execution import FoldTask, run_fold
+    from benchmark.training.execution import FoldTask, run_fold
 
     real, batch_sizes = training.train_fold, []
 

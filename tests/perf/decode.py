@@ -2,7 +2,7 @@
 
 A 5-fold × 3-architecture run needs its images 15 times. The naive pipeline decodes
 them each time with ``keras.utils.image_dataset_from_directory``; the tool decodes
-once into a cache (``benchmark.data.load_images``) and maps it afterwards.
+once into a cache (``benchmark.data.images.load_images``) and maps it afterwards.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def naive(split_dir) -> float:
 
 
 def load(root, cache_dir):
-    from benchmark.data import discover, load_images
+    from benchmark.data.images import discover, load_images
 
     return load_images(root, discover(root).train, SIZE, 1, cache_dir, log=lambda m: None)
 

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from benchmark.flops import forward_flops
+from benchmark.training.flops import forward_flops
 from tests.perf.common import DATA_224, Timer, median, record
 
 
@@ -40,7 +40,7 @@ def epoch_seconds(images, n: int, batch: int, augment: str, jit: bool) -> tuple[
     import keras
 
     import architectures
-    from benchmark.training import assemble
+    from benchmark.training.fit import assemble
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
@@ -63,7 +63,7 @@ def epoch_seconds(images, n: int, batch: int, augment: str, jit: bool) -> tuple[
 
 def main() -> None:
     import architectures
-    from benchmark.data import discover, load_images
+    from benchmark.data.images import discover, load_images
 
     np_peak, tf_peak = matmul_peak()
     peak = max(np_peak, tf_peak)

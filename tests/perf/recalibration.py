@@ -31,9 +31,20 @@ CANDIDATES = [  # (architecture, image size): the registry's at the main job's 5
 ]
 
 
+OLD_IMPORTS = {  # the modules :data:`OLD` imported, where they are now
+    "from benchmark import backend": "from benchmark.training import backend",
+    "from benchmark.config import AUGMENTATIONS": "from benchmark.training import AUGMENTATIONS",
+    "from benchmark.data import Images": "from benchmark.data.images import Images",
+    "from benchmark.files import atomic_path": "from benchmark.store.files import atomic_path",
+    "from benchmark.splits import Fold": "from benchmark.data.splits import Fold",
+}
+
+
 def old_training():
-    """benchmark/training.py as it was at :data:`OLD`, imported under another name."""
+    """benchmark/training.py as it was at :data:`OLD`, imported under another name (its imports moved since)."""
     source = subprocess.run(["git", "show", f"{OLD}:benchmark/training.py"], cwd=ROOT, capture_output=True, text=True)
+    for old, new in OLD_IMPORTS.items():
+        source.stdout = source.stdout.replace(old, new)
     path = Path(tempfile.mkdtemp()) / "training_old.py"
     path.write_text(source.stdout)
     spec = importlib.util.spec_from_file_location("training_old", path)
@@ -44,7 +55,7 @@ def old_training():
 
 def fit_images(size: int, n: int = 512) -> np.ndarray:
     """The first ``n`` training images (both classes, alternating), decoded as the tool does."""
-    from benchmark.data import decode
+    from benchmark.data.images import decode
 
     lists = [sorted((DATA_224 / "train" / c).glob("*.jpeg"))[: n // 2] for c in ("NORMAL", "PNEUMONIA")]
     return np.stack([decode(f, size) for pair in zip(*lists, strict=True) for f in pair])
@@ -53,7 +64,7 @@ def fit_images(size: int, n: int = 512) -> np.ndarray:
 def statistics(model) -> list[np.ndarray]:
     import keras
 
-    from benchmark.training import _all_layers
+    from benchmark.training.fit import _all_layers
 
     norms = [x for x in _all_layers(model) if isinstance(x, keras.layers.BatchNormalization)]
     return [keras.ops.convert_to_numpy(v) for n in norms for v in (n.moving_mean, n.moving_variance)]
@@ -63,7 +74,7 @@ def main() -> None:
     import keras
 
     import architectures
-    from benchmark import training
+    from benchmark.training import fit as training
 
     old = old_training()
     lines = ["| architecture | px | batch-norm layers | probes per layer (s) | one pass (s) | CPU/wall | difference |",

@@ -31,7 +31,7 @@ SIZE = 56
 POSITIVE_SHARE = 3875 / 5216  # as in the Kaggle train split
 DECODE = """
 import sys, time
-from benchmark.data import discover, load_images
+from benchmark.data.images import discover, load_images
 start = time.perf_counter()
 ds = discover(sys.argv[1])
 images = load_images(ds.root, ds.train, int(sys.argv[3]), cache_dir=sys.argv[2], log=lambda m: None)
@@ -75,13 +75,13 @@ def fixture_run(folder: Path, paths: tuple[str, ...], labels: np.ndarray) -> flo
     import pandas as pd
 
     import architectures
-    from benchmark.comparison import folds_table, pairwise_comparison, ranked
-    from benchmark.leaderboard import leaderboard_md, leaderboard_text
-    from benchmark.metrics import binary_metrics
-    from benchmark.report import write_report
-    from benchmark.runfolder import RunFolder
+    from benchmark.data.splits import NestedStratifiedKFold, save_splits
+    from benchmark.evaluation.comparison import folds_table, pairwise_comparison, ranked
+    from benchmark.evaluation.metrics import binary_metrics
+    from benchmark.report.document import write_report
+    from benchmark.report.leaderboard import leaderboard_md, leaderboard_text
     from benchmark.runner import OOF_COLUMNS, outcome
-    from benchmark.splits import NestedStratifiedKFold, save_splits
+    from benchmark.store.runfolder import RunFolder
 
     run = RunFolder(folder)
     folds = NestedStratifiedKFold(5, 0.1, 42).split(labels)
@@ -116,9 +116,9 @@ def fixture_run(folder: Path, paths: tuple[str, ...], labels: np.ndarray) -> flo
 
 
 def measure(count: int, base: Path) -> dict:
-    from benchmark.data import discover, file_table, fingerprint
-    from benchmark.files import write_csv
-    from benchmark.splits import NestedStratifiedKFold, save_splits
+    from benchmark.data.images import discover, file_table, fingerprint
+    from benchmark.data.splits import NestedStratifiedKFold, save_splits
+    from benchmark.store.files import write_csv
 
     with tempfile.TemporaryDirectory(dir=base) as name:
         tmp = Path(name)

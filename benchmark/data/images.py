@@ -1,4 +1,4 @@
-"""Stage 1 — data: find the images of a Kaggle-layout folder and decode them once.
+"""Data: find the images of a Kaggle-layout folder and decode them once.
 
 Layout read (as the Kaggle "chest-xray-pneumonia" archive unzips)::
 
@@ -39,7 +39,7 @@ from filelock import FileLock
 from PIL import Image
 
 from benchmark import UsageError
-from benchmark.files import atomic_path, read_json, write_json
+from benchmark.store.files import atomic_path, read_json, write_json
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}

@@ -1,4 +1,4 @@
-"""Stage 4 — evaluation: loss-curve flags in words — what the curves say, the number behind it, the remedy.
+"""Evaluation: loss-curve flags in words — what the curves say, the number behind it, the remedy.
 
 Thresholds are rules of thumb, stated so a reader can disagree with them.
 """

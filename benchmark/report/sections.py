@@ -1,9 +1,9 @@
-"""Stage 6 — reporting: the report's sections, one builder each, from a run folder alone.
+"""Reporting: the report's sections, one builder each, from a run folder alone.
 
 Everything shown is read back from the saved files (results.json, folds.csv,
 oof.csv, each fold's history.csv and test predictions), so ``benchmark report
 RUN_DIR`` rebuilds the report of a finished, resumed or partial run without
-training anything. :mod:`benchmark.render` writes the sections as markdown and HTML.
+training anything. :mod:`benchmark.report.render` writes the sections as markdown and HTML.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ import numpy as np
 import pandas as pd
 
 from architectures._applications import PREFIX
-from benchmark import plots
-from benchmark.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
-from benchmark.heldout import fold_ensemble, heldout_transfer, read_heldout
-from benchmark.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
-from benchmark.metrics import (
+from benchmark.evaluation.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
+from benchmark.evaluation.heldout import heldout_transfer
+from benchmark.evaluation.metrics import (
     LOWER_IS_BETTER,
     PER_CLASS,
     THRESHOLD_FREE,
@@ -31,12 +29,13 @@ from benchmark.metrics import (
     fold_metrics,
     multiclass_metrics,
     oof_thresholds,
-    probabilities_of,
-    probability_columns,
 )
-from benchmark.render import Code, Figure, Section, Table
-from benchmark.runfolder import RunFolder
-from benchmark.statistics import mean_ci
+from benchmark.evaluation.statistics import mean_ci
+from benchmark.inference.predict import fold_ensemble, read_heldout
+from benchmark.report import plots
+from benchmark.report.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
+from benchmark.report.render import Code, Figure, Section, Table
+from benchmark.store.runfolder import RunFolder, probabilities_of, probability_columns
 
 HELDOUT_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
 GAP_FLAG = 0.05  # a CV-vs-test difference this large is worth a look

@@ -1,4 +1,4 @@
-"""Stage 4 — evaluation: scores of one fold's predictions, and statistics of its loss curves.
+"""Evaluation: scores of one fold's predictions, and statistics of its loss curves.
 
 Threshold metrics are computed from the confusion matrix at ``threshold``
 (0.5 unless said otherwise); ``roc_auc``, ``pr_auc`` (average precision) and
@@ -182,27 +182,6 @@ def fold_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     if probabilities.ndim == 1:
         return binary_metrics(labels, probabilities)
     return multiclass_metrics(labels, probabilities)
-
-
-def probability_columns(probabilities: np.ndarray, prefix: str = "probability") -> dict[str, np.ndarray]:
-    """The columns of a predictions table: ``probability`` (of the positive class), or one
-    ``probability_<label>`` per class.
-
-    >>> list(probability_columns(np.zeros((2, 3))))
-    ['probability_0', 'probability_1', 'probability_2']
-    """
-    probabilities = np.asarray(probabilities)
-    if probabilities.ndim == 1:
-        return {prefix: probabilities}
-    return {f"{prefix}_{c}": probabilities[:, c] for c in range(probabilities.shape[1])}
-
-
-def probabilities_of(frame, prefix: str = "probability") -> np.ndarray:
-    """The probabilities a predictions table holds, (n,) or (n, K), as :func:`probability_columns` wrote them."""
-    if prefix in frame:
-        return frame[prefix].to_numpy()
-    k = sum(1 for c in frame.columns if c.startswith(prefix + "_") and c[len(prefix) + 1 :].isdigit())
-    return frame[[f"{prefix}_{c}" for c in range(k)]].to_numpy()
 
 
 def best_epoch(val_loss: np.ndarray) -> int:

@@ -1,4 +1,4 @@
-"""Stage 6 — reporting, in words: the leaderboard table, the loss-curve table and the verdicts.
+"""Reporting, in words: the leaderboard table, the loss-curve table and the verdicts.
 
 Shared by ``leaderboard.md`` (written with results.json) and the report's sections.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from tabulate import tabulate
 
-from benchmark.metrics import LOWER_IS_BETTER, METRICS
+from benchmark.evaluation.metrics import METRICS
 
 
 def _pm(metric: dict) -> str:
@@ -27,17 +27,6 @@ def ranked_metrics(rank_by: str, entries: list[dict]) -> list[str]:
     """Every metric of the task (those the entries have), the ranking one first."""
     names = next((list(e["metrics"]) for e in entries if "metrics" in e), list(METRICS))
     return [rank_by] + [m for m in names if m != rank_by]
-
-
-def best_fold(entry: dict, rank_by: str) -> int:
-    """The fold whose model scored best on its own score fold (the first of equals).
-
-    >>> best_fold({"metrics": {"f1": {"folds": [0.8, 0.9, 0.9]}}}, "f1")
-    1
-    """
-    folds = entry["metrics"][rank_by]["folds"]
-    sign = 1 if rank_by in LOWER_IS_BETTER else -1
-    return min(range(len(folds)), key=lambda i: sign * folds[i])
 
 
 CURVE_HEADERS = [

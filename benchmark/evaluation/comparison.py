@@ -1,4 +1,4 @@
-"""Stage 4 — evaluation: aggregate each architecture's folds, rank the architectures, compare them.
+"""Evaluation: aggregate each architecture's folds, rank the architectures, compare them.
 
 Input is the per-fold records exactly as saved in ``<arch>/fold-<i>/metrics.json``
 and ``history.csv``, so every aggregated number can be recomputed from those files.
@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.metrics import LOWER_IS_BETTER, curve_statistics, metric_names
-from benchmark.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, holm
+from benchmark.evaluation.metrics import LOWER_IS_BETTER, curve_statistics, metric_names
+from benchmark.evaluation.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, holm
 
 
 @dataclass
@@ -154,3 +154,14 @@ def folds_table(records: list[dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def best_fold(entry: dict, rank_by: str) -> int:
+    """The fold whose model scored best on its own score fold (the first of equals).
+
+    >>> best_fold({"metrics": {"f1": {"folds": [0.8, 0.9, 0.9]}}}, "f1")
+    1
+    """
+    folds = entry["metrics"][rank_by]["folds"]
+    sign = 1 if rank_by in LOWER_IS_BETTER else -1
+    return min(range(len(folds)), key=lambda i: sign * folds[i])

@@ -1,7 +1,7 @@
-"""Stage 6 — reporting: render a report's sections as markdown and as one self-contained HTML page.
+"""Reporting: render a report's sections as markdown and as one self-contained HTML page.
 
 A report is a list of :class:`Section` (paragraphs, tables, figures), built by
-:mod:`benchmark.sections`; the two renderers here write the same content, with
+:mod:`benchmark.report.sections`; the two renderers here write the same content, with
 every string escaped.
 """
 

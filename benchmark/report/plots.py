@@ -1,4 +1,4 @@
-"""Stage 6 — reporting: the figures of the report, drawn with matplotlib/seaborn and saved as PNG (no screen needed)."""
+"""Reporting: the figures of the report, drawn with matplotlib/seaborn and saved as PNG (no screen needed)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import seaborn as sns  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from benchmark.metrics import ALL_METRICS, probabilities_of  # noqa: E402
+from benchmark.evaluation.metrics import ALL_METRICS  # noqa: E402
+from benchmark.store.runfolder import probabilities_of
 
 
 def _save(fig, path: Path) -> Path:

@@ -1,104 +1,18 @@
-"""Stage 4 — evaluation, held out: the saved fold models score the official test split, once.
+"""Evaluation, held out: does the cross-validation ranking hold on the official test split?
 
-It runs after cross-validation and feeds nothing back: models, early stopping,
-thresholds and the ranking never see the test images. The probabilities are saved
-per fold (``<arch>/fold-<i>/test_predictions.csv``) for the report to aggregate.
+Reads the fold models' test predictions (:mod:`benchmark.inference.predict`); feeds nothing back:
+models, early stopping, thresholds and the ranking never see the test images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
-import pandas as pd
 from scipy import stats
 
-from benchmark.data import Images
-from benchmark.files import write_csv
-from benchmark.metrics import LOWER_IS_BETTER, metric_value, probabilities_of, probability_columns
-from benchmark.runfolder import RunFolder
-from benchmark.statistics import bootstrap_difference, holm
-
-
-def predict_heldout(
-    folder: RunFolder,
-    names: list[str],
-    n_folds: int,
-    test: Images,
-    batch_size: int,
-    log: Callable = print,
-    tta: bool = False,
-) -> int:
-    """Predict ``test`` with every saved fold model whose test predictions are missing; return how many ran.
-
-    ``probability`` (or ``probability_<label>`` per class) is the model's output on the image;
-    with ``tta``, ``probability_tta`` (``probability_tta_<label>``) is its mean over :func:`tta_views`
-    too (a file without it is redone).
-    """
-    from benchmark.training import load_fold_model  # here, so that reading saved predictions needs no backend
-
-    done = 0
-    for name in names:
-        for i in range(n_folds):
-            out, model_path = folder.test_predictions(name, i), folder.model_path(name, i)
-            has_tta = any(c.startswith("probability_tta") for c in _columns(out))
-            if not model_path.exists() or (out.exists() and (not tta or has_tta)):
-                continue
-            model = load_fold_model(model_path)
-
-            def predict(pixels, model=model):
-                p = np.asarray(model.predict(pixels, batch_size=max(batch_size, 128), verbose=0))
-                return p.reshape(-1) if p.shape[1] == 1 else p
-
-            columns = {
-                "path": test.paths,
-                "label": test.labels.astype(int),
-                **probability_columns(predict(test.pixels)),
-            }
-            if tta:
-                views = np.mean([predict(view) for view in tta_views(test.pixels)], axis=0)
-                columns |= probability_columns(views, "probability_tta")
-            write_csv(out, pd.DataFrame(columns))
-            done += 1
-    if done:
-        log(f"held-out test split: {done} fold model(s) scored {len(test.paths)} images" + (" (+ TTA)" if tta else ""))
-    return done
-
-
-def tta_views(pixels: np.ndarray, fraction: float = 0.04) -> list[np.ndarray]:
-    """The image and four copies shifted by ``fraction`` of its size up, down, left and right
-    (edges repeated): the translations training augmentation already showed the model.
-
-    >>> views = tta_views(np.arange(25, dtype=np.uint8).reshape(1, 5, 5, 1), fraction=0.2)
-    >>> len(views), views[1][0, :, :, 0].tolist()[0]
-    (5, [5, 6, 7, 8, 9])
-    """
-    size = pixels.shape[1]
-    k = max(1, round(fraction * size))
-    padded = np.pad(pixels, ((0, 0), (k, k), (k, k), (0, 0)), mode="edge")
-    crops = [(k, k), (2 * k, k), (0, k), (k, 2 * k), (k, 0)]  # (row, col) offsets: same, up, down, left, right
-    return [padded[:, r : r + size, c : c + pixels.shape[2]] for r, c in crops]
-
-
-def _columns(path) -> list[str]:
-    try:
-        return list(pd.read_csv(path, nrows=0).columns)
-    except (OSError, ValueError):
-        return []
-
-
-def read_heldout(folder: RunFolder, name: str, n_folds: int) -> list[pd.DataFrame] | None:
-    """Every fold's test predictions of ``name``, or None unless all ``n_folds`` are saved."""
-    paths = [folder.test_predictions(name, i) for i in range(n_folds)]
-    if not all(p.exists() for p in paths):
-        return None
-    return [pd.read_csv(p) for p in paths]
-
-
-def fold_ensemble(runs: list[pd.DataFrame], column: str = "probability") -> np.ndarray:
-    """The fold ensemble's test probabilities: the mean over the fold models of ``column`` ((n,) or (n, K))."""
-    return np.mean([probabilities_of(r, column) for r in runs], axis=0)
-
+from benchmark.evaluation.metrics import LOWER_IS_BETTER, metric_value
+from benchmark.evaluation.statistics import bootstrap_difference, holm
+from benchmark.inference.predict import fold_ensemble, read_heldout
+from benchmark.store.runfolder import RunFolder
 
 ALPHA = 0.05  # the family-wise level of the paired tests against the CV winner
 
@@ -177,7 +91,7 @@ def paired_against(
 
     ``difference`` is its test score minus the winner's; ``ci`` and ``p`` come from the bootstrap
     replicates of that difference (``resampled``: resamples × architectures, the same resamples as τ's),
-    :func:`~benchmark.statistics.bootstrap_difference`; ``p_holm`` is Holm's adjustment over the
+    :func:`~benchmark.evaluation.statistics.bootstrap_difference`; ``p_holm`` is Holm's adjustment over the
     comparisons; ``beats_cv_winner`` where ``p_holm < alpha`` and the difference is in its favour
     (``sign`` −1 where lower is better).
     """

@@ -1,4 +1,4 @@
-"""Stage 3 — training: where the (architecture, fold) trainings run: here, in worker processes, or on a Dask cluster.
+"""Training: where the (architecture, fold) trainings run: here, in worker processes, or on a Dask cluster.
 
 A :class:`FoldTask` carries everything one training needs (the architecture's name,
 the fold's indices, the seed and the settings); :func:`run_fold` trains and scores
@@ -6,7 +6,7 @@ it and returns a :class:`FoldOutput` — the fold's record, history, out-of-fold
 predictions and the saved model as bytes, or the error that stopped it. Workers
 never write into the run folder: the driver does, the same way whichever executor
 ran the task. The decoded images travel as the path of their memory-mapped cache
-(see :class:`benchmark.data.Images`), so workers read them from a shared path.
+(see :class:`benchmark.data.images.Images`), so workers read them from a shared path.
 
 Executors (``--jobs``, ``--backend``):
 
@@ -32,11 +32,12 @@ import keras
 import pandas as pd
 
 import architectures
-from benchmark import backend, training
-from benchmark.data import Images
-from benchmark.metrics import best_epoch, fold_metrics, probability_columns
-from benchmark.splits import Fold
-from benchmark.training import ArchitectureError, TrainSettings
+from benchmark.data.images import Images
+from benchmark.data.splits import Fold
+from benchmark.store.runfolder import probability_columns
+from benchmark.training import backend
+from benchmark.training import fit as training
+from benchmark.training.fit import ArchitectureError, TrainSettings
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
             if task.raise_errors:
                 raise
             return FoldOutput(task, error=failure_reason(err), traceback=traceback.format_exc(), log=tuple(log))
-        record = _record(task, result, images.labels[task.split.score], settings, time.perf_counter() - started)
+        record = _record(task, result, settings, time.perf_counter() - started)
         predictions = pd.DataFrame(
             {
                 "path": [images.paths[j] for j in task.split.score],
@@ -149,15 +150,13 @@ def _train(task: FoldTask, images: Images, model_path, report, scope, log: list[
             settings = smaller
 
 
-def _record(task: FoldTask, result, labels, settings: TrainSettings, seconds: float) -> dict:
-    """The fold's ``metrics.json``."""
+def _record(task: FoldTask, result, settings: TrainSettings, seconds: float) -> dict:
+    """The fold's ``metrics.json``, but for its scores, which evaluation adds (:func:`benchmark.runner.scored`)."""
     return {
         "arch": task.arch,
         "fold": task.fold,
-        "metrics": fold_metrics(labels, result.probabilities),
         "class_weight": {str(k): v for k, v in result.class_weight.items()},
         "initial_bias": result.initial_bias,
-        "best_epoch": best_epoch(result.history["val_loss"]) + 1,
         "epochs": len(result.history["val_loss"]),
         "fit_seconds": result.fit_seconds,
         "predict_seconds": result.predict_seconds,

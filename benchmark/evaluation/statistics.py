@@ -1,4 +1,4 @@
-"""Stage 4 — evaluation, statistics: is one architecture really better than another?
+"""Evaluation, statistics: is one architecture really better than another?
 
 Fold scores of two architectures are paired (same folds) and correlated (the
 training sets overlap), so a plain paired t-test over folds is over-confident.

@@ -1,16 +1,16 @@
-"""Stage 6 — reporting: ``report.md`` and a self-contained ``report.html`` built from a run folder alone.
+"""Reporting: ``report.md`` and a self-contained ``report.html`` built from a run folder alone.
 
-The sections come from :mod:`benchmark.sections`, the two renderings from :mod:`benchmark.render`.
+The sections come from :mod:`benchmark.report.sections`, the two renderings from :mod:`benchmark.report.render`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.files import write_text
-from benchmark.render import to_html, to_markdown
-from benchmark.runfolder import RunFolder
-from benchmark.sections import build_sections
+from benchmark.report.render import to_html, to_markdown
+from benchmark.report.sections import build_sections
+from benchmark.store.files import write_text
+from benchmark.store.runfolder import RunFolder
 
 
 def write_report(run_dir: str | Path) -> tuple[Path, Path]:

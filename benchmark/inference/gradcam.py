@@ -1,4 +1,4 @@
-"""Stage 6 — reporting: Grad-CAM, where in the image the fold models look (the report's section 8).
+"""Inference: Grad-CAM, where in the image the fold models look (the report's Grad-CAM section).
 
 Selvaraju et al. 2017: the gradient of the predicted class's score with respect to
 the last convolutional feature map, averaged over its height and width, weights
@@ -21,10 +21,10 @@ import keras
 import numpy as np
 from PIL import Image
 
-from benchmark.data import Images
-from benchmark.heldout import fold_ensemble, read_heldout
-from benchmark.runfolder import RunFolder
-from benchmark.training import load_fold_model, split_input
+from benchmark.data.images import Images
+from benchmark.inference.predict import fold_ensemble, read_heldout
+from benchmark.store.runfolder import RunFolder
+from benchmark.training.fit import load_fold_model, split_input
 
 KINDS = ("true positive", "true negative", "false positive", "false negative")
 

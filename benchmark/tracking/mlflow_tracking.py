@@ -1,4 +1,4 @@
-"""Stage 5 — the run folder in MLflow (``--track mlflow``): one parent run per benchmark, a child run
+"""Tracking in MLflow (``--track mlflow``): one parent run per benchmark, a child run
 per architecture, a grandchild per fold.
 
 - parent: every setting as a parameter; at the end ``report.html``, ``leaderboard.md`` and
@@ -31,9 +31,10 @@ import time
 from contextlib import contextmanager
 
 from benchmark import UsageError
-from benchmark.files import read_json, write_json
-from benchmark.leaderboard import best_fold
-from benchmark.runfolder import RunFolder
+from benchmark.evaluation.comparison import best_fold
+from benchmark.store.files import read_json, write_json
+from benchmark.store.runfolder import RunFolder
+from benchmark.tracking import scalars
 
 EXPERIMENT = "cnn-benchmark"
 # During the run: a lost server fails in seconds, not after MLflow's default ~4 minutes of retries.
@@ -206,20 +207,6 @@ class MLflow:
                 if path.exists():
                     self.client.log_artifact(parent, str(path))
             self.client.set_terminated(parent)
-
-
-def scalars(metrics: dict) -> dict[str, float]:
-    """The single-number metrics of a metrics.json (per-class ones flattened to ``class_<c>/<metric>``);
-    the names both trackers show, after ``fold/``."""
-    out = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "threshold"}
-    for c, values in metrics.get("per_class", {}).items():
-        out |= {f"class_{_name(c)}/{k}": float(v) for k, v in values.items()}
-    return out
-
-
-def _name(text: str) -> str:
-    """A class name as a part of a metric name (MLflow allows letters, digits, _ - . space : /)."""
-    return re.sub(r"[^\w.\- :]", "_", str(text)).strip(". ") or "_"
 
 
 def _reason(err: Exception) -> str:

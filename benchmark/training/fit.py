@@ -1,4 +1,4 @@
-"""Stage 3 — training: fit one architecture on one fold and predict its score fold.
+"""Training: fit one architecture on one fold and predict its score fold.
 
 What the model is fitted on decides everything fitted from data: class weights
 and the output bias come from the fold's fit part only; early stopping watches
@@ -21,11 +21,10 @@ import keras
 import numpy as np
 from keras import layers
 
-from benchmark import backend
-from benchmark.config import AUGMENTATIONS
-from benchmark.data import Images
-from benchmark.files import atomic_path
-from benchmark.splits import Fold
+from benchmark.data.images import Images
+from benchmark.data.splits import Fold
+from benchmark.store.files import atomic_path
+from benchmark.training import AUGMENTATIONS, backend
 
 
 class ArchitectureError(Exception):

@@ -1,4 +1,4 @@
-"""Stage 5 — the run folder: every file a run writes, where it lives, and how it is read back.
+"""Store: the run folder, every file a run writes, where it lives, and how it is read back.
 
 ::
 
@@ -9,19 +9,19 @@
     RUN/splits.json             the folds as paths relative to --data
     RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras,
                                 test_predictions.csv (the held-out split)
-    RUN/<arch>/gradcam.npz      Grad-CAM heat maps of chosen test images (the report's section 8)
+    RUN/<arch>/gradcam.npz      Grad-CAM heat maps of chosen test images (the report's Grad-CAM section)
     RUN/folds.csv               one row per architecture × fold
     RUN/oof.csv                 out-of-fold probabilities: arch, fold, path, label, probability
     RUN/results.json            the aggregated, ranked results (the contract reports build on)
     RUN/leaderboard.md          the ranked table
     RUN/report.md, report.html  the report; RUN/report_files/ holds its figures
     RUN/run.log                 what the backends printed (TensorFlow/JAX start-up messages)
-    RUN/tensorboard/            --tensorboard: <arch>/fold-<i>/ curves, <arch>/hparams/ (benchmark.tracking)
+    RUN/tensorboard/            --tensorboard: <arch>/fold-<i>/ curves, <arch>/hparams/ (benchmark.tracking.tensorboard)
     RUN/tracking.json           --track mlflow: the MLflow run ids, so a resumed run continues them
 
 :class:`RunFolder` is the one place that spells these names. A fold's ``metrics.json``
 is written last, so its presence marks the fold finished; every file is written
-atomically (benchmark.files). ``--overwrite`` removes these files and nothing else: a user's
+atomically (benchmark.store.files). ``--overwrite`` removes these files and nothing else: a user's
 own file in a run folder stays, and a folder that is not a run folder is never cleared.
 """
 
@@ -37,12 +37,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark import UsageError
-from benchmark.files import atomic_path, read_json, write_bytes, write_csv, write_json, write_text
+from benchmark.store.files import atomic_path, read_json, write_bytes, write_csv, write_json, write_text
 
 FILE_COLUMNS = ["path", "class", "size", "mtime_ns"]
 OOF_COLUMNS = ["arch", "fold", "path", "label"]  # then one probability column per class (one for two classes)
 FORMAT = "cnn-benchmark run folder 1"  # config.json's "format": what makes a folder a run folder
-TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?")  # benchmark.files.atomic_path's names
+TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?")  # benchmark.store.files.atomic_path's names
 FOLD_FILES = ("history.csv", "predictions.csv", "metrics.json", "model.keras", "test_predictions.csv", "error.txt")
 
 
@@ -311,3 +311,24 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
+
+
+def probability_columns(probabilities: np.ndarray, prefix: str = "probability") -> dict[str, np.ndarray]:
+    """The columns of a predictions table: ``probability`` (of the positive class), or one
+    ``probability_<label>`` per class.
+
+    >>> list(probability_columns(np.zeros((2, 3))))
+    ['probability_0', 'probability_1', 'probability_2']
+    """
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim == 1:
+        return {prefix: probabilities}
+    return {f"{prefix}_{c}": probabilities[:, c] for c in range(probabilities.shape[1])}
+
+
+def probabilities_of(frame, prefix: str = "probability") -> np.ndarray:
+    """The probabilities a predictions table holds, (n,) or (n, K), as :func:`probability_columns` wrote them."""
+    if prefix in frame:
+        return frame[prefix].to_numpy()
+    k = sum(1 for c in frame.columns if c.startswith(prefix + "_") and c[len(prefix) + 1 :].isdigit())
+    return frame[[f"{prefix}_{c}" for c in range(k)]].to_numpy()

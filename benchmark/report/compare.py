@@ -1,4 +1,4 @@
-"""Stage 6 — reporting across runs: ``benchmark compare RUN_A RUN_B ...``.
+"""Reporting across runs: ``benchmark compare RUN_A RUN_B ...``.
 
 What differs between the runs' settings; each architecture's ranking metric in every run (mean
 and corrected 95 % interval); where two runs share their folds (the same ``splits.json``), a paired
@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmark import UsageError
-from benchmark.files import read_json, write_text
-from benchmark.heldout import fold_ensemble, read_heldout
-from benchmark.metrics import clip_to_range, metric_value
-from benchmark.render import Figure, Section, Table, to_html, to_markdown
-from benchmark.runfolder import RunFolder
-from benchmark.statistics import corrected_ttest, mean_ci
+from benchmark.evaluation.metrics import clip_to_range, metric_value
+from benchmark.evaluation.statistics import corrected_ttest, mean_ci
+from benchmark.inference.predict import fold_ensemble, read_heldout
+from benchmark.report.render import Figure, Section, Table, to_html, to_markdown
+from benchmark.store.files import read_json, write_text
+from benchmark.store.runfolder import RunFolder
 
 IGNORED_SETTINGS = {"out", "overwrite", "quiet", "jobs", "backend", "scheduler", "cache_dir", "arch_modules"}
 SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, ZeroDivisionError)
@@ -112,7 +112,7 @@ def compare_sections(runs: list[Run], figure: Path) -> list[Section]:
             + "; ".join(f"{r.label} {r.folder.path}: {', '.join(r.scores) or 'none'}" for r in runs)
             + ". Compare runs of the same architectures (benchmark run --archs)."
         )
-    from benchmark import plots
+    from benchmark.report import plots
 
     rows = [(n, r.label, *r.interval(n, metric), r.held_out(n, metric)) for n in names for r in runs]
     intro = [

@@ -1,4 +1,4 @@
-"""Stage 3 — training: devices, numerics and compilation of the active Keras backend (tensorflow, jax or torch).
+"""Training: devices, numerics and compilation of the active Keras backend (tensorflow, jax or torch).
 
 The only module that may import a backend library directly, and only the one
 that Keras is running on, so the tool works where TensorFlow is not installed.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import keras
 
 from benchmark import UsageError
-from benchmark.config import STRATEGIES
+from benchmark.training import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def use_compile_cache(folder: str) -> None:
 
 
 def feeds_from_device() -> bool:
-    """Whether training batches are gathered on the device (:class:`benchmark.training.DeviceBatches`).
+    """Whether training batches are gathered on the device (:class:`benchmark.training.fit.DeviceBatches`).
 
     Under JAX on a GPU or TPU: there the pixels' per-step trip from the host is what
     keeps a small CNN waiting. On the CPU the device is the host and there is nothing

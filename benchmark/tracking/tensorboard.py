@@ -1,15 +1,9 @@
-"""Stage 5 — the run folder, mirrored: TensorBoard event files and MLflow runs of the same numbers.
+"""Tracking in TensorBoard (``--tensorboard``): the run folder's numbers as event files.
 
-A tracker hears of every finished fold (``fold``; saved folds too, when a run resumes, so a
-tracker added later catches up) and of every publication of the results (``published``). Each
-keeps track of what it has already written, so a resumed run writes nothing twice.
-
-- :class:`TensorBoard` (``--tensorboard``): ``RUN/tensorboard/<arch>/fold-<i>/`` holds each fold's
-  per-epoch curves and final metrics, ``RUN/tensorboard/<arch>/hparams/`` the architecture's HParams
-  session (the settings, and the mean of every metric), so ``tensorboard --logdir RUN/tensorboard``
-  shows every fold side by side. Written with tensorboardX, which needs no TensorFlow.
-- :class:`MLflow` (``--track mlflow``): one parent run per benchmark, a child per architecture, a
-  grandchild per fold; see :mod:`benchmark.mlflow_tracking`.
+``RUN/tensorboard/<arch>/fold-<i>/`` holds each fold's per-epoch curves and final metrics,
+``RUN/tensorboard/<arch>/hparams/`` the architecture's HParams session (the settings, and the mean
+of every metric), so ``tensorboard --logdir RUN/tensorboard`` shows every fold side by side.
+Written with tensorboardX, which needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,8 +12,8 @@ import os
 import shutil
 
 from benchmark import UsageError
-from benchmark.mlflow_tracking import MLflow, scalars
-from benchmark.runfolder import RunFolder, safe_name
+from benchmark.store.runfolder import RunFolder, safe_name
+from benchmark.tracking import scalars
 
 HPARAMS = ("folds", "repeats", "seed", "image_size", "channels", "epochs", "patience", "batch_size", "lr",
            "lr_decay_epochs", "augment", "label_smoothing", "groups")  # fmt: skip
@@ -70,16 +64,9 @@ class TensorBoard:
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
 
+    def finish(self) -> None:
+        """Nothing to close: every event file is written whole (see :meth:`published`)."""
+
 
 def _plain(value):
     return value if isinstance(value, bool | int | float | str) else str(value)
-
-
-def trackers(config, folder: RunFolder) -> list:
-    """The trackers ``config`` asks for."""
-    found = []
-    if config.tensorboard:
-        found.append(TensorBoard(folder, config.to_dict()))
-    if config.track == "mlflow":
-        found.append(MLflow.start(folder, config))
-    return [t for t in found if t is not None]

@@ -1,4 +1,4 @@
-"""Stage 2 — splits: stratified k-fold with an inner validation split per fold, optionally grouped
+"""Splits: stratified k-fold with an inner validation split per fold, optionally grouped
 (images that share a patient never straddle fit, validation and score) and repeated.
 
 The folds depend only on the labels, the groups, ``k``, the repeats and the seed, so every
@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
 from benchmark import UsageError
-from benchmark.files import read_json, write_json
+from benchmark.store.files import read_json, write_json
 
 # --groups presets: a regular expression whose first capture group names the group of a file name.
 GROUP_PRESETS = {

@@ -1,0 +1,44 @@
+"""The code layout the README's "Code layout" describes: stage subpackages whose imports run one way."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = [
+    "store",
+    "data",
+    "training",
+    "inference",
+    "evaluation",
+    "report",
+    "tracking",
+]  # each imports only those before
+LIGHT = {"benchmark", "benchmark.errors"}  # what every stage may import: UsageError
+
+
+def imports(path: Path) -> set[str]:
+    """The benchmark modules ``path`` imports, anywhere in it (lazy imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("benchmark"):
+            found |= {f"{node.module}.{a.name}" if node.module == "benchmark" else node.module for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("benchmark")}
+    return {m.removesuffix(".UsageError") for m in found}
+
+
+def stage(module: str) -> int | None:
+    parts = module.split(".")
+    return STAGES.index(parts[1]) if len(parts) > 1 and parts[1] in STAGES else None
+
+
+def test_every_stage_imports_only_the_stages_before_it_and_nothing_on_top():
+    wrong = []
+    for path in sorted((ROOT / "benchmark").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        if (own := stage(module)) is None:
+            continue
+        for target in imports(path) - LIGHT:
+            if stage(target) is None or stage(target) > own:
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "\n".join(wrong)
