@@ -67,8 +67,12 @@ def run(
     if isinstance(settings.get("arch_modules"), str | Path):
         settings["arch_modules"] = (settings["arch_modules"],)
     out = Path(out) if out else Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    config = RunConfig(data=Path(data) if data else default_data_dir(), out=out, **settings)
-    status = run_benchmark(config, callback=progress)
+    data = Path(data) if data else default_data_dir()
+    try:
+        status = run_benchmark(RunConfig(data=data, out=out, **settings), callback=progress)
+    except UsageError as err:  # named as it was typed here: val_fraction=1.5, not --val-fraction 1.5
+        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        raise err.in_python({**defaults, **settings, "data": data, "out": out}) from None
     return load(out, status)
 
 

@@ -116,6 +116,8 @@ class RunConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: give a positive whole number.")
         if self.channels not in (1, 3):
             raise UsageError(f"--channels {self.channels}: give 1 (greyscale) or 3 (RGB).")
+        if not 0 < self.val_fraction < 1:
+            raise UsageError(f"--val-fraction {self.val_fraction}: give a fraction between 0 and 1, e.g. 0.1.")
         if self.warmup_epochs < 0:
             raise UsageError(f"--warmup-epochs {self.warmup_epochs}: give 0 (no warm-up) or a positive whole number.")
         if self.save_models not in SAVE_MODELS:

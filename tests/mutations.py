@@ -570,6 +570,21 @@ REGRESSIONS = [
         "            if False:\n",
         ["tests/test_end_to_end.py::test_raise_stops_at_the_first_failure_with_its_traceback"],
     ),
+    (
+        "the Python API names settings as command-line flags",
+        "benchmark/api.py",
+        '        raise err.in_python({**defaults, **settings, "data": data, "out": out}) from None\n',
+        "        raise\n",
+        ["tests/test_api.py::test_a_bad_setting_is_named_as_it_was_typed_in_python"],
+    ),
+    (
+        "training imports evaluation (an import against the stages' order)",
+        "benchmark/training/execution.py",
+        "from benchmark.data.images import Images\n",
+        "from benchmark.data.images import Images\nfrom benchmark.evaluation.metrics import fold_metrics  # noqa: F401\n",
+        ["tests/test_layout.py::test_every_stage_imports_only_the_stages_before_it_and_nothing_on_top"],
+    ),
+
 ]
 
 

@@ -52,6 +52,16 @@ def test_unknown_settings_are_named():
         benchmark.run("x", fold=2, epoch=1)
 
 
+def test_a_bad_setting_is_named_as_it_was_typed_in_python(tmp_path):
+    with pytest.raises(UsageError) as raised:
+        benchmark.run(data=tmp_path, out=tmp_path / "out", val_fraction=1.5)
+    assert str(raised.value).startswith("val_fraction=1.5: give a fraction between 0 and 1")
+    assert raised.value.setting == "val_fraction" and "--" not in str(raised.value)
+    with pytest.raises(UsageError, match=r"^image_size=0: give a positive whole number"):
+        benchmark.run(data=tmp_path, out=tmp_path / "out", image_size=0)
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_first_screen_is_the_tools_own_and_the_backends_talk_goes_to_run_log(data, tmp_path):
     args = [sys.executable, "-m", "benchmark.cli", "run", "--data", str(data), "--out", str(tmp_path / "out"),
             "--cache-dir", str(tmp_path / "cache"), "--archs", "baseline", "--folds", "2", "--epochs", "1",
