@@ -581,7 +581,7 @@ REGRESSIONS = [
         "training imports evaluation (an import against the stages' order)",
         "benchmark/training/execution.py",
         "from benchmark.data.images import Images\n",
-        "from benchmark.data.images import Images\nfrom benchmark.evaluation.metrics import fold_metrics  # noqa: F401\n",
+        "from benchmark.data.images import Images\nfrom benchmark.evaluation.metrics import fold_metrics\n",
         ["tests/test_layout.py::test_every_stage_imports_only_the_stages_before_it_and_nothing_on_top"],
     ),
 
