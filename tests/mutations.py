@@ -584,7 +584,6 @@ REGRESSIONS = [
         "from benchmark.data.images import Images\nfrom benchmark.evaluation.metrics import fold_metrics\n",
         ["tests/test_layout.py::test_every_stage_imports_only_the_stages_before_it_and_nothing_on_top"],
     ),
-
 ]
 
 
