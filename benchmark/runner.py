@@ -40,7 +40,7 @@ from benchmark.data.images import (
 )
 from benchmark.data.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
 from benchmark.evaluation.comparison import ArchOutcome, best_fold, folds_table, pairwise_comparison, ranked
-from benchmark.evaluation.heldout import heldout_transfer
+from benchmark.evaluation.heldout import heldout_scores, heldout_transfer, oof_scores
 from benchmark.evaluation.metrics import best_epoch, default_rank_by, fold_metrics, metric_names
 from benchmark.inference.gradcam import explain_heldout
 from benchmark.inference.predict import predict_heldout
@@ -353,7 +353,10 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
     oof = oof[[*OOF_COLUMNS[:4], *(c for c in oof.columns if c.startswith("probability"))]]
     comparison = pairwise_comparison(entries, records, config.rank_by, config.repeats)
     transfer = heldout_transfer(ctx.folder, entries, len(ctx.folds), config.rank_by)
-    results = {"run": ctx.info, "architectures": entries, "comparison": comparison, "transfer": transfer}
+    heldout = heldout_scores(ctx.folder, entries, len(ctx.folds), oof)
+    ok = [e["name"] for e in entries if e["status"] == "ok"]
+    results = {"run": ctx.info, "architectures": entries, "comparison": comparison, "transfer": transfer,
+               "heldout": heldout, "oof_scores": oof_scores(oof, ok)}  # fmt: skip
     text = leaderboard_text(entries, config.rank_by, comparison)
     ctx.folder.write_results(results, folds_table(records), oof, leaderboard_md(ctx.info, text))
     write_report(ctx.folder.path)

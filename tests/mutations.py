@@ -41,9 +41,9 @@ REGRESSIONS = [
     ),
     (
         "thresholds chosen on the test split",
-        "benchmark/report/sections.py",
-        "rules = oof_thresholds(arch_oof.label, arch_oof.probability) if r.binary",
-        'rules = oof_thresholds(labels, fold_ensemble(runs, "probability")) if r.binary',
+        "benchmark/evaluation/heldout.py",
+        "rules = oof_thresholds(part.label, part.probability) if binary",
+        "rules = oof_thresholds(labels, fold_ensemble(runs)) if binary",
         ["tests/test_end_to_end.py::test_held_out_thresholds_are_chosen_on_the_out_of_fold_predictions"],
     ),
     (

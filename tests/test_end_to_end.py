@@ -185,6 +185,8 @@ def test_held_out_thresholds_are_chosen_on_the_out_of_fold_predictions(run):
         part = oof[oof.arch == name]
         tests = [pd.read_csv(run["out"] / name / f"fold-{i}" / "test_predictions.csv") for i in range(3)]
         labels, ensemble = tests[0].label.to_numpy(), np.mean([t.probability for t in tests], axis=0)
+        saved = read(run["out"] / "results.json")["heldout"][name]["ensemble"]  # what the report formats
+        assert [r["threshold"] for r in saved] == list(oof_thresholds(part.label, part.probability).values())
         for rule, t in oof_thresholds(part.label, part.probability).items():
             m = binary_metrics(labels, ensemble, t)
             label = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"

@@ -42,3 +42,24 @@ def test_every_stage_imports_only_the_stages_before_it_and_nothing_on_top():
             if stage(target) is None or stage(target) > own:
                 wrong.append(f"{module} imports {target}")
     assert not wrong, "\n".join(wrong)
+
+
+def names_imported(path: Path, module: str) -> set[str]:
+    return {
+        a.name
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module == module
+        for a in node.names
+    }
+
+
+def test_the_report_reads_its_numbers_and_computes_no_metric():
+    """The held-out and out-of-fold tables come from results.json (evaluation writes them at publication):
+    the report's sections import the metrics module's constants only, and no held-out threshold rule."""
+    sections = ROOT / "benchmark" / "report" / "sections.py"
+    assert names_imported(sections, "benchmark.evaluation.metrics") <= {
+        "LOWER_IS_BETTER",
+        "PER_CLASS",
+        "THRESHOLD_FREE",
+        "clip_to_range",  # an interval drawn within the metric's range
+    }

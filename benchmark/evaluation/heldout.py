@@ -7,12 +7,21 @@ models, early stopping, thresholds and the ranking never see the test images.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
-from benchmark.evaluation.metrics import LOWER_IS_BETTER, metric_value
+from benchmark.evaluation.metrics import (
+    LOWER_IS_BETTER,
+    binary_metrics,
+    confusion,
+    fold_metrics,
+    metric_value,
+    multiclass_metrics,
+    oof_thresholds,
+)
 from benchmark.evaluation.statistics import bootstrap_difference, holm
 from benchmark.inference.predict import fold_ensemble, read_heldout
-from benchmark.store.runfolder import RunFolder
+from benchmark.store.runfolder import RunFolder, probabilities_of
 
 ALPHA = 0.05  # the family-wise level of the paired tests against the CV winner
 
@@ -163,3 +172,67 @@ def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     if len(a) < 2 or np.ptp(b) == 0 or np.ptp(a) == 0:
         return float("nan"), float("nan")
     return float(stats.kendalltau(a, b).statistic), float(stats.spearmanr(a, b).statistic)
+
+
+def heldout_scores(folder: RunFolder, entries: list[dict], n_folds: int, oof: pd.DataFrame) -> dict[str, dict]:
+    """Each architecture's numbers on the held-out split, from its saved test predictions:
+
+    - ``ensemble``: the fold ensemble at each decision rule, ``{"rule", "threshold", "tta", "metrics"}``:
+      with two classes at 0.5 and at the thresholds :func:`oof_thresholds` chose on the architecture's
+      out-of-fold predictions (never on the test split), with more classes by argmax; the same rows
+      again for the TTA probabilities where ``--tta`` saved them. The first row is the plain decision.
+    - ``folds``: each fold model alone, at 0.5 or argmax.
+    """
+    scores = {}
+    for e in (e for e in entries if e["status"] == "ok"):
+        runs = read_heldout(folder, e["name"], n_folds)
+        if runs is None:
+            continue
+        labels, binary = runs[0].label.to_numpy(), probabilities_of(runs[0]).ndim == 1
+        part = oof[oof.arch == e["name"]]
+        rules = oof_thresholds(part.label, part.probability) if binary else {"argmax": None}
+        rows = []
+        for column in ("probability", "probability_tta"):
+            if column not in runs[0] and f"{column}_0" not in runs[0]:  # (n,) or one column per class
+                continue
+            probabilities = fold_ensemble(runs, column)
+            for rule, t in rules.items():
+                metrics = binary_metrics(labels, probabilities, t) if binary else fold_metrics(labels, probabilities)
+                rows.append({"rule": rule, "threshold": t, "tta": column != "probability", "metrics": metrics})
+        scores[e["name"]] = {"ensemble": rows, "folds": [fold_metrics(labels, probabilities_of(r)) for r in runs]}
+    return scores
+
+
+def oof_scores(oof: pd.DataFrame, names: list[str]) -> dict[str, dict]:
+    """Each architecture's out-of-fold decisions: with two classes the confusion matrix at 0.5 and at the
+    thresholds chosen on these predictions (``thresholds``); with more, :func:`multiclass_metrics` (argmax)."""
+    scores = {}
+    for name in names:
+        part = oof[oof.arch == name]
+        if part.empty:
+            continue
+        probabilities = probabilities_of(part)
+        if probabilities.ndim == 1:
+            rules = oof_thresholds(part.label, probabilities)
+            scores[name] = {"thresholds": [{"rule": rule, "threshold": t, **confusion(part.label, probabilities, t)}
+                                           for rule, t in rules.items()]}  # fmt: skip
+        else:
+            scores[name] = {"classes": multiclass_metrics(part.label.to_numpy(), probabilities)}
+    return scores
+
+
+def completed(results: dict, folder: RunFolder, n_folds: int, oof: pd.DataFrame) -> dict:
+    """``results`` with what an older run folder's results.json lacks computed from its saved predictions,
+    once, here in evaluation: the held-out and out-of-fold scores, and a ranking transfer saved before the
+    paired tests against the CV winner (so its verdict follows today's rule)."""
+    entries, metric = results["architectures"], results["run"]["rank_by"]
+    names = [e["name"] for e in entries if e["status"] == "ok"]
+    missing = {
+        "heldout": lambda: heldout_scores(folder, entries, n_folds, oof),
+        "oof_scores": lambda: oof_scores(oof, names),
+    }
+    results = {**results, **{k: make() for k, make in missing.items() if k not in results}}
+    transfer = results.get("transfer")
+    if transfer is not None and "paired" not in transfer:
+        results["transfer"] = heldout_transfer(folder, entries, n_folds, metric)
+    return results

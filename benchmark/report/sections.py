@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -18,24 +17,14 @@ import pandas as pd
 
 from architectures._applications import PREFIX
 from benchmark.evaluation.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
-from benchmark.evaluation.heldout import heldout_transfer
-from benchmark.evaluation.metrics import (
-    LOWER_IS_BETTER,
-    PER_CLASS,
-    THRESHOLD_FREE,
-    binary_metrics,
-    clip_to_range,
-    confusion,
-    fold_metrics,
-    multiclass_metrics,
-    oof_thresholds,
-)
+from benchmark.evaluation.heldout import completed
+from benchmark.evaluation.metrics import LOWER_IS_BETTER, PER_CLASS, THRESHOLD_FREE, clip_to_range
 from benchmark.evaluation.statistics import mean_ci
 from benchmark.inference.predict import fold_ensemble, read_heldout
 from benchmark.report import plots
 from benchmark.report.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
 from benchmark.report.render import Code, Figure, Section, Table
-from benchmark.store.runfolder import RunFolder, probabilities_of, probability_columns
+from benchmark.store.runfolder import RunFolder, probability_columns
 
 HELDOUT_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
 GAP_FLAG = 0.05  # a CV-vs-test difference this large is worth a look
@@ -101,19 +90,16 @@ class Report:
     def binary(self) -> bool:
         return len(self.class_names) == 2
 
-    @cached_property
+    @property
     def transfer(self) -> dict | None:
-        """results.json's ranking transfer; one saved before the paired tests against the CV winner (an
-        older run) is recomputed from the saved test predictions, so its verdict follows today's rule."""
-        saved = self.results.get("transfer")
-        if saved is None or "paired" in saved:
-            return saved
-        return heldout_transfer(self.folder, self.entries, self.n_folds, self.rank_by)
+        return self.results.get("transfer")
 
 
 def build_sections(folder: RunFolder) -> list[Section]:
-    """Every section of the report, with its figures written under ``RUN/report_files/``."""
+    """Every section of the report, with its figures written under ``RUN/report_files/``. The numbers come
+    from results.json; an older one is completed by evaluation first (:func:`completed`)."""
     report = Report(folder, **folder.read_results())
+    report.results = completed(report.results, folder, report.n_folds, report.oof)
     builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, transfer, gradcam, reproduce)
     if not report.ok:  # every architecture failed: the reasons, and how to run again; nothing to plot
         builders = (summary, leaderboard, reproduce)
@@ -399,12 +385,12 @@ def out_of_fold(r: Report) -> Section | None:
     if r.binary:
         parts += [
             Figure(plots.roc_pr(r.oof, names, r.folder.figure("roc_pr")), "ROC and precision-recall curves."),
-            _oof_thresholds(r.oof, names),
+            _oof_thresholds(r, names),
         ]
     else:
         curves = plots.roc_pr_by_class(r.oof, names, r.class_names, r.folder.figure("roc_pr"))
         parts.append(Figure(curves, "One-vs-rest ROC and precision-recall curves, a panel per class."))
-        parts += _class_tables(r, {n: r.oof[r.oof.arch == n] for n in names}, "out-of-fold")
+        parts += _class_tables(r, {n: r.results["oof_scores"][n]["classes"] for n in names}, "out-of-fold")
     caption = (
         f"Reliability: mean predicted probability against the observed {r.positive} rate, 10 equal-width bins."
         if r.binary
@@ -415,13 +401,12 @@ def out_of_fold(r: Report) -> Section | None:
     return Section("6. Out-of-fold curves", parts)
 
 
-def _oof_thresholds(oof: pd.DataFrame, names: list[str]) -> Table:
-    rows = []
-    for name in names:
-        part = oof[oof.arch == name]
-        for rule, t in oof_thresholds(part.label, part.probability).items():
-            c = confusion(part.label, part.probability, t)
-            rows.append([name, f"{t:.3f} ({rule})", c["tn"], c["fp"], c["fn"], c["tp"]])
+def _oof_thresholds(r: Report, names: list[str]) -> Table:
+    rows = [
+        [name, f"{c['threshold']:.3f} ({c['rule']})", c["tn"], c["fp"], c["fn"], c["tp"]]
+        for name in names
+        for c in r.results["oof_scores"][name]["thresholds"]
+    ]
     return Table(
         ["architecture", "threshold", "TN", "FP", "FN", "TP"],
         rows,
@@ -431,11 +416,10 @@ def _oof_thresholds(oof: pd.DataFrame, names: list[str]) -> Table:
     )
 
 
-def _class_tables(r: Report, frames: dict[str, pd.DataFrame], what: str) -> list[Table]:
+def _class_tables(r: Report, scores: dict[str, dict], what: str) -> list[Table]:
     """Per architecture: the K×K confusion matrix and each class's metrics against the rest (argmax)."""
     classes, tables = r.class_names, []
-    for name, frame in frames.items():
-        m = multiclass_metrics(frame.label.to_numpy(), probabilities_of(frame))
+    for name, m in scores.items():
         matrix = [[c, *row] for c, row in zip(classes, m["confusion_matrix"], strict=True)]
         caption = f"{name}: confusion matrix of the {what} predictions (argmax)."
         tables.append(Table(["true ↓ / predicted →", *classes], matrix, caption=caption))
@@ -450,42 +434,33 @@ HELDOUT_TITLE = "7. Held-out test (not used for ranking)"
 def heldout(r: Report) -> Section:
     """7: the fold ensemble and each fold model on the test split, at 0.5 and at the OOF thresholds
     (two classes) or by argmax (more)."""
-    rows, fold_rows, gap_rows, test_curves, ensembles = [], [], [], [], {}
+    rows, fold_rows, gap_rows, test_curves = [], [], [], []
     shown = HELDOUT_METRICS if r.binary else HELDOUT_MULTICLASS
-    for e in r.ok:
-        runs = read_heldout(r.folder, e["name"], r.n_folds)
-        if runs is None:
-            continue
-        labels, ensemble = runs[0].label.to_numpy(), fold_ensemble(runs)
-        rows += _heldout_rows(r, e["name"], runs, labels, shown)
-        singles = [fold_metrics(labels, probabilities_of(run)) for run in runs]
-        fold_rows.append([e["name"], *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in singles]])
-        gap_rows += _gaps(e, fold_metrics(labels, ensemble), shown)
-        ensembles[e["name"]] = runs[0][["path", "label"]].assign(arch=e["name"], **probability_columns(ensemble))
-        test_curves.append(ensembles[e["name"]])
+    scores = {e["name"]: r.results["heldout"][e["name"]] for e in r.ok if e["name"] in r.results["heldout"]}
+    for e in (e for e in r.ok if e["name"] in scores):
+        score = scores[e["name"]]
+        rows += [_heldout_row(e["name"], row, shown) for row in score["ensemble"]]
+        fold_rows.append([e["name"], *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in score["folds"]]])
+        gap_rows += _gaps(e, score["ensemble"][0]["metrics"], shown)
+        runs = read_heldout(r.folder, e["name"], r.n_folds)  # the curves' probabilities
+        test_curves.append(
+            runs[0][["path", "label"]].assign(arch=e["name"], **probability_columns(fold_ensemble(runs)))
+        )
     if not rows:
         return Section(HELDOUT_TITLE, [NO_HELDOUT])
     parts = [HELDOUT_TEXT if r.binary else HELDOUT_TEXT_MULTICLASS]
     parts += _heldout_tables(r, shown, rows, fold_rows, gap_rows, pd.concat(test_curves))
     if not r.binary:
+        ensembles = {name: score["ensemble"][0]["metrics"] for name, score in scores.items()}
         parts += _class_tables(r, ensembles, "held-out (fold ensemble)")
     return Section(HELDOUT_TITLE, parts)
 
 
-def _heldout_rows(r: Report, name: str, runs: list[pd.DataFrame], labels: np.ndarray, shown) -> list[list]:
-    """The fold ensemble's rows: at 0.5 and the OOF thresholds (two classes), or argmax; + TTA rows."""
-    rows = []
-    arch_oof = r.oof[r.oof.arch == name]
-    rules = oof_thresholds(arch_oof.label, arch_oof.probability) if r.binary else {"argmax": None}
-    for column, suffix in (("probability", ""), ("probability_tta", " + TTA")):  # --tta adds the same rows
-        if column not in runs[0] and f"{column}_0" not in runs[0]:  # (n,) or one column per class
-            continue
-        probabilities = fold_ensemble(runs, column)
-        for rule, t in rules.items():
-            m = binary_metrics(labels, probabilities, t) if r.binary else fold_metrics(labels, probabilities)
-            label = rule if t is None else f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
-            rows.append([name, label + suffix, *[f"{m[k]:.3f}" for k in shown]])
-    return rows
+def _heldout_row(name: str, row: dict, shown) -> list:
+    """One fold-ensemble row: at 0.5, at an OOF threshold (two classes) or argmax; TTA marked."""
+    t, rule = row["threshold"], row["rule"]
+    label = rule if t is None else f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
+    return [name, label + (" + TTA" if row["tta"] else ""), *[f"{row['metrics'][k]:.3f}" for k in shown]]
 
 
 NO_HELDOUT = "No held-out predictions: the data has no test/ split, or models were not saved."
