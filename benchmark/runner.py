@@ -47,7 +47,7 @@ from benchmark.inference.predict import predict_heldout
 from benchmark.progress import Progress
 from benchmark.report.leaderboard import leaderboard_md, leaderboard_text
 from benchmark.store.files import read_json, write_json
-from benchmark.store.runfolder import FORMAT, RunFolder, probabilities_of
+from benchmark.store.runfolder import FORMAT, RESULTS_FORMAT, RunFolder, probabilities_of
 from benchmark.tracking import Tracker, trackers
 from benchmark.training import backend
 from benchmark.training.backend import DeviceInfo
@@ -355,8 +355,15 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
     transfer = heldout_transfer(ctx.folder, entries, len(ctx.folds), config.rank_by)
     heldout = heldout_scores(ctx.folder, entries, len(ctx.folds), oof)
     ok = [e["name"] for e in entries if e["status"] == "ok"]
-    results = {"run": ctx.info, "architectures": entries, "comparison": comparison, "transfer": transfer,
-               "heldout": heldout, "oof_scores": oof_scores(oof, ok)}  # fmt: skip
+    results = {
+        "format": RESULTS_FORMAT,
+        "run": ctx.info,
+        "architectures": entries,
+        "comparison": comparison,
+        "transfer": transfer,
+        "heldout": heldout,  # the test-split tables, computed here; the report formats them
+        "oof_scores": oof_scores(oof, ok),
+    }
     text = leaderboard_text(entries, config.rank_by, comparison)
     ctx.folder.write_results(results, folds_table(records), oof, leaderboard_md(ctx.info, text))
     write_report(ctx.folder.path)

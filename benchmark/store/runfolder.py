@@ -42,6 +42,8 @@ from benchmark.store.files import atomic_path, read_json, write_bytes, write_csv
 FILE_COLUMNS = ["path", "class", "size", "mtime_ns"]
 OOF_COLUMNS = ["arch", "fold", "path", "label"]  # then one probability column per class (one for two classes)
 FORMAT = "cnn-benchmark run folder 1"  # config.json's "format": what makes a folder a run folder
+# results.json's "format": 2 adds "heldout" and "oof_scores"; one without "format" (1) is completed on reading.
+RESULTS_FORMAT = 2
 TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?")  # benchmark.store.files.atomic_path's names
 FOLD_FILES = ("history.csv", "predictions.csv", "metrics.json", "model.keras", "test_predictions.csv", "error.txt")
 
@@ -51,10 +53,14 @@ def results_problem(results) -> str | None:
 
     >>> results_problem({"run": {"folds": 5}, "architectures": []})
     "its 'run' lacks classes, rank_by"
+    >>> results_problem({"format": 3, "run": {}, "architectures": []})
+    'format 3, newer than this version of cnn-benchmark reads (2): upgrade it'
     """
     if not isinstance(results, dict):
         return f"a JSON {type(results).__name__}, not an object"
     run, entries = results.get("run"), results.get("architectures")
+    if not isinstance(version := results.get("format", 1), int) or version > RESULTS_FORMAT:
+        return f"format {version!r}, newer than this version of cnn-benchmark reads ({RESULTS_FORMAT}): upgrade it"
     if not isinstance(run, dict):
         return "no 'run' object"
     if missing := sorted({"folds", "rank_by", "classes"} - run.keys()):
