@@ -50,6 +50,7 @@ def old_training():
     path.write_text(source.stdout)
     spec = importlib.util.spec_from_file_location("training_old", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
     spec.loader.exec_module(module)
     return module
 
