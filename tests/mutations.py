@@ -545,8 +545,8 @@ REGRESSIONS = [
     (
         "best fold picked as the worst",
         "benchmark/evaluation/comparison.py",
-        "sign = 1 if rank_by in LOWER_IS_BETTER else -1",
-        "sign = -1 if rank_by in LOWER_IS_BETTER else 1",
+        "    return min(range(len(folds)), key=lambda i: sign * folds[i])",
+        "    return max(range(len(folds)), key=lambda i: sign * folds[i])",
         ["benchmark/evaluation/comparison.py::benchmark.evaluation.comparison.best_fold"],
     ),
     (
