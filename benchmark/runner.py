@@ -40,7 +40,7 @@ from benchmark.data.images import (
 )
 from benchmark.data.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
 from benchmark.evaluation.comparison import ArchOutcome, best_fold, folds_table, pairwise_comparison, ranked
-from benchmark.evaluation.heldout import heldout_scores, heldout_transfer, oof_scores
+from benchmark.evaluation.heldout import heldout_scores, heldout_transfer, oof_scores, read_all
 from benchmark.evaluation.metrics import best_epoch, default_rank_by, fold_metrics, metric_names
 from benchmark.inference.gradcam import explain_heldout
 from benchmark.inference.predict import predict_heldout
@@ -352,8 +352,8 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
     oof = pd.concat([o.predictions for o in outcomes if o.folds] or [pd.DataFrame(columns=OOF_COLUMNS)])
     oof = oof[[*OOF_COLUMNS[:4], *(c for c in oof.columns if c.startswith("probability"))]]
     comparison = pairwise_comparison(entries, records, config.rank_by, config.repeats)
-    transfer = heldout_transfer(ctx.folder, entries, len(ctx.folds), config.rank_by)
-    heldout = heldout_scores(ctx.folder, entries, len(ctx.folds), oof)
+    heldout = read_all(ctx.folder, entries, len(ctx.folds))  # the test predictions, read once
+    transfer = heldout_transfer(heldout, entries, config.rank_by)
     ok = [e["name"] for e in entries if e["status"] == "ok"]
     results = {
         "format": RESULTS_FORMAT,
@@ -361,7 +361,7 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
         "architectures": entries,
         "comparison": comparison,
         "transfer": transfer,
-        "heldout": heldout,  # the test-split tables, computed here; the report formats them
+        "heldout": heldout_scores(heldout, oof),  # the test-split tables, computed here; the report formats them
         "oof_scores": oof_scores(oof, ok),
     }
     text = leaderboard_text(entries, config.rank_by, comparison)

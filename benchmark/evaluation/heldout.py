@@ -130,14 +130,21 @@ def transfer_verdict(tau: float, tau_ci: list[float], paired: list[dict]) -> str
     return "agree" if tau_ci[0] > 0 else "unresolved"
 
 
-def heldout_transfer(folder: RunFolder, entries: list[dict], n_folds: int, metric: str) -> dict | None:
-    """:func:`ranking_transfer` of the ranked ``entries`` that have held-out predictions (None below two)."""
+def read_all(folder: RunFolder, entries: list[dict], n_folds: int) -> dict[str, list[pd.DataFrame]]:
+    """Every finished architecture's saved test predictions (those with all ``n_folds``), in ``entries``' order:
+    read once for :func:`heldout_transfer` and :func:`heldout_scores`."""
+    found = {e["name"]: read_heldout(folder, e["name"], n_folds) for e in entries if e["status"] == "ok"}
+    return {name: runs for name, runs in found.items() if runs is not None}
+
+
+def heldout_transfer(heldout: dict[str, list[pd.DataFrame]], entries: list[dict], metric: str) -> dict | None:
+    """:func:`ranking_transfer` of the ranked ``entries`` that have held-out predictions (:func:`read_all`;
+    None below two)."""
     cv, test, labels = {}, {}, None
-    for e in entries:
-        runs = read_heldout(folder, e["name"], n_folds) if e["status"] == "ok" else None
-        if runs is not None:
-            cv[e["name"]], test[e["name"]] = e["metrics"][metric]["mean"], fold_ensemble(runs)
-            labels = runs[0].label.to_numpy()
+    for e in (e for e in entries if e["name"] in heldout):
+        runs = heldout[e["name"]]
+        cv[e["name"]], test[e["name"]] = e["metrics"][metric]["mean"], fold_ensemble(runs)
+        labels = runs[0].label.to_numpy()
     return ranking_transfer(cv, test, labels, metric) if len(cv) >= 2 else None
 
 
@@ -174,8 +181,8 @@ def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(stats.kendalltau(a, b).statistic), float(stats.spearmanr(a, b).statistic)
 
 
-def heldout_scores(folder: RunFolder, entries: list[dict], n_folds: int, oof: pd.DataFrame) -> dict[str, dict]:
-    """Each architecture's numbers on the held-out split, from its saved test predictions:
+def heldout_scores(heldout: dict[str, list[pd.DataFrame]], oof: pd.DataFrame) -> dict[str, dict]:
+    """Each architecture's numbers on the held-out split, from its saved test predictions (:func:`read_all`):
 
     - ``ensemble``: the fold ensemble at each decision rule, ``{"rule", "threshold", "tta", "metrics"}``:
       with two classes at 0.5 and at the thresholds :func:`oof_thresholds` chose on the architecture's
@@ -184,12 +191,9 @@ def heldout_scores(folder: RunFolder, entries: list[dict], n_folds: int, oof: pd
     - ``folds``: each fold model alone, at 0.5 or argmax.
     """
     scores = {}
-    for e in (e for e in entries if e["status"] == "ok"):
-        runs = read_heldout(folder, e["name"], n_folds)
-        if runs is None:
-            continue
+    for name, runs in heldout.items():
         labels, binary = runs[0].label.to_numpy(), probabilities_of(runs[0]).ndim == 1
-        part = oof[oof.arch == e["name"]]
+        part = oof[oof.arch == name]
         rules = oof_thresholds(part.label, part.probability) if binary else {"argmax": None}
         rows = []
         for column in ("probability", "probability_tta"):
@@ -199,7 +203,7 @@ def heldout_scores(folder: RunFolder, entries: list[dict], n_folds: int, oof: pd
             for rule, t in rules.items():
                 metrics = binary_metrics(labels, probabilities, t) if binary else fold_metrics(labels, probabilities)
                 rows.append({"rule": rule, "threshold": t, "tta": column != "probability", "metrics": metrics})
-        scores[e["name"]] = {"ensemble": rows, "folds": [fold_metrics(labels, probabilities_of(r)) for r in runs]}
+        scores[name] = {"ensemble": rows, "folds": [fold_metrics(labels, probabilities_of(r)) for r in runs]}
     return scores
 
 
@@ -227,12 +231,14 @@ def completed(results: dict, folder: RunFolder, n_folds: int, oof: pd.DataFrame)
     paired tests against the CV winner (so its verdict follows today's rule)."""
     entries, metric = results["architectures"], results["run"]["rank_by"]
     names = [e["name"] for e in entries if e["status"] == "ok"]
-    missing = {
-        "heldout": lambda: heldout_scores(folder, entries, n_folds, oof),
-        "oof_scores": lambda: oof_scores(oof, names),
-    }
-    results = {**results, **{k: make() for k, make in missing.items() if k not in results}}
-    transfer = results.get("transfer")
-    if transfer is not None and "paired" not in transfer:
-        results["transfer"] = heldout_transfer(folder, entries, n_folds, metric)
+    transfer, missing = results.get("transfer"), {k for k in ("heldout", "oof_scores") if k not in results}
+    old_transfer = transfer is not None and "paired" not in transfer
+    heldout = read_all(folder, entries, n_folds) if "heldout" in missing or old_transfer else {}
+    results = {**results}
+    if "heldout" in missing:
+        results["heldout"] = heldout_scores(heldout, oof)
+    if "oof_scores" in missing:
+        results["oof_scores"] = oof_scores(oof, names)
+    if old_transfer:
+        results["transfer"] = heldout_transfer(heldout, entries, metric)
     return results
