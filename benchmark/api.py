@@ -6,6 +6,9 @@
 [[1.0, 'separable', 'ok'], [2.0, 'pyramid_up', 'ok'], [3.0, 'baseline', 'ok'], [nan, 'zz_broken', 'failed']]
 >>> float(round(results.leaderboard.f1[0], 3)), results.status
 (0.71, 1)
+>>> best = results.architectures[0]
+>>> best.name, best.status, [round(v, 3) for v in best.metrics["f1"].ci]
+('separable', <Status.OK: 'ok'>, [0.378, 1.0])
 """
 
 from __future__ import annotations
@@ -20,26 +23,31 @@ import pandas as pd
 
 from benchmark import UsageError
 from benchmark.config import RunConfig, default_data_dir
+from benchmark.evaluation.results import read
+from benchmark.store.results import ArchResult, RunResults
 from benchmark.store.runfolder import RunFolder
 
 
 @dataclass
 class Results:
-    """A finished (or partial) run, read back from its run folder."""
+    """A finished (or partial) run, read back from its run folder (its typed results) with a leaderboard frame."""
 
-    path: Path
-    run: dict  # what was run: data, folds, seed, classes, rank_by, backend ... (results.json "run")
+    results: RunResults  # results.json typed, with config.json, folds.csv and oof.csv
     leaderboard: pd.DataFrame  # one row per architecture, in rank order: each metric's mean and std
-    folds: pd.DataFrame  # one row per architecture × fold (folds.csv)
-    oof: pd.DataFrame  # out-of-fold probabilities (oof.csv)
-    entries: list[dict]  # results.json's architectures, as saved
-    comparison: dict | None  # the statistical comparison on the ranking metric
-    transfer: dict | None  # whether the CV ranking holds on the held-out split
     status: int  # 0, or 1 when an architecture failed
+
+    path = property(lambda self: self.results.folder.path)
+    run = property(lambda self: self.results.info)  # what was run: data, folds, seed, classes, rank_by ...
+    architectures = property(lambda self: self.results.architectures)  # ArchResult, in rank order
+    folds = property(lambda self: self.results.folds)  # one row per architecture × fold (folds.csv)
+    oof = property(lambda self: self.results.oof)  # out-of-fold probabilities (oof.csv)
+    comparison = property(lambda self: self.results.comparison)  # the statistical comparison on the ranking metric
+    transfer = property(lambda self: self.results.transfer)  # whether the CV ranking holds on the held-out split
+    heldout = property(lambda self: self.results.heldout)  # each architecture's scores on the held-out split
 
     @property
     def report(self) -> Path:
-        return RunFolder(self.path).report_html
+        return self.results.folder.report_html
 
     def _repr_html_(self) -> str:  # a notebook shows the leaderboard
         return f"<p>{self.path}</p>" + self.leaderboard.to_html(index=False, float_format="%.3f", na_rep="")
@@ -78,32 +86,20 @@ def run(
 
 def load(run_dir: str | Path, status: int | None = None) -> Results:
     """The :class:`Results` of a run folder written by ``benchmark run`` or :func:`run`."""
-    saved = RunFolder(Path(run_dir)).read_results()
-    results = saved["results"]
-    entries = results["architectures"]
-    return Results(
-        path=Path(run_dir),
-        run=results["run"],
-        leaderboard=leaderboard_frame(entries),
-        folds=saved["folds"],
-        oof=saved["oof"],
-        entries=entries,
-        comparison=results.get("comparison"),
-        transfer=results.get("transfer"),
-        status=status if status is not None else int(any(e["status"] != "ok" for e in entries)),
-    )
+    results = read(RunFolder(Path(run_dir)))
+    return Results(results, leaderboard_frame(results.architectures), results.status if status is None else status)
 
 
-def leaderboard_frame(entries: list[dict]) -> pd.DataFrame:
+def leaderboard_frame(entries: list[ArchResult]) -> pd.DataFrame:
     """One row per architecture: rank, name, status, each metric's mean (``<metric>``) and std
     (``<metric>_std``), parameters and mean fit seconds per fold."""
     rows = []
     for e in entries:
-        row = {"rank": e["rank"], "architecture": e["name"], "status": e["status"]}
-        for metric, value in e.get("metrics", {}).items():
-            row[metric], row[f"{metric}_std"] = value["mean"], value["std"]
-        row["params"] = e.get("params")
-        row["fit_seconds"] = sum(e["fit_seconds"]) / len(e["fit_seconds"]) if e.get("fit_seconds") else None
-        row["error"] = e.get("error")
+        row = {"rank": e.rank, "architecture": e.name, "status": e.status.value}
+        for metric, value in e.metrics.items():
+            row[metric], row[f"{metric}_std"] = value.mean, value.std
+        row["params"] = e.params
+        row["fit_seconds"] = sum(e.fit_seconds) / len(e.fit_seconds) if e.fit_seconds else None
+        row["error"] = e.error
         rows.append(row)
     return pd.DataFrame(rows)

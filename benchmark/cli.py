@@ -224,12 +224,14 @@ def _list(args) -> int:
 
 
 def _report(args) -> int:
+    from benchmark.evaluation.results import read
     from benchmark.report.document import write_report
+    from benchmark.store.runfolder import RunFolder
 
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir}: no such run folder. Give the --out folder of a `benchmark run`.")
     try:
-        md, page = write_report(args.run_dir)
+        md, page = write_report(read(RunFolder(args.run_dir)))
     except OSError as err:  # a read-only run folder (an archive, another user's run)
         raise UsageError(
             f"{args.run_dir}: cannot write the report there ({err.strerror or err}: {err.filename}). Make the "

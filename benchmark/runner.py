@@ -47,6 +47,7 @@ from benchmark.inference.predict import predict_heldout
 from benchmark.progress import Progress
 from benchmark.report.leaderboard import leaderboard_md, leaderboard_text
 from benchmark.store.files import read_json, write_json
+from benchmark.store.results import ArchResult, RunResults, Status, parse
 from benchmark.store.runfolder import FORMAT, RESULTS_FORMAT, RunFolder, probabilities_of
 from benchmark.tracking import Tracker, trackers
 from benchmark.training import backend
@@ -114,29 +115,29 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
         errors = cross_validate(ctx, on_complete=lambda done, errors: publish(ctx, ctx.outcomes(done, errors)))
         outcomes = ctx.outcomes(names, errors)
         score_heldout(ctx, outcomes)
-        entries, table = publish(ctx, outcomes)
+        results, table = publish(ctx, outcomes)
         for tracker in ctx.trackers:
             tracker.finish()
-        keep_models(folder, entries, len(ctx.folds), ctx.config)
+        keep_models(folder, results.architectures, len(ctx.folds), ctx.config)
     print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
-    if not any(e["status"] == "ok" for e in entries):
-        print(error_paragraph(nothing_trained(entries, folder)), file=sys.stderr)
-    return 1 if any(e["status"] != "ok" for e in entries) else 0
+    if not results.ok:
+        print(error_paragraph(nothing_trained(results.architectures, folder)), file=sys.stderr)
+    return results.status
 
 
-def keep_models(folder: RunFolder, entries: list[dict], n_folds: int, config: RunConfig) -> None:
+def keep_models(folder: RunFolder, entries: list[ArchResult], n_folds: int, config: RunConfig) -> None:
     """What ``--save-models`` keeps once the held-out split is scored and the models are tracked: every
     fold's model, the best fold's of each architecture (by the ranking metric), or none."""
     if config.save_models == "all":
         return
     for e in entries:
-        best = {best_fold(e, config.rank_by)} if config.save_models == "best" and e["status"] == "ok" else set()
-        folder.keep_models(e["name"], n_folds, best)
+        best = {best_fold(e, config.rank_by)} if config.save_models == "best" and e.ok else set()
+        folder.keep_models(e.name, n_folds, best)
 
 
-def nothing_trained(entries: list[dict], folder: RunFolder) -> str:
+def nothing_trained(entries: list[ArchResult], folder: RunFolder) -> str:
     """One paragraph for a run in which no architecture finished its folds."""
-    reasons = "; ".join(f"{e['name']}: {e.get('error')}" for e in entries)
+    reasons = "; ".join(f"{e.name}: {e.error}" for e in entries)
     return (
         f"every architecture failed, so nothing is ranked ({reasons}). The reasons are in {folder.report_md}. "
         "Fix them and rerun the same command: failed folds are trained again."
@@ -334,15 +335,16 @@ def score_heldout(ctx: Run, outcomes: list[ArchOutcome]) -> None:
         return
     test = load_images(ctx.dataset.root, test_set, config.image_size, config.channels, config.cache_dir, log=ctx.log)
     warn_skipped(test.skipped, config.strict)
-    names = [e["name"] for e in ranked(outcomes, config.rank_by, config.patience) if e["status"] == "ok"]
+    names = [e["name"] for e in ranked(outcomes, config.rank_by, config.patience) if e["status"] == Status.OK]
     explained = gradcam_names(config.gradcam_archs, names)
     scored = [n for n in names if n in names[: config.test_top] or n in explained]
     predict_heldout(ctx.folder, scored, len(ctx.folds), test, config.batch_size, ctx.log, config.tta)
     explain_heldout(ctx.folder, explained, len(ctx.folds), test, ctx.log, ctx.dataset.classes)
 
 
-def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
-    """Rank and compare, write results.json, the tables and the reports; return (entries, leaderboard)."""
+def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[RunResults, str]:
+    """Rank and compare, write results.json, the tables and the reports; return (the results, as read back
+    by the report, the trackers and ``benchmark.load``; the leaderboard)."""
     from benchmark.report.document import write_report  # matplotlib is imported only here
 
     config = ctx.config
@@ -354,7 +356,7 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
     comparison = pairwise_comparison(entries, records, config.rank_by, config.repeats)
     heldout = read_all(ctx.folder, entries, len(ctx.folds))  # the test predictions, read once
     transfer = heldout_transfer(heldout, entries, config.rank_by)
-    ok = [e["name"] for e in entries if e["status"] == "ok"]
+    ok = [e["name"] for e in entries if e["status"] == Status.OK]
     results = {
         "format": RESULTS_FORMAT,
         "run": ctx.info,
@@ -364,12 +366,13 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[list[dict], str]:
         "heldout": heldout_scores(heldout, oof),  # the test-split tables, computed here; the report formats them
         "oof_scores": oof_scores(oof, ok),
     }
-    text = leaderboard_text(entries, config.rank_by, comparison)
-    ctx.folder.write_results(results, folds_table(records), oof, leaderboard_md(ctx.info, text))
-    write_report(ctx.folder.path)
+    typed = parse(results, ctx.folder, read_json(ctx.folder.config), folds_table(records), oof)
+    text = leaderboard_text(typed)
+    ctx.folder.write_results(results, typed.folds, oof, leaderboard_md(typed.info, text))
+    write_report(typed)
     for tracker in ctx.trackers:
-        tracker.published(results)
-    return entries, text
+        tracker.published(typed)
+    return typed, text
 
 
 def gradcam_names(expression: str, names: list[str]) -> list[str]:

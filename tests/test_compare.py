@@ -165,11 +165,19 @@ def test_compare_refuses_a_damaged_folds_csv(runs, tmp_path, capsys, content):
     assert f"{run / 'folds.csv'}: " in message and REWRITE.format(run=run) in message
 
 
-def test_compare_refuses_a_damaged_test_predictions_csv(runs, tmp_path, capsys):
+def test_compare_reads_the_held_out_figures_from_results_json(runs, tmp_path, capsys):
+    """Today's results.json holds the held-out scores: compare reads them, not the test predictions; an older
+    one is completed from the predictions, and a damaged prediction file is named with the fix."""
     run = copy_run(runs, tmp_path)
     (run / "baseline" / "fold-1" / "test_predictions.csv").write_bytes(b"path,label\n")
+    assert main(["compare", str(run), str(runs / "b"), "--out", str(tmp_path / "cmp")]) == 0
+    results = json.loads((run / "results.json").read_text())
+    test_f1 = results["heldout"]["baseline"]["ensemble"][0]["metrics"]["f1"]
+    assert f"; test {test_f1:.3f}" in capsys.readouterr().out
+    del results["heldout"], results["format"]  # as written before the held-out scores were kept
+    (run / "results.json").write_text(json.dumps(results))
     message = refused(capsys, run, runs / "b", "--out", tmp_path / "cmp")
-    assert f"{run / 'baseline'}: a fold's test_predictions.csv cannot be read" in message
+    assert f"{run}: its results.json predates this version and cannot be completed" in message
     assert f"Delete the damaged file and rerun `benchmark run` with --out {run}" in message
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.evaluation.metrics import binary_metrics, oof_thresholds
+from benchmark.evaluation.results import read
 from benchmark.report.leaderboard import leaderboard_md, leaderboard_text
 from benchmark.report.render import Figure, Section, Table, to_html, to_markdown
 from benchmark.report.sections import build_sections
@@ -106,14 +107,13 @@ def test_dataset_words_come_from_the_run_not_the_code(report, tmp_path):
     results = json.loads((folder / "results.json").read_text())
     results["run"]["classes"]["positive"] = "COVID"
     (folder / "results.json").write_text(json.dumps(results))
-    markdown = to_markdown(build_sections(RunFolder(folder)), "t", folder)
+    markdown = to_markdown(build_sections(read(RunFolder(folder))), "t", folder)
     assert "observed COVID rate" in markdown and "P(COVID)" in markdown and "PNEUMONIA rate" not in markdown
 
 
 def test_the_leaderboard_file_is_rebuilt_byte_for_byte_from_results_json(report):
-    results, folder = report["results"], report["folder"]
-    text = leaderboard_text(results["architectures"], results["run"]["rank_by"], results["comparison"])
-    assert leaderboard_md(results["run"], text) == folder.leaderboard.read_text()
+    results = read(report["folder"])
+    assert leaderboard_md(results.info, leaderboard_text(results)) == report["folder"].leaderboard.read_text()
 
 
 def test_renderers_escape_and_lay_out_parts():
@@ -121,9 +121,9 @@ def test_renderers_escape_and_lay_out_parts():
         "A <b>", ["x | y", Table(["h|1"], [["1.000 [0.9, 1.0]"]], caption="c"), Figure(ROOT / "f.png", "f")]
     )
     markdown = to_markdown([section], "T", ROOT)
-    assert "## A &lt;b&gt;" in markdown and "h\\|1" in markdown and "![f](f.png)" in markdown
+    assert "## 1. A &lt;b&gt;" in markdown and "h\\|1" in markdown and "![f](f.png)" in markdown
     page = to_html([Section("A <b>", ["x | y", Table(["h"], [["1.000 [0.9, 1.0]"]])])], "T")
-    assert "<h2>A &lt;b&gt;</h2>" in page and "<td class='num'>1.000<br><small>[0.9, 1.0]</small></td>" in page
+    assert "<h2>1. A &lt;b&gt;</h2>" in page and "<td class='num'>1.000<br><small>[0.9, 1.0]</small></td>" in page
 
 
 def test_report_of_a_folder_without_results_is_a_usage_error(tmp_path, capsys):

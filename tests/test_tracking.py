@@ -20,6 +20,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.config import RunConfig
+from benchmark.store.results import parse
 from benchmark.store.runfolder import RunFolder
 from benchmark.tracking.mlflow_tracking import MLflow
 from tests.conftest import link_kaggle_subset
@@ -191,10 +192,10 @@ def test_an_architectures_rank_is_updated_as_the_others_finish(tracked, server, 
     folder = RunFolder(tmp_path / "out")
     folder.path.mkdir()
     tracker = MLflow.start(folder, config)
-    tracker.published(alone)
+    tracker.published(parse(alone, folder))
     run_id = json.loads(folder.tracking.read_text())["archs"][last["name"]]["id"]
     assert tracked["client"].get_run(run_id).data.tags["rank"] == "1"
-    tracker.published(results)
+    tracker.published(parse(results, folder))
     assert last["rank"] == 2 and tracked["client"].get_run(run_id).data.tags["rank"] == "2"
 
 

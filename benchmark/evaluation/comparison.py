@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.evaluation.metrics import LOWER_IS_BETTER, curve_statistics, metric_names
-from benchmark.evaluation.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, holm
+from benchmark.evaluation.metrics import LOWER_IS_BETTER, clip_to_range, curve_statistics, metric_names
+from benchmark.evaluation.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, holm, mean_ci
+from benchmark.store.results import ArchResult, Status
 
 
 @dataclass
@@ -43,12 +44,22 @@ def mean_std(values: list[float]) -> dict:
     }
 
 
+def summary(values: list[float], test_fraction: float, metric: str) -> dict:
+    """:func:`mean_std` with the corrected 95 % interval of the mean (``ci``), clipped to the metric's range.
+
+    >>> [round(v, 4) for v in summary([0.8, 0.9, 1.0], 0.25, "f1")["ci"]]
+    [0.5714, 1.0]
+    """
+    _, low, high = mean_ci(values, test_fraction)
+    return {**mean_std(values), "ci": list(clip_to_range(metric, low, high))}
+
+
 def summarise(outcome: ArchOutcome, patience: int) -> dict:
     """The ``results.json`` entry of one architecture (without its rank)."""
     entry = {
         "name": outcome.name,
         "rank": None,
-        "status": "failed" if outcome.error else "ok",
+        "status": Status.FAILED if outcome.error else Status.OK,
         "params": outcome.folds[0]["params"] if outcome.folds else None,
         "description": outcome.description,
         "tags": list(outcome.tags),
@@ -58,10 +69,11 @@ def summarise(outcome: ArchOutcome, patience: int) -> dict:
         entry["error"] = outcome.error
     if outcome.folds:
         names = metric_names(len(outcome.folds[0]["class_weight"]))  # one weight per class
-        entry["metrics"] = {m: mean_std([f["metrics"][m] for f in outcome.folds]) for m in names}
+        ratio = float(np.mean([f["n_score"] / f["n_fit"] for f in outcome.folds]))
+        entry["metrics"] = {m: summary([f["metrics"][m] for f in outcome.folds], ratio, m) for m in names}
         entry["confusion_matrix"] = np.sum([f["metrics"]["confusion_matrix"] for f in outcome.folds], axis=0).tolist()
         entry["curves"] = curve_statistics(outcome.histories, patience)
-        entry["test_fraction"] = float(np.mean([f["n_score"] / f["n_fit"] for f in outcome.folds]))
+        entry["test_fraction"] = ratio
         entry["fit_seconds"] = [f["fit_seconds"] for f in outcome.folds]
         entry["predict_seconds"] = [f["predict_seconds"] for f in outcome.folds]
     return entry
@@ -75,8 +87,8 @@ def rank(entries: list[dict], rank_by: str) -> list[dict]:
         m = entry["metrics"][rank_by]
         return (sign * m["mean"] if np.isfinite(m["mean"]) else np.inf, m["std"])
 
-    ok = sorted((e for e in entries if e["status"] == "ok"), key=key)
-    failed = [e for e in entries if e["status"] != "ok"]
+    ok = sorted((e for e in entries if e["status"] == Status.OK), key=key)
+    failed = [e for e in entries if e["status"] != Status.OK]
     for i, entry in enumerate(ok, start=1):
         entry["rank"] = i
     return ok + failed
@@ -96,7 +108,7 @@ def pairwise_comparison(entries: list[dict], records: list[dict], metric: str, r
     critical difference (descriptive: folds of one data set are not independent blocks); the
     Bayesian correlated t-test of the best against each other when baycomp is installed.
     """
-    ok = [e for e in entries if e["status"] == "ok"]  # in rank order
+    ok = [e for e in entries if e["status"] == Status.OK]  # in rank order
     if len(ok) < 2:
         return None
     folds = {e["name"]: e["metrics"][metric]["folds"] for e in ok}
@@ -156,12 +168,13 @@ def folds_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def best_fold(entry: dict, rank_by: str) -> int:
+def best_fold(entry: ArchResult, rank_by: str) -> int:
     """The fold whose model scored best on its own score fold (the first of equals).
 
-    >>> best_fold({"metrics": {"f1": {"folds": [0.8, 0.9, 0.9]}}}, "f1")
+    >>> from benchmark.store.results import Summary
+    >>> best_fold(ArchResult("a", 1, Status.OK, metrics={"f1": Summary(0.9, 0.1, [0.8, 0.9, 0.9], (0, 1))}), "f1")
     1
     """
-    folds = entry["metrics"][rank_by]["folds"]
+    folds = entry.metrics[rank_by].folds
     sign = 1 if rank_by in LOWER_IS_BETTER else -1
     return min(range(len(folds)), key=lambda i: sign * folds[i])

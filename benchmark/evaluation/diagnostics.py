@@ -11,17 +11,18 @@ FOLD_STD = 0.05  # std of the ranking metric over folds
 EARLY_BEST = 0.5  # share of folds whose best epoch is the first
 
 
-def flags(entry: dict, rank_by: str, max_epochs: int, patience: int) -> list[str]:
-    """Flags for one architecture's ``results.json`` entry.
+def flags(curves: dict, std: float, rank_by: str, max_epochs: int, patience: int) -> list[str]:
+    """Flags for one architecture: its loss-curve statistics (results.json's ``curves``) and the std of
+    ``rank_by`` over its folds.
 
-    >>> entry = {"curves": {"oscillation": {"mean": 0.62}, "gap": {"mean": 0.41}, "best_epoch": [10, 10, 4],
-    ...          "epochs": [10, 10, 9], "suggested_patience": 2}, "metrics": {"f1": {"std": 0.02}}}
-    >>> for line in flags(entry, "f1", max_epochs=10, patience=3): print(line)
+    >>> curves = {"oscillation": {"mean": 0.62}, "gap": {"mean": 0.41}, "best_epoch": [10, 10, 4],
+    ...           "epochs": [10, 10, 9], "suggested_patience": 2}
+    >>> for line in flags(curves, 0.02, "f1", max_epochs=10, patience=3): print(line)
     validation loss oscillates (index 0.62): lower the learning rate or raise the batch size
     overfits (gap 0.41 at the best epoch): add regularisation or augmentation
     hit the epoch limit in 2/3 folds: raise --epochs
     """
-    curves, out = entry["curves"], []
+    out = []
     n = len(curves["epochs"])
     if curves["oscillation"]["mean"] > OSCILLATION:
         out.append(
@@ -42,7 +43,6 @@ def flags(entry: dict, rank_by: str, max_epochs: int, patience: int) -> list[str
             f"best validation loss at epoch 1 in {first}/{len(longer)} folds: the validation loss is unstable "
             "early; try a lower --lr or a longer --patience"
         )
-    std = entry["metrics"][rank_by]["std"]
     if std > FOLD_STD:
         out.append(f"folds disagree (std of {rank_by} {std:.2f}): compare with care; more folds narrow it")
     if curves["suggested_patience"] >= patience:

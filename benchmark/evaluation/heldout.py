@@ -21,6 +21,7 @@ from benchmark.evaluation.metrics import (
 )
 from benchmark.evaluation.statistics import bootstrap_difference, holm
 from benchmark.inference.predict import fold_ensemble, read_heldout
+from benchmark.store.results import Status
 from benchmark.store.runfolder import RunFolder, probabilities_of
 
 ALPHA = 0.05  # the family-wise level of the paired tests against the CV winner
@@ -133,7 +134,7 @@ def transfer_verdict(tau: float, tau_ci: list[float], paired: list[dict]) -> str
 def read_all(folder: RunFolder, entries: list[dict], n_folds: int) -> dict[str, list[pd.DataFrame]]:
     """Every finished architecture's saved test predictions (those with all ``n_folds``), in ``entries``' order:
     read once for :func:`heldout_transfer` and :func:`heldout_scores`."""
-    found = {e["name"]: read_heldout(folder, e["name"], n_folds) for e in entries if e["status"] == "ok"}
+    found = {e["name"]: read_heldout(folder, e["name"], n_folds) for e in entries if e["status"] == Status.OK}
     return {name: runs for name, runs in found.items() if runs is not None}
 
 
@@ -223,22 +224,3 @@ def oof_scores(oof: pd.DataFrame, names: list[str]) -> dict[str, dict]:
         else:
             scores[name] = {"classes": multiclass_metrics(part.label.to_numpy(), probabilities)}
     return scores
-
-
-def completed(results: dict, folder: RunFolder, n_folds: int, oof: pd.DataFrame) -> dict:
-    """``results`` with what an older run folder's results.json lacks computed from its saved predictions,
-    once, here in evaluation: the held-out and out-of-fold scores, and a ranking transfer saved before the
-    paired tests against the CV winner (so its verdict follows today's rule)."""
-    entries, metric = results["architectures"], results["run"]["rank_by"]
-    names = [e["name"] for e in entries if e["status"] == "ok"]
-    transfer, missing = results.get("transfer"), {k for k in ("heldout", "oof_scores") if k not in results}
-    old_transfer = transfer is not None and "paired" not in transfer
-    heldout = read_all(folder, entries, n_folds) if "heldout" in missing or old_transfer else {}
-    results = {**results}
-    if "heldout" in missing:
-        results["heldout"] = heldout_scores(heldout, oof)
-    if "oof_scores" in missing:
-        results["oof_scores"] = oof_scores(oof, names)
-    if old_transfer:
-        results["transfer"] = heldout_transfer(heldout, entries, metric)
-    return results

@@ -13,46 +13,56 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmark import UsageError
-from benchmark.evaluation.metrics import clip_to_range, metric_value
-from benchmark.evaluation.statistics import corrected_ttest, mean_ci
-from benchmark.inference.predict import fold_ensemble, read_heldout
+from benchmark.evaluation.results import read
+from benchmark.evaluation.statistics import corrected_ttest
 from benchmark.report.render import Figure, Section, Table, to_html, to_markdown
 from benchmark.store.files import read_json, write_text
+from benchmark.store.results import RunResults
 from benchmark.store.runfolder import RunFolder
 
 IGNORED_SETTINGS = {"out", "overwrite", "quiet", "jobs", "backend", "scheduler", "cache_dir", "arch_modules"}
-SHAPE_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError, ZeroDivisionError)
 
 
 @dataclass
-class Run:
+class ComparedRun:
+    """One run of the comparison: its results, its letter and its folds."""
+
     label: str  # "A", "B", ...
-    folder: RunFolder
-    rank_by: str
-    classes: tuple[str, ...]
-    n_models: int  # fold models per architecture (folds × repeats): each scored the held-out split
-    scores: dict[str, dict[str, list[float]]]  # finished architecture → metric → fold values, in rank order
-    test_fraction: dict[str, float]  # finished architecture → n_test / n_train (the t-test's correction)
-    settings: dict
+    results: RunResults
     splits: list | None  # splits.json's folds
 
+    @property
+    def folder(self) -> RunFolder:
+        return self.results.folder
+
+    @property
+    def rank_by(self) -> str:
+        return self.results.rank_by
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.results.info.class_names
+
+    @property
+    def settings(self) -> dict:
+        return self.results.settings
+
+    @property
+    def finished(self) -> list[str]:
+        """The finished architectures, in rank order."""
+        return [a.name for a in self.results.ok]
+
     def interval(self, name: str, metric: str) -> tuple[float, float, float]:
-        mean, low, high = mean_ci(self.scores[name][metric], self.test_fraction[name])
-        return (mean, *clip_to_range(metric, low, high))
+        summary = self.results.arch(name).metrics[metric]
+        return (summary.mean, *summary.ci)
 
     def held_out(self, name: str, metric: str) -> float | None:
-        """The fold ensemble's ``metric`` on the held-out split, from the saved test predictions."""
-        try:
-            runs = read_heldout(self.folder, name, self.n_models)
-            return None if runs is None else metric_value(runs[0].label.to_numpy(), fold_ensemble(runs), metric)
-        except (OSError, *SHAPE_ERRORS) as err:
-            raise UsageError(
-                f"{self.folder.arch_dir(name)}: a fold's test_predictions.csv cannot be read ({err}). Delete the "
-                f"damaged file and rerun `benchmark run` with --out {self.folder.path} to score the test split again."
-            ) from None
+        """The fold ensemble's ``metric`` on the held-out split (at 0.5 or argmax), where it was scored."""
+        scores = self.results.heldout.get(name)
+        return scores["ensemble"][0]["metrics"][metric] if scores else None
 
 
-def load_runs(paths: list[Path]) -> list[Run]:
+def load_runs(paths: list[Path]) -> list[ComparedRun]:
     if len(paths) < 2:
         raise UsageError("benchmark compare: give two or more run folders (the --out folders of benchmark run).")
     runs = [read_run(RunFolder(Path(path)), chr(ord("A") + i)) for i, path in enumerate(paths)]
@@ -60,40 +70,19 @@ def load_runs(paths: list[Path]) -> list[Run]:
     return runs
 
 
-def read_run(folder: RunFolder, label: str) -> Run:
-    """The run folder's results: their files' shape is checked by RunFolder.read_results, the values compare
-    uses here; any file of the wrong shape is a UsageError naming it."""
-    saved = folder.read_results()
-    try:
-        info = saved["results"]["run"]
-        rank_by, folds = str(info["rank_by"]), int(info["folds"])
-        classes = class_names(info)
-        scores, fractions = {}, {}
-        for entry in (e for e in saved["results"]["architectures"] if e["status"] == "ok"):
-            name = str(entry["name"])
-            scores[name] = {m: [float(v) for v in s["folds"]] for m, s in entry["metrics"].items()}
-            fractions[name] = float(entry.get("test_fraction", 1 / (folds - 1)))
-        n_models = folds * int(info.get("repeats", 1))
-    except SHAPE_ERRORS as err:
-        raise folder.damaged(folder.results, f"an entry is missing or of the wrong kind ({err!r})") from None
-    if scores and rank_by not in saved["folds"].columns:  # the paired tests read the folds' scores
-        raise folder.damaged(folder.folds_table, f"no column {rank_by}")
-    settings = saved["config"].get("settings", {})
-    if not isinstance(settings, dict):
+def read_run(folder: RunFolder, label: str) -> ComparedRun:
+    """The run folder's results (:func:`benchmark.evaluation.results.read` checks their shape) and folds; the
+    paired tests read folds.csv's ranking metric; a file of the wrong shape is a UsageError naming it."""
+    results = read(folder)
+    if results.ok and results.rank_by not in results.folds.columns:
+        raise folder.damaged(folder.folds_table, f"no column {results.rank_by}")
+    if not isinstance(results.config.get("settings", {}), dict):
         raise folder.damaged(folder.config, "its settings are not an object")
     splits = read_json(folder.splits)  # unreadable: as if missing, so no paired test
-    return Run(label, folder, rank_by, classes, n_models, scores, fractions, settings,
-               splits.get("folds") if isinstance(splits, dict) else None)  # fmt: skip
+    return ComparedRun(label, results, splits.get("folds") if isinstance(splits, dict) else None)
 
 
-def class_names(info: dict) -> tuple[str, ...]:
-    """The run's classes (results.json before K-class support named only the negative and positive one)."""
-    if "class_names" in info:
-        return tuple(str(c) for c in info["class_names"])
-    return str(info["classes"]["negative"]), str(info["classes"]["positive"])
-
-
-def check_same_task(runs: list[Run]) -> None:
+def check_same_task(runs: list[ComparedRun]) -> None:
     """Runs on other classes score another task: their metrics cannot be set side by side."""
     if len({r.classes for r in runs}) > 1:
         raise UsageError(
@@ -103,13 +92,13 @@ def check_same_task(runs: list[Run]) -> None:
         )
 
 
-def compare_sections(runs: list[Run], figure: Path) -> list[Section]:
+def compare_sections(runs: list[ComparedRun], figure: Path) -> list[Section]:
     metric = runs[0].rank_by
-    names = [n for n in runs[0].scores if all(n in r.scores for r in runs[1:])]
+    names = [n for n in runs[0].finished if all(n in r.finished for r in runs[1:])]
     if not names:
         raise UsageError(
             "benchmark compare: the runs share no finished architecture — "
-            + "; ".join(f"{r.label} {r.folder.path}: {', '.join(r.scores) or 'none'}" for r in runs)
+            + "; ".join(f"{r.label} {r.folder.path}: {', '.join(r.finished) or 'none'}" for r in runs)
             + ". Compare runs of the same architectures (benchmark run --archs)."
         )
     from benchmark.report import plots
@@ -125,13 +114,13 @@ def compare_sections(runs: list[Run], figure: Path) -> list[Section]:
         settings_table(runs),
     ]
     return [
-        Section("1. Runs and what differs", intro),
-        Section("2. Ranking metric and held-out figures", [*notes(runs, names), metric_table(runs, names, metric)]),
-        Section("3. Paired comparisons between runs", paired_parts(runs, names, metric)),
+        Section("Runs and what differs", intro),
+        Section("Ranking metric and held-out figures", [*notes(runs, names), metric_table(runs, names, metric)]),
+        Section("Paired comparisons between runs", paired_parts(runs, names, metric)),
     ]
 
 
-def notes(runs: list[Run], names: list[str]) -> list[str]:
+def notes(runs: list[ComparedRun], names: list[str]) -> list[str]:
     """What the comparison leaves out or changes: said, never silent."""
     parts = []
     if len({r.rank_by for r in runs}) > 1:
@@ -140,14 +129,14 @@ def notes(runs: list[Run], names: list[str]) -> list[str]:
             f"The runs were ranked by different metrics ({ranked}); every run is compared here on "
             f"{runs[0].rank_by}, the first run's. Put first the run whose metric you want."
         )
-    left_out = [f"{r.label}: {', '.join(n for n in r.scores if n not in names)}" for r in runs
-                if any(n not in names for n in r.scores)]  # fmt: skip
+    left_out = [f"{r.label}: {', '.join(n for n in r.finished if n not in names)}" for r in runs
+                if any(n not in names for n in r.finished)]  # fmt: skip
     if left_out:
         parts.append(f"Compared: the architectures every run finished. Left out: {'; '.join(left_out)}.")
     return parts
 
 
-def settings_table(runs: list[Run]) -> Table:
+def settings_table(runs: list[ComparedRun]) -> Table:
     keys = sorted({k for r in runs for k in r.settings} - IGNORED_SETTINGS)
     differing = [k for k in keys if len({repr(r.settings.get(k)) for r in runs}) > 1]
     rows = [[k, *(str(r.settings.get(k, "—")) for r in runs)] for k in differing]
@@ -155,7 +144,7 @@ def settings_table(runs: list[Run]) -> Table:
     return Table(["setting", *(r.label for r in runs)], rows, caption=caption)
 
 
-def metric_table(runs: list[Run], names: list[str], metric: str) -> Table:
+def metric_table(runs: list[ComparedRun], names: list[str], metric: str) -> Table:
     rows = []
     for n in names:
         cells = []
@@ -168,7 +157,7 @@ def metric_table(runs: list[Run], names: list[str], metric: str) -> Table:
     return Table(["architecture", *(r.label for r in runs)], rows, caption=caption)
 
 
-def paired_parts(runs: list[Run], names: list[str], metric: str) -> list:
+def paired_parts(runs: list[ComparedRun], names: list[str], metric: str) -> list:
     base, parts = runs[0], []
     for other in runs[1:]:
         if not same_folds(base, other):
@@ -180,8 +169,8 @@ def paired_parts(runs: list[Run], names: list[str], metric: str) -> list:
             continue
         rows = []
         for n in names:
-            a, b = other.scores[n][metric], base.scores[n][metric]
-            test = asdict(corrected_ttest(a, b, base.test_fraction[n]))
+            a, b = (r.results.arch(n).metrics[metric].folds for r in (other, base))
+            test = asdict(corrected_ttest(a, b, base.results.arch(n).test_fraction))
             rows.append([n, f"{test['mean_difference']:+.4f}", f"[{test['ci_low']:+.4f}, {test['ci_high']:+.4f}]",
                          f"{test['t']:.2f}", f"{test['p']:.3g}"])  # fmt: skip
         parts.append(
@@ -195,7 +184,7 @@ def paired_parts(runs: list[Run], names: list[str], metric: str) -> list:
     return parts
 
 
-def same_folds(a: Run, b: Run) -> bool:
+def same_folds(a: ComparedRun, b: ComparedRun) -> bool:
     return a.splits is not None and a.splits == b.splits
 
 

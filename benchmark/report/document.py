@@ -1,4 +1,4 @@
-"""Reporting: ``report.md`` and a self-contained ``report.html`` built from a run folder alone.
+"""Reporting: ``report.md`` and a self-contained ``report.html`` built from a run's results alone.
 
 The sections come from :mod:`benchmark.report.sections`, the two renderings from :mod:`benchmark.report.render`.
 """
@@ -10,13 +10,13 @@ from pathlib import Path
 from benchmark.report.render import to_html, to_markdown
 from benchmark.report.sections import build_sections
 from benchmark.store.files import write_text
-from benchmark.store.runfolder import RunFolder
+from benchmark.store.results import RunResults
 
 
-def write_report(run_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into ``run_dir``; return their paths."""
-    folder = RunFolder(Path(run_dir))
-    sections = build_sections(folder)
+def write_report(results: RunResults) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` into the run folder; return their paths."""
+    folder = results.folder
+    sections = build_sections(results)
     title = f"CNN benchmark report — {folder.path.name}"
     write_text(folder.report_md, to_markdown(sections, title, folder.path))
     write_text(folder.report_html, to_html(sections, title))

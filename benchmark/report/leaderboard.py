@@ -9,23 +9,24 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmark.evaluation.metrics import METRICS
+from benchmark.store.results import ArchResult, RunInfo, RunResults, Summary
 
 
-def _pm(metric: dict) -> str:
-    return f"{metric['mean']:.3f} ± {metric['std']:.3f}"
+def _pm(metric: Summary) -> str:
+    return f"{metric.mean:.3f} ± {metric.std:.3f}"
 
 
-def run_line(run: dict) -> str:
+def run_line(run: RunInfo) -> str:
     return (
-        f"{run['folds']}-fold stratified CV (seed {run['seed']}) on {run['n_images']} images of {run['data']}, "
-        f"{run['image_size']} px; ranked by {run['rank_by']}; mean ± std over folds, "
-        + ("threshold 0.5." if len(run.get("class_names", "ab")) == 2 else "each image to its most probable class.")
+        f"{run.folds}-fold stratified CV (seed {run.seed}) on {run.n_images} images of {run.data}, "
+        f"{run.image_size} px; ranked by {run.rank_by}; mean ± std over folds, "
+        + ("threshold 0.5." if run.binary else "each image to its most probable class.")
     )
 
 
-def ranked_metrics(rank_by: str, entries: list[dict]) -> list[str]:
+def ranked_metrics(rank_by: str, entries: list[ArchResult]) -> list[str]:
     """Every metric of the task (those the entries have), the ranking one first."""
-    names = next((list(e["metrics"]) for e in entries if "metrics" in e), list(METRICS))
+    names = next((list(e.metrics) for e in entries if e.scored), list(METRICS))
     return [rank_by] + [m for m in names if m != rank_by]
 
 
@@ -40,11 +41,11 @@ CURVE_HEADERS = [
 ]
 
 
-def curve_row(entry: dict) -> list:
+def curve_row(entry: ArchResult) -> list:
     """One architecture's loss-curve diagnostics, as the CURVE_HEADERS columns."""
-    c = entry["curves"]
+    c = entry.curves
     return [
-        entry["name"],
+        entry.name,
         f"{c['val_loss_variance']:.2g}",
         f"{c['oscillation']['mean']:.2f}",
         f"{c['gap']['mean']:+.3f}",
@@ -54,28 +55,28 @@ def curve_row(entry: dict) -> list:
     ]
 
 
-def leaderboard_text(entries: list[dict], rank_by: str, comparison: dict | None) -> str:
+def leaderboard_text(results: RunResults) -> str:
     """The tables and the verdict, as printed at the end of a run."""
-    text = leaderboard(entries, rank_by)
-    return f"{text}\n\n{verdict(comparison)}" if comparison else text
+    text = leaderboard(results.architectures, results.rank_by)
+    return f"{text}\n\n{verdict(results.comparison)}" if results.comparison else text
 
 
-def leaderboard_md(run: dict, text: str) -> str:
+def leaderboard_md(run: RunInfo, text: str) -> str:
     """``leaderboard.md``: the run in one line, then :func:`leaderboard_text`."""
     return f"# Leaderboard\n\n{run_line(run)}\n\n{text}\n"
 
 
-def leaderboard(entries: list[dict], rank_by: str) -> str:
+def leaderboard(entries: list[ArchResult], rank_by: str) -> str:
     """The ranked table (markdown pipe table), then the loss-curve diagnostics, then failures."""
     shown = ranked_metrics(rank_by, entries)
-    scored = [e for e in entries if "metrics" in e]
+    scored = [e for e in entries if e.scored]
     rows = [
-        [e["rank"] or "-", e["name"] + ("" if e["status"] == "ok" else " (failed)")]
-        + [_pm(e["metrics"][m]) for m in shown]
+        [e.rank or "-", e.name + ("" if e.ok else " (failed)")]
+        + [_pm(e.metrics[m]) for m in shown]
         + [
-            f"{e['params']:,}",
-            f"{sum(e['curves']['epochs']) / len(e['curves']['epochs']):.1f}",
-            f"{sum(e['fit_seconds']) / len(e['fit_seconds']):.0f}",
+            f"{e.params:,}",
+            f"{sum(e.curves['epochs']) / len(e.curves['epochs']):.1f}",
+            f"{sum(e.fit_seconds) / len(e.fit_seconds):.0f}",
         ]
         for e in scored
     ]
@@ -94,9 +95,9 @@ def leaderboard(entries: list[dict], rank_by: str) -> str:
         colalign=("left", *["right"] * (len(CURVE_HEADERS) - 1)),
     )
     text = f"{table}\n\nLoss curves (across folds)\n\n{curves}"
-    failed = [e for e in entries if e["status"] != "ok"]
+    failed = [e for e in entries if not e.ok]
     if failed:
-        text += "\n\nFailed\n\n" + "\n".join(f"- {e['name']}: {e['error']}" for e in failed)
+        text += "\n\nFailed\n\n" + "\n".join(f"- {e.name}: {e.error}" for e in failed)
     return text
 
 

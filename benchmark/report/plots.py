@@ -15,7 +15,8 @@ from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from benchmark.evaluation.metrics import ALL_METRICS  # noqa: E402
-from benchmark.store.runfolder import probabilities_of
+from benchmark.store.results import ArchResult  # noqa: E402
+from benchmark.store.runfolder import probabilities_of  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -169,13 +170,13 @@ def forest_runs(rows: list[tuple], metric: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def curve_bars(entries: list[dict], oscillation_flag: float, path: Path) -> Path:
+def curve_bars(entries: list[ArchResult], oscillation_flag: float, path: Path) -> Path:
     """Per architecture: the across-fold validation-loss variance and the mean oscillation index."""
-    names = [e["name"] for e in entries]
+    names = [e.name for e in entries]
     fig, (var_ax, osc_ax) = plt.subplots(1, 2, figsize=(11, 0.8 + 0.4 * len(names)), sharey=True)
-    var_ax.barh(names, [e["curves"]["val_loss_variance"] for e in entries], color="#1f4e79")
+    var_ax.barh(names, [e.curves["val_loss_variance"] for e in entries], color="#1f4e79")
     var_ax.set(xlabel="across-fold variance of the validation loss", title="Fold-to-fold spread")
-    osc_ax.barh(names, [e["curves"]["oscillation"]["mean"] for e in entries], color="#c55a11")
+    osc_ax.barh(names, [e.curves["oscillation"]["mean"] for e in entries], color="#c55a11")
     osc_ax.axvline(oscillation_flag, ls=":", color="grey")
     osc_ax.set(xlabel=f"oscillation index (flag above {oscillation_flag})", title="Oscillation", xlim=(0, 1))
     var_ax.invert_yaxis()  # rank order, best on top

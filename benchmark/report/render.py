@@ -39,7 +39,7 @@ class Code:
 
 @dataclass
 class Section:
-    title: str
+    title: str  # numbered when rendered, in order
     parts: list = field(default_factory=list)  # str (a paragraph), Table, Figure or Code
 
 
@@ -51,8 +51,8 @@ def _md(value, cell: bool = False) -> str:
 
 def to_markdown(sections: list[Section], title: str, base: Path) -> str:
     out = [f"# {_md(title)}"]
-    for s in sections:
-        out.append(f"## {_md(s.title)}")
+    for i, s in enumerate(sections, 1):
+        out.append(f"## {i}. {_md(s.title)}")
         for part in s.parts:
             if isinstance(part, Table):
                 rows = [[_md(c, cell=True) for c in row] for row in part.rows]
@@ -111,11 +111,11 @@ def to_html(sections: list[Section], title: str) -> str:
     ]
     out.append(
         "<nav><ul>"
-        + "".join(f"<li><a href='#section-{i}'>{esc(s.title)}</a></li>" for i, s in enumerate(sections, 1))
+        + "".join(f"<li><a href='#section-{i}'>{i}. {esc(s.title)}</a></li>" for i, s in enumerate(sections, 1))
         + "</ul></nav>"
     )
     for i, s in enumerate(sections, 1):
-        out.append(f"<section id='section-{i}'><h2>{esc(s.title)}</h2>")
+        out.append(f"<section id='section-{i}'><h2>{i}. {esc(s.title)}</h2>")
         for part in s.parts:
             if isinstance(part, Table):
                 head = "".join(f"<th>{esc(str(h))}</th>" for h in part.headers)

@@ -9,7 +9,6 @@ training anything. :mod:`benchmark.report.render` writes the sections as markdow
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,13 @@ import pandas as pd
 
 from architectures._applications import PREFIX
 from benchmark.evaluation.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
-from benchmark.evaluation.heldout import completed
-from benchmark.evaluation.metrics import LOWER_IS_BETTER, PER_CLASS, THRESHOLD_FREE, clip_to_range
-from benchmark.evaluation.statistics import mean_ci
+from benchmark.evaluation.metrics import LOWER_IS_BETTER, PER_CLASS, THRESHOLD_FREE
 from benchmark.inference.predict import fold_ensemble, read_heldout
 from benchmark.report import plots
 from benchmark.report.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
 from benchmark.report.render import Code, Figure, Section, Table
-from benchmark.store.runfolder import RunFolder, probability_columns
+from benchmark.store.results import ArchResult, RunResults
+from benchmark.store.runfolder import probability_columns
 
 HELDOUT_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
 GAP_FLAG = 0.05  # a CV-vs-test difference this large is worth a look
@@ -41,95 +39,39 @@ SUMMARY_SETTINGS = (
 )
 
 
-@dataclass
-class Report:
-    """What every section builder reads: the run folder and its saved results."""
-
-    folder: RunFolder
-    results: dict
-    config: dict
-    folds: pd.DataFrame  # folds.csv
-    oof: pd.DataFrame  # oof.csv
-
-    @property
-    def run(self) -> dict:
-        return self.results["run"]
-
-    @property
-    def n_folds(self) -> int:
-        """Folds of every repeat (fold j = fold j mod k of repeat j div k)."""
-        return self.run["folds"] * self.run.get("repeats", 1)
-
-    @property
-    def rank_by(self) -> str:
-        return self.run["rank_by"]
-
-    @property
-    def entries(self) -> list[dict]:
-        return self.results["architectures"]
-
-    @property
-    def ok(self) -> list[dict]:
-        return [e for e in self.entries if e["status"] == "ok"]
-
-    @property
-    def comparison(self) -> dict | None:
-        return self.results.get("comparison")
-
-    @property
-    def class_names(self) -> list[str]:
-        classes = self.run["classes"]
-        return self.run.get("class_names") or [classes["negative"], classes["positive"]]
-
-    @property
-    def positive(self) -> str | None:
-        """The positive class of a two-class task (None with more classes)."""
-        return self.run["classes"].get("positive")
-
-    @property
-    def binary(self) -> bool:
-        return len(self.class_names) == 2
-
-    @property
-    def transfer(self) -> dict | None:
-        return self.results.get("transfer")
-
-
-def build_sections(folder: RunFolder) -> list[Section]:
-    """Every section of the report, with its figures written under ``RUN/report_files/``. The numbers come
-    from results.json; an older one is completed by evaluation first (:func:`completed`)."""
-    report = Report(folder, **folder.read_results())
-    report.results = completed(report.results, folder, report.n_folds, report.oof)
+def build_sections(r: RunResults) -> list[Section]:
+    """Every section of the report (numbered when rendered), with its figures written under
+    ``RUN/report_files/``. The numbers come from results.json (:func:`benchmark.evaluation.results.read`)."""
     builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, transfer, gradcam, reproduce)
-    if not report.ok:  # every architecture failed: the reasons, and how to run again; nothing to plot
+    if not r.ok:  # every architecture failed: the reasons, and how to run again; nothing to plot
         builders = (summary, leaderboard, reproduce)
-    return [section for build in builders if (section := build(report)) is not None]
+    return [section for build in builders if (section := build(r)) is not None]
 
 
-def summary(r: Report) -> Section:
+def summary(r: RunResults) -> Section:
     """1: a forest plot of the ranking metric, the winner, the verdict against the runner-up and on the
     held-out split, the data, settings and versions."""
     parts = [forest(r)] if r.ok else []
     if r.ok:
-        m = r.ok[0]["metrics"][r.rank_by]
-        parts.append(f"Winner on {r.rank_by}: {r.ok[0]['name']} ({m['mean']:.3f} ± {m['std']:.3f}).")
+        m = r.ok[0].metrics[r.rank_by]
+        parts.append(f"Winner on {r.rank_by}: {r.ok[0].name} ({m.mean:.3f} ± {m.std:.3f}).")
     if r.comparison:
         parts.append(runner_up_verdict(r.comparison))
     if r.transfer:
         parts.append(transfer_sentence(r))
-    run, settings = r.run, r.config.get("settings", {})
-    counts = ", ".join(f"{c} {n}" for c, n in run.get("counts", {}).items())
-    test = ", ".join(f"{c} {n}" for c, n in (run.get("test_counts") or {}).items()) or "none"
+    run, settings = r.info, r.settings
+    counts = ", ".join(f"{c} {n}" for c, n in run.counts.items())
+    test = ", ".join(f"{c} {n}" for c, n in (run.test_counts or {}).items()) or "none"
     parts.append(
-        f"Data: {run['data']} — cross-validation images: {counts}; held-out test images: {test}; "
-        f"skipped unreadable files: {len(run.get('skipped', {}))}. Folds: {run.get('splits', 'stratified k-fold')}."
+        f"Data: {run.data} — cross-validation images: {counts}; held-out test images: {test}; "
+        f"skipped unreadable files: {len(run.skipped)}. Folds: {run.splits}."
     )
     parts.append(
         "Settings: "
         + ", ".join(f"{k} {settings[k]}" for k in SUMMARY_SETTINGS if k in settings)
-        + f"; backend {run.get('backend')} on {', '.join(run.get('devices', []))}; training time (sum of "
-        f"fit over all folds) {sum(sum(e['fit_seconds']) for e in r.ok) / 60:.1f} min; wall time of the last "
-        f"invocation {run.get('wall_seconds', 0) / 60:.1f} min."
+        + f"; backend {run.backend} on {', '.join(run.devices)}; training time (sum of "
+        f"fit over all folds) {sum(sum(e.fit_seconds) for e in r.ok) / 60:.1f} min; wall time of the last "
+        f"invocation {run.wall_seconds / 60:.1f} min."
     )
     packages = r.config.get("packages", {})
     parts.append(
@@ -137,53 +79,53 @@ def summary(r: Report) -> Section:
         + ", ".join(f"{k} {v}" for k, v in packages.items())
         + f"; machine: {r.config.get('machine', {}).get('platform', '?')}."
     )
-    return Section("1. Summary", parts)
+    return Section("Summary", parts)
 
 
-def leaderboard(r: Report) -> Section:
+def leaderboard(r: RunResults) -> Section:
     """2: every metric with its interval, the ranking metric's group first; cost; failures; descriptions."""
     section = Section(
-        "2. Leaderboard",
+        "Leaderboard",
         [
             f"Ranked by {r.rank_by} ({'lower' if r.rank_by in LOWER_IS_BETTER else 'higher'} is better; ties go to "
             "the lower std). Each cell: mean ± sample std over folds [95 % confidence interval of the mean, with "
-            "the same correction for overlapping training sets as the t-tests of section 4]."
+            "the same correction for overlapping training sets as the t-tests of the statistical comparison]."
         ],
     )
-    shown = ranked_metrics(r.rank_by, r.entries)
+    shown = ranked_metrics(r.rank_by, r.architectures)
     groups = [
         ("At threshold 0.5", [m for m in shown if m not in THRESHOLD_FREE]),
         ("Threshold-free", [m for m in shown if m in THRESHOLD_FREE]),
     ]
     for caption, metrics in sorted(groups, key=lambda g: r.rank_by not in g[1]):  # the ranking metric's group first
         section.parts.append(
-            Table(["rank", "architecture", *metrics], [_board_row(e, metrics, r.run) for e in r.entries], caption)
+            Table(["rank", "architecture", *metrics], [_board_row(e, metrics) for e in r.architectures], caption)
         )
     cost = [
         [
-            e["rank"] or "-",
-            e["name"],
-            f"{e['params']:,}",
-            f"{np.mean(e['curves']['epochs']):.1f}",
-            f"{np.mean(e['fit_seconds']):.0f}",
+            e.rank or "-",
+            e.name,
+            f"{e.params:,}",
+            f"{np.mean(e.curves['epochs']):.1f}",
+            f"{np.mean(e.fit_seconds):.0f}",
         ]
-        for e in r.entries
-        if "metrics" in e
+        for e in r.architectures
+        if e.scored
     ]
     section.parts.append(Table(["rank", "architecture", "params", "mean epochs", "fit s/fold"], cost, "Cost."))
-    section.parts += [f"Failed: {e['name']}: {e['error']}" for e in r.entries if e["status"] != "ok"]
+    section.parts += [f"Failed: {e.name}: {e.error}" for e in r.architectures if not e.ok]
     section.parts.append(
         Table(
             ["architecture", "source", "weights", "tags", "description"],
             [
                 [
-                    e["name"],
-                    source(e["name"]),
-                    weights_used(r.config, e["name"]),
-                    ", ".join(e["tags"]),
-                    e["description"],
+                    e.name,
+                    source(e.name),
+                    weights_used(r.config, e.name),
+                    ", ".join(e.tags),
+                    e.description,
                 ]
-                for e in r.entries
+                for e in r.architectures
             ],  # fmt: skip
         )
     )
@@ -215,10 +157,10 @@ def weights_used(config: dict, name: str) -> str:
     )
 
 
-def forest(r: Report) -> Figure:
+def forest(r: RunResults) -> Figure:
     """The summary's first figure: every architecture's ranking metric with its interval, and held out."""
     test = dict(zip(r.transfer["architectures"], r.transfer["test"], strict=True)) if r.transfer else {}
-    rows = [(e["name"], *_interval(e, r.rank_by, r.run), test.get(e["name"])) for e in r.ok]
+    rows = [(e.name, e.metrics[r.rank_by].mean, *e.metrics[r.rank_by].ci, test.get(e.name)) for e in r.ok]
     caption = (
         f"{r.rank_by} of each architecture, best on top: the cross-validation mean with its corrected 95 % "
         "interval" + ("; the diamond is the fold ensemble on the held-out test split." if test else ".")
@@ -226,31 +168,21 @@ def forest(r: Report) -> Figure:
     return Figure(plots.forest(rows, r.rank_by, r.folder.figure("forest")), caption)
 
 
-def _interval(entry: dict, metric: str, run: dict) -> tuple[float, float, float]:
-    """Mean and corrected 95 % interval of ``metric`` over the entry's folds, clipped to the metric's range."""
-    test_fraction = entry.get("test_fraction", 1 / (run["folds"] - 1))  # results.json written before it was kept
-    mean, lo, hi = mean_ci(entry["metrics"][metric]["folds"], test_fraction)
-    return (mean, *clip_to_range(metric, lo, hi))
+def _board_row(entry: ArchResult, metrics: list[str]) -> list:
+    name = entry.name + ("" if entry.ok else " (failed)")
+    if not entry.scored:
+        return [entry.rank or "-", name, *["-"] * len(metrics)]
+    cells = [f"{s.mean:.3f} ± {s.std:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]" for s in map(entry.metrics.get, metrics)]
+    return [entry.rank or "-", name, *cells]
 
 
-def _board_row(entry: dict, metrics: list[str], run: dict) -> list:
-    name = entry["name"] + ("" if entry["status"] == "ok" else " (failed)")
-    if "metrics" not in entry:
-        return [entry["rank"] or "-", name, *["-"] * len(metrics)]
-    cells = []
-    for m in metrics:
-        mean, lo, hi = _interval(entry, m, run)
-        cells.append(f"{mean:.3f} ± {entry['metrics'][m]['std']:.3f} [{lo:.3f}, {hi:.3f}]")
-    return [entry["rank"] or "-", name, *cells]
-
-
-def per_fold(r: Report) -> Section:
+def per_fold(r: RunResults) -> Section:
     """3: the ranking metric of each architecture on each fold, as a table and box plots."""
-    section = Section("3. Per-fold detail", [f"{r.rank_by} of each architecture on each scored fold."])
+    section = Section("Per-fold detail", [f"{r.rank_by} of each architecture on each scored fold."])
     if r.folds.empty:
         return section
     wide = r.folds.pivot(index="arch", columns="fold", values=r.rank_by)
-    wide = wide.reindex([e["name"] for e in r.entries if e["name"] in wide.index])  # rank order
+    wide = wide.reindex([e.name for e in r.architectures if e.name in wide.index])  # rank order
     section.parts.append(
         Table(
             ["architecture", *[f"fold {c + 1}" for c in wide.columns]],
@@ -259,16 +191,16 @@ def per_fold(r: Report) -> Section:
     )
     section.parts.append(
         Figure(
-            plots.fold_boxplots(r.folds, [e["name"] for e in r.ok], r.folder.figure("folds")),
+            plots.fold_boxplots(r.folds, [e.name for e in r.ok], r.folder.figure("folds")),
             "Fold-wise metrics: box plot per architecture, one dot per fold.",
         )
     )
     return section
 
 
-def statistics(r: Report) -> Section:
+def statistics(r: RunResults) -> Section:
     """4: the corrected t-tests, Friedman with the CD diagram, and the Bayesian correlated t-test."""
-    section = Section("4. Statistical comparison")
+    section = Section("Statistical comparison")
     comparison = r.comparison
     if not comparison:
         section.parts.append("Fewer than two architectures completed: nothing to compare.")
@@ -310,7 +242,7 @@ def _p_cell(p: float, adjusted: float | None) -> str:
     return f"{p:.3g}" if adjusted is None else f"{p:.3g} [{adjusted:.3g}]"
 
 
-def _friedman(r: Report, comparison: dict) -> list:
+def _friedman(r: RunResults, comparison: dict) -> list:
     sentence = friedman_sentence(comparison)
     if not sentence:
         return ["Friedman's test and the critical-difference diagram need three or more architectures."]
@@ -346,11 +278,11 @@ def _bayesian(comparison: dict) -> list:
     ]
 
 
-def curves(r: Report) -> Section:
+def curves(r: RunResults) -> Section:
     """5: every fold's loss curves, their variance and oscillation, and the diagnostics in words."""
-    histories = {e["name"]: [r.folder.read_history(e["name"], i) for i in range(e["folds_done"])] for e in r.ok}
+    histories = {e.name: [r.folder.read_history(e.name, i) for i in range(e.folds_done)] for e in r.ok}
     section = Section(
-        "5. Loss curves and diagnostics",
+        "Loss curves and diagnostics",
         [
             "Training (dashed) and validation (solid) loss of every fold, thin; the across-fold mean of the "
             "validation loss bold; a dot marks each fold's best epoch.",
@@ -363,10 +295,12 @@ def curves(r: Report) -> Section:
             Table(CURVE_HEADERS, [curve_row(e) for e in r.ok]),
         ],
     )
-    settings = r.config.get("settings", {})
+    settings = r.settings
     for e in r.ok:
-        found = flags(e, r.rank_by, settings.get("epochs", 0), settings.get("patience", 0))
-        section.parts.append(f"{e['name']}: " + ("; ".join(found) if found else "no flags") + ".")
+        found = flags(
+            e.curves, e.metrics[r.rank_by].std, r.rank_by, settings.get("epochs", 0), settings.get("patience", 0)
+        )
+        section.parts.append(f"{e.name}: " + ("; ".join(found) if found else "no flags") + ".")
     section.parts.append(
         f"Flag rules: oscillation index above {OSCILLATION}; validation − training loss above {OVERFIT_GAP} "
         f"at the best epoch; best epoch = last epoch = --epochs; best epoch 1 in at least {EARLY_BEST:.0%} of "
@@ -375,37 +309,37 @@ def curves(r: Report) -> Section:
     return section
 
 
-def out_of_fold(r: Report) -> Section | None:
+def out_of_fold(r: RunResults) -> Section | None:
     """6: ROC/PR curves, confusion matrices (at the OOF thresholds with two classes), per-class figures
     with more, and calibration of the OOF probabilities."""
     if r.oof.empty:
         return None
-    names = [e["name"] for e in r.ok]
+    names = [e.name for e in r.ok]
     parts = ["Every training image scored once, by the fold model that did not see it (oof.csv)."]
-    if r.binary:
+    if r.info.binary:
         parts += [
             Figure(plots.roc_pr(r.oof, names, r.folder.figure("roc_pr")), "ROC and precision-recall curves."),
             _oof_thresholds(r, names),
         ]
     else:
-        curves = plots.roc_pr_by_class(r.oof, names, r.class_names, r.folder.figure("roc_pr"))
+        curves = plots.roc_pr_by_class(r.oof, names, r.info.class_names, r.folder.figure("roc_pr"))
         parts.append(Figure(curves, "One-vs-rest ROC and precision-recall curves, a panel per class."))
-        parts += _class_tables(r, {n: r.results["oof_scores"][n]["classes"] for n in names}, "out-of-fold")
+        parts += _class_tables(r, {n: r.oof_scores[n]["classes"] for n in names}, "out-of-fold")
     caption = (
-        f"Reliability: mean predicted probability against the observed {r.positive} rate, 10 equal-width bins."
-        if r.binary
+        f"Reliability: mean predicted probability against the observed {r.info.positive} rate, 10 equal-width bins."
+        if r.info.binary
         else "Reliability of the top label: mean probability of the predicted class against how often it is "
         "right, 10 equal-width bins."
     )
     parts.append(Figure(plots.reliability(r.oof, names, r.folder.figure("reliability")), caption))
-    return Section("6. Out-of-fold curves", parts)
+    return Section("Out-of-fold curves", parts)
 
 
-def _oof_thresholds(r: Report, names: list[str]) -> Table:
+def _oof_thresholds(r: RunResults, names: list[str]) -> Table:
     rows = [
         [name, f"{c['threshold']:.3f} ({c['rule']})", c["tn"], c["fp"], c["fn"], c["tp"]]
         for name in names
-        for c in r.results["oof_scores"][name]["thresholds"]
+        for c in r.oof_scores[name]["thresholds"]
     ]
     return Table(
         ["architecture", "threshold", "TN", "FP", "FN", "TP"],
@@ -416,9 +350,9 @@ def _oof_thresholds(r: Report, names: list[str]) -> Table:
     )
 
 
-def _class_tables(r: Report, scores: dict[str, dict], what: str) -> list[Table]:
+def _class_tables(r: RunResults, scores: dict[str, dict], what: str) -> list[Table]:
     """Per architecture: the K×K confusion matrix and each class's metrics against the rest (argmax)."""
-    classes, tables = r.class_names, []
+    classes, tables = r.info.class_names, []
     for name, m in scores.items():
         matrix = [[c, *row] for c, row in zip(classes, m["confusion_matrix"], strict=True)]
         caption = f"{name}: confusion matrix of the {what} predictions (argmax)."
@@ -428,29 +362,27 @@ def _class_tables(r: Report, scores: dict[str, dict], what: str) -> list[Table]:
     return tables
 
 
-HELDOUT_TITLE = "7. Held-out test (not used for ranking)"
+HELDOUT_TITLE = "Held-out test (not used for ranking)"
 
 
-def heldout(r: Report) -> Section:
+def heldout(r: RunResults) -> Section:
     """7: the fold ensemble and each fold model on the test split, at 0.5 and at the OOF thresholds
     (two classes) or by argmax (more)."""
     rows, fold_rows, gap_rows, test_curves = [], [], [], []
-    shown = HELDOUT_METRICS if r.binary else HELDOUT_MULTICLASS
-    scores = {e["name"]: r.results["heldout"][e["name"]] for e in r.ok if e["name"] in r.results["heldout"]}
-    for e in (e for e in r.ok if e["name"] in scores):
-        score = scores[e["name"]]
-        rows += [_heldout_row(e["name"], row, shown) for row in score["ensemble"]]
-        fold_rows.append([e["name"], *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in score["folds"]]])
+    shown = HELDOUT_METRICS if r.info.binary else HELDOUT_MULTICLASS
+    scores = {e.name: r.heldout[e.name] for e in r.ok if e.name in r.heldout}
+    for e in (e for e in r.ok if e.name in scores):
+        score = scores[e.name]
+        rows += [_heldout_row(e.name, row, shown) for row in score["ensemble"]]
+        fold_rows.append([e.name, *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in score["folds"]]])
         gap_rows += _gaps(e, score["ensemble"][0]["metrics"], shown)
-        runs = read_heldout(r.folder, e["name"], r.n_folds)  # the curves' probabilities
-        test_curves.append(
-            runs[0][["path", "label"]].assign(arch=e["name"], **probability_columns(fold_ensemble(runs)))
-        )
+        runs = read_heldout(r.folder, e.name, r.info.n_folds)  # the curves' probabilities
+        test_curves.append(runs[0][["path", "label"]].assign(arch=e.name, **probability_columns(fold_ensemble(runs))))
     if not rows:
         return Section(HELDOUT_TITLE, [NO_HELDOUT])
-    parts = [HELDOUT_TEXT if r.binary else HELDOUT_TEXT_MULTICLASS]
+    parts = [HELDOUT_TEXT if r.info.binary else HELDOUT_TEXT_MULTICLASS]
     parts += _heldout_tables(r, shown, rows, fold_rows, gap_rows, pd.concat(test_curves))
-    if not r.binary:
+    if not r.info.binary:
         ensembles = {name: score["ensemble"][0]["metrics"] for name, score in scores.items()}
         parts += _class_tables(r, ensembles, "held-out (fold ensemble)")
     return Section(HELDOUT_TITLE, parts)
@@ -482,32 +414,32 @@ HELDOUT_TEXT_MULTICLASS = (
 HELDOUT_MULTICLASS = ("accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "mcc")
 
 
-def _gaps(entry: dict, at_half: dict, shown) -> list[list]:
+def _gaps(entry: ArchResult, at_half: dict, shown) -> list[list]:
     rows = []
     for k in shown:
-        cv = entry["metrics"][k]["mean"]
+        cv = entry.metrics[k].mean
         gap = at_half[k] - cv
         flag = "large" if abs(gap) >= GAP_FLAG else ""
-        rows.append([entry["name"], k, f"{cv:.3f}", f"{at_half[k]:.3f}", f"{gap:+.3f}", flag])
+        rows.append([entry.name, k, f"{cv:.3f}", f"{at_half[k]:.3f}", f"{gap:+.3f}", flag])
     return rows
 
 
-def _heldout_tables(r: Report, shown, rows, fold_rows, gap_rows, curves: pd.DataFrame) -> list:
-    decision = "0.5" if r.binary else "argmax"
+def _heldout_tables(r: RunResults, shown, rows, fold_rows, gap_rows, curves: pd.DataFrame) -> list:
+    decision = "0.5" if r.info.binary else "argmax"
     names = list(curves.arch.unique())
     figure = (
         plots.roc_pr(curves, names, r.folder.figure("test_roc_pr"))
-        if r.binary
-        else plots.roc_pr_by_class(curves, names, r.class_names, r.folder.figure("test_roc_pr"))
+        if r.info.binary
+        else plots.roc_pr_by_class(curves, names, r.info.class_names, r.folder.figure("test_roc_pr"))
     )
     return [
         Table(
-            ["architecture", "decision" if not r.binary else "threshold", *shown],
+            ["architecture", "decision" if not r.info.binary else "threshold", *shown],
             rows,
             caption="Fold ensemble on the test split.",
         ),  # fmt: skip
         Table(
-            ["architecture", *[f"fold {i + 1}" for i in range(r.n_folds)]],
+            ["architecture", *[f"fold {i + 1}" for i in range(r.info.n_folds)]],
             fold_rows,
             caption=f"Each fold model alone ({decision}): ROC-AUC / accuracy.",
         ),
@@ -521,9 +453,9 @@ def _heldout_tables(r: Report, shown, rows, fold_rows, gap_rows, curves: pd.Data
     ]
 
 
-def transfer(r: Report) -> Section:
+def transfer(r: RunResults) -> Section:
     """8: whether the cross-validation ranking holds on the held-out split."""
-    t = r.transfer
+    t, decision = r.transfer, "at 0.5" if r.info.binary else "argmax"
     if not t:
         return Section(TRANSFER_TITLE, ["Needs held-out predictions of two or more architectures."])
     rows = [
@@ -539,7 +471,7 @@ def transfer(r: Report) -> Section:
             transfer_sentence(r),
             f"Kendall's τ = {_corr(t['kendall_tau'])} (95 % bootstrap interval {_ci(t['kendall_tau_ci'])}), Spearman's "
             f"ρ = {_corr(t['spearman_rho'])} ({_ci(t['spearman_rho_ci'])}), between each architecture's CV mean and "
-            f"its fold ensemble on the test split, both on {t['metric']} ({'at 0.5' if r.binary else 'argmax'}); the "
+            f"its fold ensemble on the test split, both on {t['metric']} ({decision}); the "
             "intervals resample the test images "
             f"{t['n_boot']} times. Ranked by the test split: {', '.join(t['architectures'][i] for i in order)}.",
             Table(["architecture (CV rank order)", f"CV {t['metric']}", "test", "gap", f"flag (≥ {GAP_FLAG})"], rows),
@@ -555,7 +487,7 @@ def transfer(r: Report) -> Section:
     )
 
 
-TRANSFER_TITLE = "8. Does the ranking transfer?"
+TRANSFER_TITLE = "Does the ranking transfer?"
 
 
 def _paired_table(t: dict) -> Table:
@@ -584,7 +516,7 @@ def _paired_table(t: dict) -> Table:
     )
 
 
-def transfer_sentence(r: Report) -> str:
+def transfer_sentence(r: RunResults) -> str:
     """The winner's held-out figures, the verdict and the comparison that decides it, in one sentence."""
     t = r.transfer
     winner = t["architectures"].index(t["cv_winner"])
@@ -598,7 +530,7 @@ def transfer_sentence(r: Report) -> str:
     }[t["verdict"]]
     return (
         f"On the held-out test split the CV winner {t['cv_winner']} scores {t['metric']} {t['test'][winner]:.3f} (CV "
-        f"{t['cv'][winner]:.3f}; fold ensemble, {'at 0.5' if r.binary else 'argmax'}); {words}; {_decisive(t)}."
+        f"{t['cv'][winner]:.3f}; fold ensemble, {'at 0.5' if r.info.binary else 'argmax'}); {words}; {_decisive(t)}."
     )
 
 
@@ -632,22 +564,22 @@ def _corr(value: float) -> str:
     return "undefined (tied scores)" if np.isnan(value) else f"{value:.2f}"
 
 
-def gradcam(r: Report) -> Section:
+def gradcam(r: RunResults) -> Section:
     """9: the saved Grad-CAM panels (``<arch>/gradcam.npz``)."""
-    section = Section("9. Grad-CAM", [GRADCAM_TEXT])
+    section = Section("Grad-CAM", [GRADCAM_TEXT])
     for e in r.ok:
-        panel = r.folder.read_gradcam(e["name"])
+        panel = r.folder.read_gradcam(e.name)
         if panel is None:
             continue
-        label = f"P({r.positive})" if r.binary else "P(predicted)"
-        path = plots.gradcam_panel(panel, label, r.folder.figure(f"gradcam-{e['name']}"))
-        section.parts.append(Figure(path, f"{e['name']}: Grad-CAM at layer {panel['layer']}."))
+        label = f"P({r.info.positive})" if r.info.binary else "P(predicted)"
+        path = plots.gradcam_panel(panel, label, r.folder.figure(f"gradcam-{e.name}"))
+        section.parts.append(Figure(path, f"{e.name}: Grad-CAM at layer {panel['layer']}."))
         shown = zip(panel["kinds"], panel["paths"], panel["probabilities"], strict=True)
         section.parts.append(
             Table(
                 ["kind", "file", label],
                 [[k, p, f"{q:.3f}"] for k, p, q in shown],
-                caption=f"{e['name']}: the images above, left to right and top to bottom.",
+                caption=f"{e.name}: the images above, left to right and top to bottom.",
             )
         )
     if len(section.parts) == 1:
@@ -664,10 +596,10 @@ GRADCAM_TEXT = (
 )
 
 
-def reproduce(r: Report) -> Section:
+def reproduce(r: RunResults) -> Section:
     """10: the command, the files and the rules."""
     return Section(
-        "10. Reproduce",
+        "Reproduce",
         [
             "Command (every argument quoted for a POSIX shell, so it can be pasted as it is):",
             Code(shlex.join(r.config.get("argv", ["benchmark", "run"]))),

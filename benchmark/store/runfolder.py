@@ -38,12 +38,14 @@ import pandas as pd
 
 from benchmark import UsageError
 from benchmark.store.files import atomic_path, read_json, write_bytes, write_csv, write_json, write_text
+from benchmark.store.results import Status
 
 FILE_COLUMNS = ["path", "class", "size", "mtime_ns"]
 OOF_COLUMNS = ["arch", "fold", "path", "label"]  # then one probability column per class (one for two classes)
 FORMAT = "cnn-benchmark run folder 1"  # config.json's "format": what makes a folder a run folder
-# results.json's "format": 2 adds "heldout" and "oof_scores"; one without "format" (1) is completed on reading.
-RESULTS_FORMAT = 2
+# results.json's "format": 2 adds "heldout" and "oof_scores", 3 each metric's interval "ci"; an older one
+# (without "format": 1) is completed on reading (benchmark.evaluation.results.completed).
+RESULTS_FORMAT = 3
 TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?")  # benchmark.store.files.atomic_path's names
 FOLD_FILES = ("history.csv", "predictions.csv", "metrics.json", "model.keras", "test_predictions.csv", "error.txt")
 
@@ -53,8 +55,8 @@ def results_problem(results) -> str | None:
 
     >>> results_problem({"run": {"folds": 5}, "architectures": []})
     "its 'run' lacks classes, rank_by"
-    >>> results_problem({"format": 3, "run": {}, "architectures": []})
-    'format 3, newer than this version of cnn-benchmark reads (2): upgrade it'
+    >>> results_problem({"format": 4, "run": {}, "architectures": []})
+    'format 4, newer than this version of cnn-benchmark reads (3): upgrade it'
     """
     if not isinstance(results, dict):
         return f"a JSON {type(results).__name__}, not an object"
@@ -67,7 +69,7 @@ def results_problem(results) -> str | None:
         return f"its 'run' lacks {', '.join(missing)}"
     if not isinstance(entries, list) or not all(isinstance(e, dict) and {"name", "status"} <= set(e) for e in entries):
         return "its 'architectures' is not a list of entries with a name and a status"
-    for e in (e for e in entries if e["status"] == "ok"):
+    for e in (e for e in entries if e["status"] == Status.OK):
         if not isinstance(e.get("metrics"), dict) or not isinstance(e["metrics"].get(run["rank_by"]), dict):
             return f"architecture {e['name']!r} has no {run['rank_by']} (the ranking metric)"
     return None

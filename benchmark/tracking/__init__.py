@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
+from benchmark.store.results import RunResults
+
 
 class Tracker(Protocol):
     def fold(self, arch: str, fold: int, record: dict, history: dict) -> None: ...
 
-    def published(self, results: dict) -> None: ...
+    def published(self, results: RunResults) -> None: ...
 
     def finish(self) -> None: ...
 

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from benchmark import UsageError
 from benchmark.evaluation.comparison import best_fold
 from benchmark.store.files import read_json, write_json
+from benchmark.store.results import ArchResult, RunResults
 from benchmark.store.runfolder import RunFolder
 from benchmark.tracking import scalars
 
@@ -161,39 +162,38 @@ class MLflow:
         self.state["folds"][f"{arch}/{fold}"] = run_id
         self._save()
 
-    def published(self, results: dict) -> None:
+    def published(self, results: RunResults) -> None:
         if not self.off:
             with self._calls("the results"):
                 self._published(results)
 
-    def _published(self, results: dict) -> None:
-        run = results["run"]
-        for entry in results["architectures"]:
-            done = entry["status"] == "ok" and entry["folds_done"] == run["folds"] * run.get("repeats", 1)
-            if done and not self.state["archs"].get(entry["name"], {}).get("summary"):
+    def _published(self, results: RunResults) -> None:
+        for entry in results.architectures:
+            done = entry.ok and entry.folds_done == results.info.n_folds
+            if done and not self.state["archs"].get(entry.name, {}).get("summary"):
                 self._summary(entry)
-            if self.state["archs"].get(entry["name"], {}).get("summary") and entry["rank"] is not None:
-                self.client.set_tag(self._arch(entry["name"]), "rank", str(entry["rank"]))  # a tag: it can change
+            if self.state["archs"].get(entry.name, {}).get("summary") and entry.rank is not None:
+                self.client.set_tag(self._arch(entry.name), "rank", str(entry.rank))  # a tag: it can change
 
-    def _summary(self, entry: dict) -> None:
-        run_id = self._arch(entry["name"])
-        means = {f"{m}_mean": v["mean"] for m, v in entry["metrics"].items()}
-        stds = {f"{m}_std": v["std"] for m, v in entry["metrics"].items()}
-        facts = {"params": entry["params"], "description": entry["description"][:500]}
+    def _summary(self, entry: ArchResult) -> None:
+        run_id = self._arch(entry.name)
+        means = {f"{m}_mean": v.mean for m, v in entry.metrics.items()}
+        stds = {f"{m}_std": v.std for m, v in entry.metrics.items()}
+        facts = {"params": entry.params, "description": entry.description[:500]}
         self.client.log_batch(run_id, metrics=_metrics(means | stds), params=_params(facts))
         self._models(entry, run_id)
         self.client.set_terminated(run_id)
-        self.state["archs"][entry["name"]]["summary"] = True
+        self.state["archs"][entry.name]["summary"] = True
         self._save()
 
-    def _models(self, entry: dict, run_id: str) -> None:
+    def _models(self, entry: ArchResult, run_id: str) -> None:
         if self.config.track_models == "none":
             return
-        chosen = range(len(entry["metrics"][self.config.rank_by]["folds"]))
+        chosen = range(entry.folds_done)
         if self.config.track_models == "best":
             chosen = [best_fold(entry, self.config.rank_by)]
         for i in chosen:
-            path = self.folder.model_path(entry["name"], i)
+            path = self.folder.model_path(entry.name, i)
             if path.exists():
                 self.client.log_artifact(run_id, str(path), artifact_path=f"fold-{i}")
 

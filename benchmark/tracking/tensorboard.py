@@ -12,6 +12,7 @@ import os
 import shutil
 
 from benchmark import UsageError
+from benchmark.store.results import RunResults
 from benchmark.store.runfolder import RunFolder, safe_name
 from benchmark.tracking import scalars
 
@@ -46,16 +47,16 @@ class TensorBoard:
                 w.add_scalar(f"fold/{metric}", value, record["epochs"])
         os.replace(tmp, target)
 
-    def published(self, results: dict) -> None:
+    def published(self, results: RunResults) -> None:
         from tensorboardX.summary import hparams
 
-        for entry in (e for e in results["architectures"] if "metrics" in e):
-            target = self.root / safe_name(entry["name"]) / "hparams"
+        for entry in (e for e in results.architectures if e.scored):
+            target = self.root / safe_name(entry.name) / "hparams"
             tmp = target.with_name(".hparams.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             settings = {k: v for k, v in self.settings.items() if k in HPARAMS and v is not None}
-            params = {"architecture": entry["name"], "params": entry["params"], **settings}
-            metrics = {f"cv/{m}": v["mean"] for m, v in entry["metrics"].items()}
+            params = {"architecture": entry.name, "params": entry.params, **settings}
+            metrics = {f"cv/{m}": v.mean for m, v in entry.metrics.items()}
             with self.writer(str(tmp)) as w:
                 for summary in hparams({k: _plain(v) for k, v in params.items()}, metrics):
                     w.file_writer.add_summary(summary)

@@ -78,9 +78,11 @@ def fixture_run(folder: Path, paths: tuple[str, ...], labels: np.ndarray) -> flo
     from benchmark.data.splits import NestedStratifiedKFold, save_splits
     from benchmark.evaluation.comparison import folds_table, pairwise_comparison, ranked
     from benchmark.evaluation.metrics import binary_metrics
+    from benchmark.evaluation.results import read
     from benchmark.report.document import write_report
     from benchmark.report.leaderboard import leaderboard_md, leaderboard_text
     from benchmark.runner import OOF_COLUMNS, outcome
+    from benchmark.store.results import parse
     from benchmark.store.runfolder import RunFolder
 
     run = RunFolder(folder)
@@ -108,10 +110,10 @@ def fixture_run(folder: Path, paths: tuple[str, ...], labels: np.ndarray) -> flo
         records = [r for o in outcomes for r in o.folds]
         comparison = pairwise_comparison(entries, records, "f1")
         oof = pd.concat([o.predictions for o in outcomes])[OOF_COLUMNS]
-        board = leaderboard_md(info, leaderboard_text(entries, "f1", comparison))
-        run.write_results({"run": info, "architectures": entries, "comparison": comparison}, folds_table(records),
-                          oof, board)  # fmt: skip
-        write_report(folder)
+        results = {"run": info, "architectures": entries, "comparison": comparison}
+        typed = parse(results, run)
+        run.write_results(results, folds_table(records), oof, leaderboard_md(typed.info, leaderboard_text(typed)))
+        write_report(read(run))
     return t.wall
 
 
