@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark import UsageError
-from benchmark.config import RunConfig, default_data_dir
+from benchmark.config import RunConfig, default_data_dir, defaults
 from benchmark.evaluation.results import read
 from benchmark.store.results import ArchResult, RunResults
 from benchmark.store.runfolder import RunFolder
@@ -69,18 +68,14 @@ def run(
     """
     from benchmark.runner import run as run_benchmark  # the backend is imported only when a run starts
 
-    known = {f.name for f in dataclasses.fields(RunConfig)} - {"data", "out"}
-    if unknown := sorted(set(settings) - known):
-        raise UsageError(f"benchmark.run: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
     if isinstance(settings.get("arch_modules"), str | Path):
         settings["arch_modules"] = (settings["arch_modules"],)
     out = Path(out) if out else Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
     data = Path(data) if data else default_data_dir()
     try:
-        status = run_benchmark(RunConfig(data=data, out=out, **settings), callback=progress)
+        status = run_benchmark(RunConfig.from_flat(data=data, out=out, **settings), callback=progress)
     except UsageError as err:  # named as it was typed here: val_fraction=1.5, not --val-fraction 1.5
-        defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-        raise err.in_python({**defaults, **settings, "data": data, "out": out}) from None
+        raise err.in_python({**defaults(), **settings, "data": data, "out": out}) from None
     return load(out, status)
 
 

@@ -10,15 +10,16 @@ import sys
 import threading
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 from benchmark import UsageError, __version__
-from benchmark.config import BACKENDS, SAVE_MODELS, TRACK_MODELS, RunConfig, default_data_dir
+from benchmark.config import SAVE_MODELS, TRACK_MODELS, RunConfig, default_data_dir, defaults
 from benchmark.console import Console, error_paragraph
 from benchmark.data.splits import GROUP_PRESETS
 from benchmark.evaluation.metrics import ALL_METRICS
-from benchmark.training import AUGMENTATIONS, STRATEGIES
+from benchmark.training import AUGMENTATIONS, BACKENDS, STRATEGIES
 
-DEFAULTS = RunConfig(data=Path("."), out=Path("."))
+DEFAULTS = SimpleNamespace(**defaults())  # each flag's default, from the settings' groups
 
 
 def _parser() -> argparse.ArgumentParser:

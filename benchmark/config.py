@@ -1,24 +1,31 @@
-"""Run settings, where ``--data`` comes from, and the environment recorded in config.json."""
+"""Run settings, grouped by role, where ``--data`` comes from, and the environment recorded in config.json.
+
+:class:`RunConfig` holds six groups, each checked where it is defined: the data (:class:`DataSettings`),
+the cross-validation (:class:`CVSettings`), training (:class:`~benchmark.training.TrainSettings`),
+execution (:class:`~benchmark.training.ExecutionSettings`), the output (:class:`OutputSettings`) and
+tracking (:class:`TrackingSettings`). At the edges the settings are flat, one name per flag of
+``benchmark run``: :meth:`RunConfig.from_flat` takes them so (the CLI, ``benchmark.run(**settings)``),
+:meth:`RunConfig.to_dict` gives them so (config.json's ``settings``).
+"""
 
 from __future__ import annotations
 
 import configparser
 import dataclasses
-import math
 import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from benchmark import UsageError
 from benchmark.data.images import KAGGLE_HINT, default_cache_dir
+from benchmark.errors import check_finite
 from benchmark.evaluation.metrics import ALL_METRICS
-from benchmark.training import AUGMENTATIONS
+from benchmark.training import ExecutionSettings, TrainSettings
 
-BACKENDS = ("local", "dask")  # where the trainings run (benchmark.training.execution)
 TRACK_MODELS = ("best", "all", "none")  # fold models logged to MLflow
 SAVE_MODELS = ("all", "best", "none")  # fold models kept in the run folder
 
@@ -49,55 +56,74 @@ RESULT_SETTINGS = (
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Every setting of ``benchmark run``; the CLI flags map one to one onto these fields."""
+class DataSettings:
+    """Which images, as what: the folder, its classes, the input size and channels, the decoded-image cache."""
 
     data: Path
-    out: Path
+    positive: str | None = None
+    label_from: str | None = None  # classes from file names: a regular expression's first capture group
+    image_size: int = 56  # chosen with TrainSettings' defaults for the README's main job (docs/results.md)
+    channels: int = 1
+    cache_dir: Path | None = None
+    strict: bool = False  # an unreadable image is an error, not a skip
+
+    def __post_init__(self):
+        if self.image_size < 1:
+            raise UsageError(f"--image-size {self.image_size}: give a positive whole number.")
+        if self.channels not in (1, 3):
+            raise UsageError(f"--channels {self.channels}: give 1 (greyscale) or 3 (RGB).")
+
+
+@dataclass(frozen=True)
+class CVSettings:
+    """The cross-validation: the candidates, their folds (identical for every candidate), the ranking metric."""
+
     archs: str = "all"
+    arch_modules: tuple[str, ...] = ()  # files of architectures loaded besides the registry's
     folds: int = 5
     repeats: int = 1  # repeated cross-validation: repeats × folds trainings per architecture
     seed: int = 42
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1  # the inner split early stopping watches
     groups: str | None = None  # a regular expression (or preset) naming each file's group
     groups_file: Path | None = None  # or a CSV of path, group
     ungrouped: str = "error"  # a file without a group: "error", or "own" (a group of its own)
-    positive: str | None = None
-    label_from: str | None = None  # classes from file names: a regular expression's first capture group
-    # image_size, epochs, batch_size and patience are chosen so that the README's main job
-    # (7 architectures × 5 folds on the 5,216 Kaggle training images) fits in 45 minutes on
-    # a 2-core CPU: see docs/results.md.
-    image_size: int = 56
-    channels: int = 1
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    lr_decay_epochs: float = 10.0
-    patience: int = 5
-    augment: str = "light"  # a level of AUGMENTATIONS
-    label_smoothing: float = 0.0
-    weights: str = "none"  # pretrained weights of Keras applications: none, imagenet or a folder of Keras's files
-    # Pretrained only: epochs (of --epochs) that train the output layer alone before the whole network is
-    # fine-tuned. Two are ~120 Adam steps on the Kaggle folds, enough for one Dense layer on pooled features
-    # to leave its random start, and leave eight of the default ten to fine-tuning (README).
-    warmup_epochs: int = 2
     rank_by: str | None = None  # None: f1 for two classes, f1_macro for more
+
+    def __post_init__(self):
+        check_finite(self)
+        if self.rank_by is not None and self.rank_by not in ALL_METRICS:
+            raise UsageError(f"--rank-by {self.rank_by}: choose one of {', '.join(ALL_METRICS)}.")
+        if not 0 < self.val_fraction < 1:
+            raise UsageError(f"--val-fraction {self.val_fraction}: give a fraction between 0 and 1, e.g. 0.1.")
+        if self.groups and self.groups_file:
+            raise UsageError("--groups and --groups-file: give one of them (a file-name pattern or a CSV of groups).")
+        if self.ungrouped not in ("error", "own"):
+            raise UsageError(f"--ungrouped {self.ungrouped}: choose error or own.")
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """What the run writes and keeps: the run folder, the fold models, the held-out scoring and Grad-CAM."""
+
+    out: Path
+    overwrite: bool = False
+    quiet: bool = False
+    save_models: str = "all"  # fold models kept: all, the best fold's per architecture, or none (no held-out scoring)
     test_top: int | None = None  # held-out scoring of the N best only (None: all)
     tta: bool = False  # held-out scoring also with test-time augmentation
     gradcam_archs: str = "winner"  # "winner", "none" or an --archs expression
-    cache_dir: Path | None = None
-    save_models: str = "all"  # fold models kept: all, the best fold's per architecture, or none (no held-out scoring)
-    strict: bool = False
-    raise_errors: bool = False  # re-raise the first failing fold's error, with its traceback (debugging)
-    deterministic: bool = False
-    mixed_precision: bool = False
-    strategy: str = "auto"
-    jobs: int = 1  # trainings at once in worker processes (local backend)
-    backend: str = "local"  # or "dask": the tasks go to the Dask cluster at `scheduler`
-    scheduler: str | None = None
-    arch_modules: tuple[str, ...] = ()
-    overwrite: bool = False
-    quiet: bool = False
+
+    def __post_init__(self):
+        if self.save_models not in SAVE_MODELS:
+            raise UsageError(f"--save-models {self.save_models}: choose one of {', '.join(SAVE_MODELS)}.")
+        if self.test_top is not None and self.test_top < 1:
+            raise UsageError(f"--test-top {self.test_top}: give a positive whole number (or leave it out for all).")
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Mirrors of the run folder: TensorBoard event files, MLflow runs."""
+
     tensorboard: bool = False  # TensorBoard event files in RUN/tensorboard
     track: str | None = None  # "mlflow": log the run to MLflow
     tracking_uri: str | None = None  # else MLFLOW_TRACKING_URI, else MLflow's default local store
@@ -105,71 +131,89 @@ class RunConfig:
     track_models: str = "best"  # models logged to MLflow: the best fold's, all, or none
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):  # nan passes every comparison below, and inf most of them
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise UsageError(f"--{f.name.replace('_', '-')} {value}: give a finite number.")
-        if self.rank_by is not None and self.rank_by not in ALL_METRICS:
-            raise UsageError(f"--rank-by {self.rank_by}: choose one of {', '.join(ALL_METRICS)}.")
-        for name in ("image_size", "epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: give a positive whole number.")
-        if self.channels not in (1, 3):
-            raise UsageError(f"--channels {self.channels}: give 1 (greyscale) or 3 (RGB).")
-        if not 0 < self.val_fraction < 1:
-            raise UsageError(f"--val-fraction {self.val_fraction}: give a fraction between 0 and 1, e.g. 0.1.")
-        if self.warmup_epochs < 0:
-            raise UsageError(f"--warmup-epochs {self.warmup_epochs}: give 0 (no warm-up) or a positive whole number.")
-        if self.save_models not in SAVE_MODELS:
-            raise UsageError(f"--save-models {self.save_models}: choose one of {', '.join(SAVE_MODELS)}.")
-        if self.jobs < 1:
-            raise UsageError(f"--jobs {self.jobs}: give a positive whole number of worker processes.")
-        if self.backend not in BACKENDS:
-            raise UsageError(f"--backend {self.backend}: choose one of {', '.join(BACKENDS)}.")
-        if self.backend == "dask" and not self.scheduler:
-            raise UsageError(
-                "--backend dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786), the address of a running "
-                "Dask scheduler whose workers can read --data and the image cache at the same paths."
-            )
-        if self.test_top is not None and self.test_top < 1:
-            raise UsageError(f"--test-top {self.test_top}: give a positive whole number (or leave it out for all).")
-        if self.augment not in AUGMENTATIONS:
-            raise UsageError(f"--augment {self.augment}: choose one of {', '.join(AUGMENTATIONS)}.")
-        if not 0 <= self.label_smoothing < 1:
-            raise UsageError(f"--label-smoothing {self.label_smoothing}: give a number from 0 (off) up to below 1.")
-        if self.lr <= 0 or self.lr_decay_epochs <= 0:
-            raise UsageError("--lr and --lr-decay-epochs must be positive.")
-        if self.groups and self.groups_file:
-            raise UsageError("--groups and --groups-file: give one of them (a file-name pattern or a CSV of groups).")
         if self.track not in (None, "mlflow"):
             raise UsageError(f"--track {self.track}: the tracker is mlflow.")
         if self.track_models not in TRACK_MODELS:
             raise UsageError(f"--track-models {self.track_models}: choose one of {', '.join(TRACK_MODELS)}.")
-        if self.weights not in ("none", "imagenet") and not Path(self.weights).is_dir():
-            raise UsageError(
-                f"--weights {self.weights}: give none, imagenet (Keras's cache) or a folder holding Keras's weight "
-                "files under their own names."
-            )
-        if self.ungrouped not in ("error", "own"):
-            raise UsageError(f"--ungrouped {self.ungrouped}: choose error or own.")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of ``benchmark run``, by role; the CLI flags map one to one onto the groups' fields."""
+
+    images: DataSettings
+    output: OutputSettings
+    cv: CVSettings = field(default_factory=CVSettings)
+    training: TrainSettings = field(default_factory=TrainSettings)
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
+
+    @classmethod
+    def from_flat(cls, **settings) -> RunConfig:
+        """The settings by their flat names (``data=..., out=..., folds=5, epochs=10, ...``), each to its group;
+        ``data`` and ``out`` are required."""
+        names = setting_names()
+        if unknown := sorted(set(settings) - set(names)):
+            known = ", ".join(sorted(names))
+            raise UsageError(f"benchmark.run: unknown setting(s) {', '.join(unknown)}; known: {known}.")
+        groups = {group: {} for group in GROUPS}
+        for name, value in settings.items():
+            groups[names[name]][name] = value
+        return cls(**{group: kind(**groups[group]) for group, kind in GROUPS.items()})
+
+    @classmethod
+    def from_args(cls, args, **overrides) -> RunConfig:
+        """The settings parsed by the CLI, taken by their names (``overrides`` win)."""
+        given = {name: getattr(args, name) for name in setting_names() if hasattr(args, name)}
+        return cls.from_flat(**{**given, **overrides})
 
     @property
     def compile_cache(self) -> str:
         """JAX's compilation cache: ``xla/`` in the image cache folder."""
-        return str(Path(self.cache_dir or default_cache_dir()) / "xla")
-
-    @classmethod
-    def from_args(cls, args, **overrides) -> RunConfig:
-        """The settings parsed by the CLI, taken field by field by name (``overrides`` win)."""
-        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-        return cls(**{**given, **overrides})
+        return str(Path(self.images.cache_dir or default_cache_dir()) / "xla")
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        """The settings, flat (config.json's ``settings``)."""
+        return {
+            name: str(value) if isinstance(value, Path) else value
+            for group in GROUPS
+            for name, value in dataclasses.asdict(getattr(self, group)).items()
+            if name in setting_names()
+        }
 
     def result_settings(self) -> dict:
         d = self.to_dict()
         return {k: d[k] for k in RESULT_SETTINGS}
+
+
+GROUPS = {
+    "images": DataSettings,
+    "cv": CVSettings,
+    "training": TrainSettings,
+    "execution": ExecutionSettings,
+    "output": OutputSettings,
+    "tracking": TrackingSettings,
+}
+
+
+def setting_names() -> dict[str, str]:
+    """Each setting's flat name (a flag of ``benchmark run``) → its group in :class:`RunConfig`."""
+    return {
+        f.name: group
+        for group, kind in GROUPS.items()
+        for f in dataclasses.fields(kind)
+        if not f.metadata.get("derived")
+    }
+
+
+def defaults() -> dict:
+    """Each setting's default, by its flat name (``data`` and ``out`` have none)."""
+    return {
+        f.name: f.default
+        for kind in GROUPS.values()
+        for f in dataclasses.fields(kind)
+        if f.default is not dataclasses.MISSING and not f.metadata.get("derived")
+    }
 
 
 def default_data_dir(cwd: Path | None = None, environ=os.environ) -> Path:
@@ -223,8 +267,7 @@ def settings_diff(saved: dict, current: dict) -> list[str]:
     >>> settings_diff({"augment": True, "epochs": 10}, {"augment": "light", "label_smoothing": 0.0, "epochs": 12})
     ['epochs (10 → 12)']
     """
-    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-    saved = {**defaults, **saved}
+    saved = {**defaults(), **saved}
     if isinstance(saved.get("augment"), bool):
         saved["augment"] = "light" if saved["augment"] else "none"
     return [f"{k} ({saved.get(k)!r} → {current[k]!r})" for k in current if saved.get(k) != current[k]]

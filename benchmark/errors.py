@@ -3,6 +3,8 @@ command line, ``val_fraction=1.5`` in Python."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 
 FLAG = re.compile(r"--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
@@ -41,3 +43,12 @@ class UsageError(Exception):
             out.append(f"{name}={values[name]}" if given else name)
             at += len(value) if given else 0
         return UsageError("".join(out) + text[at:], self.setting)
+
+
+def check_finite(settings) -> None:
+    """A UsageError naming the first number of ``settings`` (a dataclass of settings) that is NaN or infinite:
+    nan passes every comparison of the checks that follow, and inf most of them."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"--{f.name.replace('_', '-')} {value}: give a finite number.")

@@ -26,7 +26,7 @@ import pandas as pd
 import architectures
 from architectures._applications import weights_file
 from benchmark import UsageError
-from benchmark.config import RunConfig, environment, settings_diff
+from benchmark.config import DataSettings, RunConfig, environment, settings_diff
 from benchmark.console import error_paragraph
 from benchmark.data.images import (
     Dataset,
@@ -53,7 +53,7 @@ from benchmark.tracking import Tracker, trackers
 from benchmark.training import backend
 from benchmark.training.backend import DeviceInfo
 from benchmark.training.execution import FoldTask, execute, setups
-from benchmark.training.fit import ArchitectureError, ClassCountError, TrainSettings, build_for
+from benchmark.training.fit import ArchitectureError, ClassCountError, build_for
 
 OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
 
@@ -79,6 +79,38 @@ class Run:
         return [outcome(n, self.folder, len(self.folds), errors.get(n)) for n in names]
 
 
+@dataclass
+class Checked:
+    """What ``run`` establishes before it writes anything: the candidates, the data, how it will be split."""
+
+    config: RunConfig  # with the task's ranking metric resolved
+    names: list[str]  # the architectures, in --archs order
+    dataset: Dataset
+    splitter: NestedStratifiedKFold
+    group_of: dict[str, str] | None  # each training image's group (--groups, --groups-file), or None
+    files: list[tuple]  # files.csv's rows: what a resumed run compares
+
+
+def check(config: RunConfig) -> Checked:
+    """Every check that needs no training, before anything is written: a mistake fails in seconds."""
+    cv, images = config.cv, config.images
+    architectures.load_files(cv.arch_modules)
+    architectures.check()  # a file that failed to import would silently shrink the run
+    names = architectures.select(cv.archs)
+    gradcam_names(config.output.gradcam_archs, names)  # a typo fails now, not after hours of training
+    dataset = discover(images.data, images.positive, images.label_from)
+    config = with_task(config, len(dataset.classes))
+    splitter = NestedStratifiedKFold(cv.folds, cv.val_fraction, cv.seed, cv.repeats)
+    groups = file_groups(dataset.train.paths, cv.groups, cv.groups_file, cv.ungrouped)
+    splitter.check(dataset.train.labels, groups, dataset.classes)  # fail before the slow decode
+    shape = (images.image_size, images.image_size, images.channels)
+    check_applications(names, shape, config.training.weights)  # minimum sizes and weight files, before training
+    if len(dataset.classes) > 2:  # every architecture must serve K classes before anything trains
+        check_heads(names, shape, len(dataset.classes))
+    group_of = None if groups is None else dict(zip(dataset.train.paths, groups, strict=True))
+    return Checked(config, names, dataset, splitter, group_of, file_table(dataset))
+
+
 def run(config: RunConfig, interrupted: threading.Event | None = None, callback=None, console=None) -> int:
     """Run the benchmark; return the exit status (0, or 1 when an architecture failed).
 
@@ -86,40 +118,27 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
     ``callback`` receives each progress event as a dict (:class:`benchmark.progress.Progress`);
     ``console`` (:class:`benchmark.console.Console`) keeps the backends' chatter in ``run.log``.
     """
-    architectures.load_files(config.arch_modules)
-    architectures.check()  # a file that failed to import would silently shrink the run
-    names = architectures.select(config.archs)
-    gradcam_names(config.gradcam_archs, names)  # a typo fails now, not after hours of training
-    dataset = discover(config.data, config.positive, config.label_from)
-    config = with_task(config, len(dataset.classes))
-    splitter = NestedStratifiedKFold(config.folds, config.val_fraction, config.seed, config.repeats)
-    groups = file_groups(dataset.train.paths, config.groups, config.groups_file, config.ungrouped)
-    splitter.check(dataset.train.labels, groups, dataset.classes)  # fail before the slow decode
-    shape = (config.image_size, config.image_size, config.channels)
-    check_applications(names, shape, config.weights)  # minimum sizes and weight files, before training
-    if len(dataset.classes) > 2:  # every architecture must serve K classes before anything trains
-        check_heads(names, shape, len(dataset.classes))
-    group_of = None if groups is None else dict(zip(dataset.train.paths, groups, strict=True))
-    files = file_table(dataset)
-    folder = open_folder(config, files)
+    checked = check(config)
+    config = checked.config
+    folder = open_folder(config, checked.files)
     with folder.locked():
-        if config.overwrite:
+        if config.output.overwrite:
             folder.clear()
-        folder.mark(config.to_dict(), data_record(config, files))
+        folder.mark(config.to_dict(), data_record(config, checked.files))
         if console is not None:
             console.keep_in(folder.run_log)
-        folder.write_files(files)
+        folder.write_files(checked.files)
         followers = trackers(config, folder)  # an unreachable tracking server stops the run here
-        ctx = start(config, folder, names, dataset, (splitter, group_of), files, interrupted or threading.Event())
+        ctx = start(checked, folder, interrupted or threading.Event())
         ctx.progress.callback, ctx.trackers = callback, followers
         errors = cross_validate(ctx, on_complete=lambda done, errors: publish(ctx, ctx.outcomes(done, errors)))
-        outcomes = ctx.outcomes(names, errors)
+        outcomes = ctx.outcomes(ctx.names, errors)
         score_heldout(ctx, outcomes)
         results, table = publish(ctx, outcomes)
         for tracker in ctx.trackers:
             tracker.finish()
         keep_models(folder, results.architectures, len(ctx.folds), ctx.config)
-    print(table if config.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
+    print(table if config.output.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
     if not results.ok:
         print(error_paragraph(nothing_trained(results.architectures, folder)), file=sys.stderr)
     return results.status
@@ -128,10 +147,10 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
 def keep_models(folder: RunFolder, entries: list[ArchResult], n_folds: int, config: RunConfig) -> None:
     """What ``--save-models`` keeps once the held-out split is scored and the models are tracked: every
     fold's model, the best fold's of each architecture (by the ranking metric), or none."""
-    if config.save_models == "all":
+    if config.output.save_models == "all":
         return
     for e in entries:
-        best = {best_fold(e, config.rank_by)} if config.save_models == "best" and e.ok else set()
+        best = {best_fold(e, config.cv.rank_by)} if config.output.save_models == "best" and e.ok else set()
         folder.keep_models(e.name, n_folds, best)
 
 
@@ -192,35 +211,45 @@ def weight_files(names: list[str], input_shape: tuple[int, int, int], weights: s
 
 def with_task(config: RunConfig, n_classes: int) -> RunConfig:
     """``config`` with ``rank_by`` resolved for a task of ``n_classes`` classes, checked against its metrics."""
-    rank_by = config.rank_by or default_rank_by(n_classes)
+    rank_by = config.cv.rank_by or default_rank_by(n_classes)
     if rank_by not in metric_names(n_classes):
         raise UsageError(
             f"--rank-by {rank_by}: not a metric of a {n_classes}-class task; choose one of "
             f"{', '.join(metric_names(n_classes))}."
         )
-    return dataclasses.replace(config, rank_by=rank_by)
+    return dataclasses.replace(config, cv=dataclasses.replace(config.cv, rank_by=rank_by))
 
 
-def start(config, folder, names, dataset, splitting, files, interrupted) -> Run:
+def start(checked: Checked, folder: RunFolder, interrupted: threading.Event) -> Run:
     """Decode the images, set up the backend, make or reload the folds, write config.json."""
-    log = logger(config.quiet)
-    images = load_images(dataset.root, dataset.train, config.image_size, config.channels, config.cache_dir, log=log)
-    warn_skipped(images.skipped, config.strict)
-    device = backend.setup(config.mixed_precision, config.deterministic, config.strategy, config.compile_cache)
-    folds, groups = make_folds(config, folder, images, *splitting)
-    info = run_info(config, dataset, images, device, groups)
-    weights = weight_files(names, (config.image_size, config.image_size, config.channels), config.weights)
-    write_json(folder.config, {"format": FORMAT, "settings": config.to_dict(), "data": data_record(config, files),
-                               "weights": weights, "run": info, "device": vars(device), **environment()})  # fmt: skip
-    plan = [name for name in names for _ in folds]
-    progress = Progress(plan, config.quiet, config.rank_by, jobs=config.jobs, interrupted=interrupted)
-    return Run(config, folder, names, dataset, images, folds, device, info, progress, log)
+    config, dataset, images = checked.config, checked.dataset, checked.config.images
+    execution, shape = config.execution, (images.image_size, images.image_size, images.channels)
+    log = logger(config.output.quiet)
+    decoded = decode(images, dataset, dataset.train, log)
+    device = backend.setup(execution.mixed_precision, execution.deterministic, execution.strategy, config.compile_cache)
+    folds, groups = make_folds(config, folder, decoded, checked.splitter, checked.group_of)
+    info = run_info(config, dataset, decoded, device, groups)
+    weights = weight_files(checked.names, shape, config.training.weights)
+    write_json(folder.config, {"format": FORMAT, "settings": config.to_dict(),
+                               "data": data_record(config, checked.files), "weights": weights, "run": info,
+                               "device": vars(device), **environment()})  # fmt: skip
+    plan = [name for name in checked.names for _ in folds]
+    progress = Progress(plan, config.output.quiet, config.cv.rank_by, jobs=execution.jobs, interrupted=interrupted)
+    return Run(config, folder, checked.names, dataset, decoded, folds, device, info, progress, log)
+
+
+def decode(settings: DataSettings, dataset: Dataset, split, log: Callable[[str], None]) -> Images:
+    """A split of ``dataset`` decoded (or read from the cache) at the run's size; unreadable files said."""
+    images = load_images(dataset.root, split, settings.image_size, settings.channels, settings.cache_dir, log=log)
+    warn_skipped(images.skipped, settings.strict)
+    return images
 
 
 def make_folds(config: RunConfig, folder: RunFolder, images: Images, splitter, group_of: dict | None):
     """(folds, each image's group or None): one set of folds for every architecture, made once and
     reused on resume; no group straddles the parts of a fold."""
     groups = None if group_of is None else np.array([group_of[p] for p in images.paths], dtype=object)
+    cv = config.cv
     if folder.splits.exists():
         folds = load_splits(folder.splits, images.paths, groups)
         if folds is None:
@@ -230,8 +259,7 @@ def make_folds(config: RunConfig, folder: RunFolder, images: Images, splitter, g
             )
     else:
         folds = splitter.split(images.labels, groups)
-        save_splits(folder.splits, folds, images.paths, config.folds, config.seed, config.val_fraction, groups,
-                    config.repeats)  # fmt: skip
+        save_splits(folder.splits, folds, images.paths, cv.folds, cv.seed, cv.val_fraction, groups, cv.repeats)
     if problem := straddling(folds, groups):
         raise UsageError(f"{folder.splits}: {problem}. Images of one group must stay in one part of each fold.")
     return folds, groups
@@ -260,15 +288,16 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
     tasks = fold_tasks(ctx)
     pending = Counter(t.arch for t in tasks)
     errors: dict[str, str] = {}
-    local = ctx.config.backend == "local" and ctx.config.jobs == 1
+    execution = ctx.config.execution
+    local = execution.backend == "local" and execution.jobs == 1
     outputs = execute(
         tasks,
         ctx.images,
-        ctx.config.jobs,
-        ctx.config.backend,
-        ctx.config.scheduler,
+        execution.jobs,
+        execution.backend,
+        execution.scheduler,
         skip=lambda task: task.arch in errors,  # an architecture stops at its first failure
-        report=lambda t: ctx.progress.epoch(t.arch, t.fold, len(ctx.folds), ctx.config.epochs),
+        report=lambda t: ctx.progress.epoch(t.arch, t.fold, len(ctx.folds), ctx.config.training.epochs),
         scope=backend.model_scope(ctx.device),
     )
     for out in outputs:
@@ -304,10 +333,8 @@ def scored(record: dict, history: dict, predictions: pd.DataFrame) -> dict:
 def fold_tasks(ctx: Run) -> list[FoldTask]:
     """The (architecture, fold) pairs still to train, in order; saved ones are counted as done."""
     config = ctx.config
-    given = {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainSettings) if hasattr(config, f.name)}
-    settings = TrainSettings(**given, n_classes=len(ctx.dataset.classes))
-    each = setups(config.jobs, config.backend, config.mixed_precision, config.deterministic, config.strategy,
-                  ctx.device.gpus, config.compile_cache)  # fmt: skip
+    settings = dataclasses.replace(config.training, n_classes=len(ctx.dataset.classes))
+    each = setups(config.execution, ctx.device.gpus, config.compile_cache)
     tasks = []
     for name in ctx.names:
         for i, fold in enumerate(ctx.folds):
@@ -317,11 +344,17 @@ def fold_tasks(ctx: Run) -> list[FoldTask]:
                     tracker.fold(name, i, saved[0], saved[1])
                 ctx.progress.fold_done(name, i, len(ctx.folds), saved[0], None, note="(saved) ")
                 continue
-            setup = each[len(tasks) % len(each)]
-            saving = config.save_models != "none"
             tasks.append(
                 FoldTask(
-                    name, i, fold, config.seed + i, settings, saving, config.arch_modules, setup, config.raise_errors
+                    arch=name,
+                    fold=i,
+                    split=fold,
+                    seed=config.cv.seed + i,
+                    settings=settings,
+                    save_model=config.output.save_models != "none",
+                    arch_modules=config.cv.arch_modules,
+                    setup=each[len(tasks) % len(each)],
+                    raise_errors=config.execution.raise_errors,
                 )
             )
     return tasks
@@ -330,15 +363,15 @@ def fold_tasks(ctx: Run) -> list[FoldTask]:
 def score_heldout(ctx: Run, outcomes: list[ArchOutcome]) -> None:
     """The held-out test split, scored once by the saved fold models after all training and ranking;
     Grad-CAM explains the chosen architectures on it."""
-    config, test_set = ctx.config, ctx.dataset.test
-    if test_set is None or config.save_models == "none":
+    config, output, test_set = ctx.config, ctx.config.output, ctx.dataset.test
+    if test_set is None or output.save_models == "none":
         return
-    test = load_images(ctx.dataset.root, test_set, config.image_size, config.channels, config.cache_dir, log=ctx.log)
-    warn_skipped(test.skipped, config.strict)
-    names = [e["name"] for e in ranked(outcomes, config.rank_by, config.patience) if e["status"] == Status.OK]
-    explained = gradcam_names(config.gradcam_archs, names)
-    scored = [n for n in names if n in names[: config.test_top] or n in explained]
-    predict_heldout(ctx.folder, scored, len(ctx.folds), test, config.batch_size, ctx.log, config.tta)
+    test = decode(config.images, ctx.dataset, test_set, ctx.log)
+    ranking = ranked(outcomes, config.cv.rank_by, config.training.patience)
+    names = [e["name"] for e in ranking if e["status"] == Status.OK]
+    explained = gradcam_names(output.gradcam_archs, names)
+    scored = [n for n in names if n in names[: output.test_top] or n in explained]
+    predict_heldout(ctx.folder, scored, len(ctx.folds), test, config.training.batch_size, ctx.log, output.tta)
     explain_heldout(ctx.folder, explained, len(ctx.folds), test, ctx.log, ctx.dataset.classes)
 
 
@@ -349,13 +382,13 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[RunResults, str]:
 
     config = ctx.config
     ctx.info["wall_seconds"] = time.perf_counter() - ctx.started  # of this invocation
-    entries = ranked(outcomes, config.rank_by, config.patience)
+    entries = ranked(outcomes, config.cv.rank_by, config.training.patience)
     records = [r for o in outcomes for r in o.folds]
     oof = pd.concat([o.predictions for o in outcomes if o.folds] or [pd.DataFrame(columns=OOF_COLUMNS)])
     oof = oof[[*OOF_COLUMNS[:4], *(c for c in oof.columns if c.startswith("probability"))]]
-    comparison = pairwise_comparison(entries, records, config.rank_by, config.repeats)
+    comparison = pairwise_comparison(entries, records, config.cv.rank_by, config.cv.repeats)
     heldout = read_all(ctx.folder, entries, len(ctx.folds))  # the test predictions, read once
-    transfer = heldout_transfer(heldout, entries, config.rank_by)
+    transfer = heldout_transfer(heldout, entries, config.cv.rank_by)
     ok = [e["name"] for e in entries if e["status"] == Status.OK]
     results = {
         "format": RESULTS_FORMAT,
@@ -387,13 +420,13 @@ def gradcam_names(expression: str, names: list[str]) -> list[str]:
 
 def data_record(config: RunConfig, files: list[tuple]) -> dict:
     """config.json's ``data``: the folder as given, and its content's fingerprint (what resume compares)."""
-    return {"path": str(config.data), "fingerprint": fingerprint(files), "files": len(files)}
+    return {"path": str(config.images.data), "fingerprint": fingerprint(files), "files": len(files)}
 
 
 def open_folder(config: RunConfig, files: list[tuple]) -> RunFolder:
     """The run folder, created. Refused before anything is written: a folder inside ``--data`` (or
     holding it), a non-empty folder that is not a run folder, and a run with other settings or data."""
-    folder = RunFolder(Path(config.out))
+    folder = RunFolder(Path(config.output.out))
     check_out(folder, config)
     check_resume(folder, config, files)
     try:
@@ -407,8 +440,9 @@ def open_folder(config: RunConfig, files: list[tuple]) -> RunFolder:
 
 def check_out(folder: RunFolder, config: RunConfig) -> None:
     """Refuse an ``--out`` (or ``--cache-dir``) where the tool's files could mix with or replace the user's."""
-    out, data = folder.path.resolve(), Path(config.data).resolve()  # symlinks followed
-    for flag, path in (("--out", out), ("--cache-dir", config.cache_dir and Path(config.cache_dir).resolve())):
+    out, data = folder.path.resolve(), Path(config.images.data).resolve()  # symlinks followed
+    cache = config.images.cache_dir and Path(config.images.cache_dir).resolve()
+    for flag, path in (("--out", out), ("--cache-dir", cache)):
         if path and (path == data or data in path.parents):
             raise UsageError(
                 f"{flag} {path} is {'--data itself' if path == data else f'inside --data {data}'}. The tool never "
@@ -426,9 +460,8 @@ def check_out(folder: RunFolder, config: RunConfig) -> None:
         return
     if held := sorted(p.name for p in folder.path.iterdir() if not p.name.startswith(".lock")):
         shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
-        refused = (
-            "--overwrite removes only a run folder's own files, so it refuses this one: " if config.overwrite else ""
-        )
+        overwrite = "--overwrite removes only a run folder's own files, so it refuses this one: "
+        refused = overwrite if config.output.overwrite else ""
         raise UsageError(
             f"--out {folder.path} is not empty and is not a run folder (it has no config.json of `benchmark run`): "
             f"it holds {shown}. {refused}none of them is touched. Choose a new or empty folder, e.g. "
@@ -439,14 +472,14 @@ def check_out(folder: RunFolder, config: RunConfig) -> None:
 def check_resume(folder: RunFolder, config: RunConfig, files: list[tuple]) -> None:
     """Refuse to resume a run made with other settings or other data (compared by content)."""
     saved = read_json(folder.config)
-    if saved is None or config.overwrite:
+    if saved is None or config.output.overwrite:
         return
     fix = "Resuming would mix results. Use another --out, the same settings, or --overwrite to start it afresh."
     diff = settings_diff(saved.get("settings", {}), config.result_settings())
     if diff:
         raise UsageError(f"--out {folder.path} holds a run with other settings: {', '.join(diff)}. {fix}")
     if "data" not in saved:  # written before fingerprints: compare the folder itself
-        if Path(saved["settings"]["data"]).resolve() != Path(config.data).resolve():
+        if Path(saved["settings"]["data"]).resolve() != Path(config.images.data).resolve():
             raise UsageError(f"--out {folder.path} holds a run on other data ({saved['settings']['data']}). {fix}")
         return
     saved_files = folder.read_files()
@@ -456,7 +489,8 @@ def check_resume(folder: RunFolder, config: RunConfig, files: list[tuple]) -> No
     counts = ", ".join(f"{len(v)} {k}" for k, v in changes.items()) if saved_files is not None else "unknown"
     example = next((f" (e.g. {k}: {v[0]})" for k, v in changes.items() if v), "")
     raise UsageError(
-        f"--out {folder.path} holds a run on other data than --data {config.data}: {counts} file(s){example}. {fix}"
+        f"--out {folder.path} holds a run on other data than --data {config.images.data}: {counts} file(s){example}. "
+        + fix
     )
 
 
@@ -465,7 +499,7 @@ def run_info(config: RunConfig, dataset: Dataset, images: Images, device: Device
     classes = dataset.classes
     return {
         **{k: v for k, v in config.to_dict().items() if k in ("data", "folds", "seed", "image_size", "rank_by")},
-        "repeats": config.repeats,
+        "repeats": config.cv.repeats,
         "splits": splits_in_words(config, images, groups, classes),
         "classes": {"negative": classes[0], "positive": classes[1]} if len(classes) == 2 else {"all": list(classes)},
         "class_names": list(classes),
@@ -480,10 +514,11 @@ def run_info(config: RunConfig, dataset: Dataset, images: Images, device: Device
 
 def splits_in_words(config: RunConfig, images: Images, groups, classes) -> str:
     """How the folds were made, for the report."""
-    how = f"stratified {config.folds}-fold" + (f", repeated {config.repeats} times" if config.repeats > 1 else "")
+    cv = config.cv
+    how = f"stratified {cv.folds}-fold" + (f", repeated {cv.repeats} times" if cv.repeats > 1 else "")
     if groups is None:
         return f"{how}, image by image"
-    source = f"--groups {config.groups}" if config.groups else f"--groups-file {config.groups_file}"
+    source = f"--groups {cv.groups}" if cv.groups else f"--groups-file {cv.groups_file}"
     counts = ", ".join(f"{c} {len(set(groups[images.labels == i]))}" for i, c in enumerate(classes))
     return f"{how}, grouped ({source}; groups per class: {counts}); no group straddles fit, validation and score"
 

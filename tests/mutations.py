@@ -87,7 +87,7 @@ REGRESSIONS = [
     (
         "--overwrite keeps the old files",
         "benchmark/runner.py",
-        "        if config.overwrite:\n            folder.clear()",
+        "        if config.output.overwrite:\n            folder.clear()",
         "        pass",
         ["tests/test_reliability.py::test_truncated_fold_files_are_redone_and_overwrite_starts_afresh"],
     ),
@@ -182,7 +182,7 @@ REGRESSIONS = [
     (
         "a run folder marked only once its images are decoded",
         "benchmark/runner.py",
-        "        folder.mark(config.to_dict(), data_record(config, files))\n",
+        "        folder.mark(config.to_dict(), data_record(config, checked.files))\n",
         "",
         ["tests/test_safety.py::test_a_run_interrupted_before_its_first_fold_is_still_a_run_folder"],
     ),
@@ -195,7 +195,7 @@ REGRESSIONS = [
     ),
     (
         "non-finite numbers accepted",
-        "benchmark/config.py",
+        "benchmark/errors.py",
         "if isinstance(value, float) and not math.isfinite(value):",
         "if False:",
         ["tests/test_safety.py::test_non_finite_numbers_are_refused_before_anything_is_written"],
@@ -295,9 +295,9 @@ REGRESSIONS = [
         "MLflow rank set once, with the architecture's summary",
         "benchmark/tracking/mlflow_tracking.py",
         "                self._summary(entry)\n"
-        '            if self.state["archs"].get(entry["name"], {}).get("summary") and entry["rank"] is not None:\n',
+        '            if self.state["archs"].get(entry.name, {}).get("summary") and entry.rank is not None:\n',
         "                self._summary(entry)\n"
-        '                self.client.set_tag(self._arch(entry["name"]), "rank", str(entry["rank"]))\n'
+        '                self.client.set_tag(self._arch(entry.name), "rank", str(entry.rank))\n'
         "            if False:\n",
         ["tests/test_tracking.py::test_an_architectures_rank_is_updated_as_the_others_finish"],
     ),
@@ -345,8 +345,8 @@ REGRESSIONS = [
     (
         "compare: held-out figure on each run's own ranking metric",
         "benchmark/report/compare.py",
-        "fold_ensemble(runs), metric)",
-        "fold_ensemble(runs), self.rank_by)",
+        'scores["ensemble"][0]["metrics"][metric]',
+        'scores["ensemble"][0]["metrics"][self.rank_by]',
         ["tests/test_compare.py::test_compare_on_different_ranking_metrics_uses_the_first_runs_and_says_so"],
     ),
     (
@@ -372,24 +372,24 @@ REGRESSIONS = [
     ),
     (
         "compare: results.json's shape not checked",
-        "benchmark/report/compare.py",
-        "    except SHAPE_ERRORS as err:",
-        "    except KeyError as err:",
+        "benchmark/evaluation/results.py",
+        "    except SHAPE_ERRORS as err:\n        raise folder.damaged",
+        "    except KeyError as err:\n        raise folder.damaged",
         ["tests/test_compare.py::test_compare_refuses_a_results_json_of_the_wrong_shape"],
     ),
     (
         "compare: folds.csv's columns not checked",
         "benchmark/report/compare.py",
-        'if scores and rank_by not in saved["folds"].columns:',
+        "if results.ok and results.rank_by not in results.folds.columns:",
         "if False:",
         ["tests/test_compare.py::test_compare_refuses_a_damaged_folds_csv"],
     ),
     (
-        "compare: a damaged test_predictions.csv is a traceback",
-        "benchmark/report/compare.py",
+        "an older results.json with a damaged test_predictions.csv is a traceback",
+        "benchmark/evaluation/results.py",
         "except (OSError, *SHAPE_ERRORS) as err:",
         "except OSError as err:",
-        ["tests/test_compare.py::test_compare_refuses_a_damaged_test_predictions_csv"],
+        ["tests/test_compare.py::test_compare_reads_the_held_out_figures_from_results_json"],
     ),
     (
         "batch-norm layers inside nested models not reached",
@@ -444,8 +444,8 @@ REGRESSIONS = [
     (
         "a Keras application's minimum size found only while training",
         "benchmark/runner.py",
-        "    check_applications(names, shape, config.weights)  # minimum sizes and weight files, before training\n",
-        "",
+        "    check_applications(names, shape, config.training.weights)",
+        "    pass",
         [
             "tests/test_applications.py::test_a_size_below_the_familys_minimum_is_one_paragraph_before_anything_is_written"
         ],
@@ -538,8 +538,8 @@ REGRESSIONS = [
     (
         "--save-models best keeps every fold's model",
         "benchmark/runner.py",
-        '    if config.save_models == "all":\n        return\n',
-        '    if config.save_models != "none":\n        return\n',
+        '    if config.output.save_models == "all":\n        return\n',
+        '    if config.output.save_models != "none":\n        return\n',
         ["tests/test_save_models.py::test_best_keeps_the_best_folds_model_only_after_every_fold_scored_the_test_split"],
     ),
     (
@@ -571,9 +571,23 @@ REGRESSIONS = [
         ["tests/test_end_to_end.py::test_raise_stops_at_the_first_failure_with_its_traceback"],
     ),
     (
+        "the number of classes taken for a setting of benchmark run",
+        "benchmark/config.py",
+        'if not f.metadata.get("derived")\n    }\n\n\ndef defaults',
+        "if True\n    }\n\n\ndef defaults",
+        ["tests/test_config.py::test_every_flag_of_benchmark_run_is_one_field_of_one_group"],
+    ),
+    (
+        "the training group does not check its numbers",
+        "benchmark/training/__init__.py",
+        'for name in ("epochs", "batch_size", "patience"):',
+        "for name in ():",
+        ["tests/test_config.py::test_each_group_refuses_a_bad_value_of_its_own_naming_the_flag"],
+    ),
+    (
         "the Python API names settings as command-line flags",
         "benchmark/api.py",
-        '        raise err.in_python({**defaults, **settings, "data": data, "out": out}) from None\n',
+        '        raise err.in_python({**defaults(), **settings, "data": data, "out": out}) from None\n',
         "        raise\n",
         ["tests/test_api.py::test_a_bad_setting_is_named_as_it_was_typed_in_python"],
     ),

@@ -35,9 +35,9 @@ def test_a_run_from_python_returns_its_results(data, tmp_path, caplog):
         )
     assert results.status == 0 and results.path == tmp_path / "out" and results.report.is_file()
     board = results.leaderboard
-    assert list(board.architecture) == [e["name"] for e in results.entries] and list(board["rank"]) == [1, 2]
-    assert board.f1.tolist() == [e["metrics"]["f1"]["mean"] for e in results.entries]
-    assert len(results.folds) == 4 and len(results.oof) == 2 * 24 and results.run["rank_by"] == "f1"
+    assert list(board.architecture) == [e.name for e in results.architectures] and list(board["rank"]) == [1, 2]
+    assert board.f1.tolist() == [e.metrics["f1"].mean for e in results.architectures]
+    assert len(results.folds) == 4 and len(results.oof) == 2 * 24 and results.run.rank_by == "f1"
     folds = [e for e in events if e["event"] == "fold"]
     assert [e["done"] for e in folds] == [1, 2, 3, 4] and folds[-1]["eta_seconds"] == 0
     assert all(e["record"]["metrics"]["f1"] == r for e, r in zip(folds, results.folds.f1, strict=True))

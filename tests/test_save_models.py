@@ -1,7 +1,6 @@
 """--save-models all|best|none: which fold models stay once the held-out split is scored, saved without
 the optimizer's state; the report and a resumed run work from what was kept."""
 
-import json
 import zipfile
 
 import h5py
@@ -10,6 +9,8 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.evaluation.comparison import best_fold
+from benchmark.evaluation.results import read
+from benchmark.store.runfolder import RunFolder
 from tests.conftest import link_kaggle_subset
 
 
@@ -30,8 +31,8 @@ def test_best_keeps_the_best_folds_model_only_after_every_fold_scored_the_test_s
     data = link_kaggle_subset(tmp_path / "data", {"NORMAL": 15, "PNEUMONIA": 15}, test_per_class=4, wrapper=False)
     out = tmp_path / "out"
     assert main(run_args(data, out, tmp_path, "--save-models", "best")) == 0
-    results = json.loads((out / "results.json").read_text())
-    best = best_fold(results["architectures"][0], "f1")
+    results = read(RunFolder(out))
+    best = best_fold(results.architectures[0], "f1")
     assert sorted(p.parent.name for p in out.glob("baseline/fold-*/model.keras")) == [f"fold-{best}"]
     assert len(list(out.glob("baseline/fold-*/test_predictions.csv"))) == 3  # the fold ensemble scored first
     assert "optimizer" not in weight_groups(out / "baseline" / f"fold-{best}" / "model.keras")

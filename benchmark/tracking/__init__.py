@@ -26,11 +26,11 @@ class Tracker(Protocol):
 def trackers(config, folder) -> list[Tracker]:
     """The trackers ``config`` asks for (each imported only when asked for)."""
     found: list = []
-    if config.tensorboard:
+    if config.tracking.tensorboard:
         from benchmark.tracking.tensorboard import TensorBoard
 
         found.append(TensorBoard(folder, config.to_dict()))
-    if config.track == "mlflow":
+    if config.tracking.track == "mlflow":
         from benchmark.tracking.mlflow_tracking import MLflow
 
         found.append(MLflow.start(folder, config))

@@ -65,7 +65,7 @@ class MLflow:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise UsageError("--track mlflow needs MLflow: pip install -e '.[mlflow]', then run again.") from None
-        uri = config.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+        uri = config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         where = uri or "MLflow's default local store"
         client = MlflowClient(tracking_uri=uri)
         try:
@@ -73,7 +73,7 @@ class MLflow:
                 experiment = client.get_experiment_by_name(EXPERIMENT)
                 experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
         except Exception as err:  # unreachable, refused, wrong scheme: MLflow raises many kinds
-            if config.track_optional:
+            if config.tracking.track_optional:
                 print(f"warning: MLflow at {where} cannot be reached ({_reason(err)}); going on without tracking.",
                       file=sys.stderr)  # fmt: skip
                 return None
@@ -103,7 +103,7 @@ class MLflow:
                 self._lost(what, err)
 
     def _lost(self, what: str, err: Exception) -> None:
-        if self.config.track_optional:
+        if self.config.tracking.track_optional:
             self.off = True
             print(f"warning: MLflow at {self.where} failed while logging {what} ({_reason(err)}); the run goes on "
                   "without tracking (a rerun with the same --out logs what is missing).", file=sys.stderr)  # fmt: skip
@@ -187,11 +187,11 @@ class MLflow:
         self._save()
 
     def _models(self, entry: ArchResult, run_id: str) -> None:
-        if self.config.track_models == "none":
+        if self.config.tracking.track_models == "none":
             return
         chosen = range(entry.folds_done)
-        if self.config.track_models == "best":
-            chosen = [best_fold(entry, self.config.rank_by)]
+        if self.config.tracking.track_models == "best":
+            chosen = [best_fold(entry, self.config.cv.rank_by)]
         for i in chosen:
             path = self.folder.model_path(entry.name, i)
             if path.exists():

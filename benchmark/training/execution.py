@@ -35,9 +35,9 @@ import architectures
 from benchmark.data.images import Images
 from benchmark.data.splits import Fold
 from benchmark.store.runfolder import probability_columns
-from benchmark.training import backend
+from benchmark.training import ExecutionSettings, TrainSettings, backend
 from benchmark.training import fit as training
-from benchmark.training.fit import ArchitectureError, TrainSettings
+from benchmark.training.fit import ArchitectureError
 
 
 @dataclass(frozen=True)
@@ -216,27 +216,20 @@ def execute(
         )
 
 
-def setups(
-    jobs: int,
-    backend: str,
-    mixed_precision: bool,
-    deterministic: bool,
-    strategy: str,
-    gpus: int,
-    compile_cache: str | None = None,
-) -> list:
+def setups(execution: ExecutionSettings, gpus: int, compile_cache: str | None = None) -> list[Setup]:
     """The :class:`Setup` of task *i* is ``setups(...)[i % len]``.
 
-    >>> setups(2, "local", False, True, "auto", gpus=0)[0].threads == max(1, (os.cpu_count() or 1) // 2)
+    >>> setups(ExecutionSettings(jobs=2, deterministic=True), gpus=0)[0].threads == max(1, (os.cpu_count() or 1) // 2)
     True
-    >>> [s.gpu for s in setups(4, "local", False, False, "auto", gpus=2)]
+    >>> [s.gpu for s in setups(ExecutionSettings(jobs=4), gpus=2)]
     [0, 1]
     """
-    common = {"mixed_precision": mixed_precision, "deterministic": deterministic, "compile_cache": compile_cache}
-    if backend == "local" and jobs == 1:
-        return [Setup(**common, strategy=strategy)]  # this process: all its threads and GPUs
-    if backend == "dask":
+    e = execution
+    common = {"mixed_precision": e.mixed_precision, "deterministic": e.deterministic, "compile_cache": compile_cache}
+    if e.backend == "local" and e.jobs == 1:
+        return [Setup(**common, strategy=e.strategy)]  # this process: all its threads and GPUs
+    if e.backend == "dask":
         return [Setup(**common)]  # the cluster's workers size themselves
     if gpus > 1:
         return [Setup(**common, gpu=g) for g in range(gpus)]
-    return [Setup(**common, threads=max(1, (os.cpu_count() or 1) // jobs))]
+    return [Setup(**common, threads=max(1, (os.cpu_count() or 1) // e.jobs))]

@@ -24,7 +24,7 @@ from keras import layers
 from benchmark.data.images import Images
 from benchmark.data.splits import Fold
 from benchmark.store.files import atomic_path
-from benchmark.training import AUGMENTATIONS, backend
+from benchmark.training import AUGMENTATIONS, TrainSettings, backend
 
 
 class ArchitectureError(Exception):
@@ -40,22 +40,6 @@ class ClassCountError(ArchitectureError):
 # TensorFlow keeps its tf.function graph without XLA: its image-transform op, used by the
 # augmentation, has no XLA kernel. PyTorch runs eagerly (torch.compile is opt-in in Keras).
 JIT_COMPILE = {"jax": True, "tensorflow": False, "torch": False}
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """How each fold is trained (the defaults live in :class:`benchmark.config.RunConfig`)."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    lr_decay_epochs: float
-    patience: int
-    augment: str  # a key of AUGMENTATIONS
-    label_smoothing: float = 0.0
-    n_classes: int = 2  # 2: one sigmoid unit; more: a softmax over the classes
-    weights: str = "none"  # for builders that take `weights` (Keras applications): none, imagenet or a folder
-    warmup_epochs: int = 0  # pretrained: epochs that train the output layer alone before fine-tuning
 
 
 # Fine-tuning a pretrained backbone runs at this share of --lr: steps sized for a random model
