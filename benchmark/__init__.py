@@ -1,17 +1,19 @@
 """Cross-validation benchmarking of CNN image classifiers.
 
-Data flows one way through the stages, each a subpackage that imports only those above it::
+Data flows one way through the stages, each a subpackage that imports only those above it and
+whose ``__init__`` names its public face (what the driver imports)::
 
-    store/       the run folder and atomic files: what every stage reads and writes
+    store/       the run folder, atomic files, the typed read model of a run's results
     data/        images (listing, decoding, cache) and splits (folds, groups)
-    training/    one fold's fit, the Keras backend, where folds run, a model's FLOPs
+    training/    one fold's fit, the Keras backend, where folds run, a model's FLOPs; their settings
     inference/   saved fold models at work: held-out predictions, TTA, Grad-CAM
-    evaluation/  metrics, statistics, ranking and comparison, curve flags, held-out transfer
+    evaluation/  metrics, statistics, ranking and comparison, curve flags, held-out scores and transfer,
+                 a run's results read back (``read``)
     report/      leaderboard, sections, plots, markdown and HTML; ``benchmark compare``
     tracking/    TensorBoard and MLflow mirrors of the run folder
 
-On top: ``config`` (the settings), ``runner`` (the driver of ``benchmark run``), ``progress`` (its
-terminal line), ``console``, ``cli`` (the command line) and ``api`` (``benchmark.run``,
+On top: ``config`` (the settings, grouped by role), ``runner`` (the driver of ``benchmark run``),
+``progress`` (its terminal line), ``console``, ``cli`` (the command line) and ``api`` (``benchmark.run``,
 ``benchmark.load``). Architectures live in the top-level ``architectures`` package.
 """
 

@@ -22,9 +22,8 @@ import pandas as pd
 
 from benchmark import UsageError
 from benchmark.config import RunConfig, default_data_dir, defaults
-from benchmark.evaluation.results import read
-from benchmark.store.results import ArchResult, RunResults
-from benchmark.store.runfolder import RunFolder
+from benchmark.evaluation import read
+from benchmark.store import ArchResult, RunFolder, RunResults
 
 
 @dataclass

@@ -28,32 +28,63 @@ from architectures._applications import weights_file
 from benchmark import UsageError
 from benchmark.config import DataSettings, RunConfig, environment, settings_diff
 from benchmark.console import error_paragraph
-from benchmark.data.images import (
+from benchmark.data import (
     Dataset,
+    Fold,
     Images,
+    NestedStratifiedKFold,
     discover,
+    file_groups,
     file_table,
     fingerprint,
     load_images,
+    load_splits,
+    save_splits,
+    straddling,
     table_diff,
     warn_skipped,
 )
-from benchmark.data.splits import Fold, NestedStratifiedKFold, file_groups, load_splits, save_splits, straddling
-from benchmark.evaluation.comparison import ArchOutcome, best_fold, folds_table, pairwise_comparison, ranked
-from benchmark.evaluation.heldout import heldout_scores, heldout_transfer, oof_scores, read_all
-from benchmark.evaluation.metrics import best_epoch, default_rank_by, fold_metrics, metric_names
-from benchmark.inference.gradcam import explain_heldout
-from benchmark.inference.predict import predict_heldout
+from benchmark.evaluation import (
+    ArchOutcome,
+    best_epoch,
+    best_fold,
+    default_rank_by,
+    fold_metrics,
+    folds_table,
+    heldout_scores,
+    heldout_transfer,
+    metric_names,
+    oof_scores,
+    pairwise_comparison,
+    ranked,
+    read_all,
+)
+from benchmark.inference import explain_heldout, predict_heldout
 from benchmark.progress import Progress
-from benchmark.report.leaderboard import leaderboard_md, leaderboard_text
-from benchmark.store.files import read_json, write_json
-from benchmark.store.results import ArchResult, RunResults, Status, parse
-from benchmark.store.runfolder import FORMAT, RESULTS_FORMAT, RunFolder, probabilities_of
+from benchmark.report import leaderboard_md, leaderboard_text
+from benchmark.store import (
+    FORMAT,
+    RESULTS_FORMAT,
+    ArchResult,
+    RunFolder,
+    RunResults,
+    Status,
+    parse,
+    probabilities_of,
+    read_json,
+    write_json,
+)
 from benchmark.tracking import Tracker, trackers
-from benchmark.training import backend
-from benchmark.training.backend import DeviceInfo
-from benchmark.training.execution import FoldTask, execute, setups
-from benchmark.training.fit import ArchitectureError, ClassCountError, build_for
+from benchmark.training import (
+    ArchitectureError,
+    ClassCountError,
+    DeviceInfo,
+    FoldTask,
+    backend,
+    build_for,
+    execute,
+    setups,
+)
 
 OOF_COLUMNS = ["arch", "fold", "path", "label", "probability"]
 
@@ -378,7 +409,7 @@ def score_heldout(ctx: Run, outcomes: list[ArchOutcome]) -> None:
 def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[RunResults, str]:
     """Rank and compare, write results.json, the tables and the reports; return (the results, as read back
     by the report, the trackers and ``benchmark.load``; the leaderboard)."""
-    from benchmark.report.document import write_report  # matplotlib is imported only here
+    from benchmark.report import write_report  # matplotlib is imported only here
 
     config = ctx.config
     ctx.info["wall_seconds"] = time.perf_counter() - ctx.started  # of this invocation

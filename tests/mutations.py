@@ -585,6 +585,20 @@ REGRESSIONS = [
         ["tests/test_config.py::test_each_group_refuses_a_bad_value_of_its_own_naming_the_flag"],
     ),
     (
+        "the driver imports a stage's modules",
+        "benchmark/runner.py",
+        "from benchmark.inference import explain_heldout, predict_heldout\n",
+        "from benchmark.inference.gradcam import explain_heldout\nfrom benchmark.inference.predict import predict_heldout\n",
+        ["tests/test_layout.py::test_the_driver_imports_the_stages_not_their_modules"],
+    ),
+    (
+        "a stage's face names what its module lacks",
+        "benchmark/evaluation/__init__.py",
+        '"read_all"',
+        '"read_every"',
+        ["tests/test_layout.py::test_every_name_of_a_stages_face_is_found_in_its_module"],
+    ),
+    (
         "the Python API names settings as command-line flags",
         "benchmark/api.py",
         '        raise err.in_python({**defaults(), **settings, "data": data, "out": out}) from None\n',

@@ -1,7 +1,10 @@
 """The code layout the README's "Code layout" describes: stage subpackages whose imports run one way."""
 
 import ast
+import importlib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [
@@ -13,7 +16,7 @@ STAGES = [
     "report",
     "tracking",
 ]  # each imports only those before
-LIGHT = {"benchmark", "benchmark.errors"}  # what every stage may import: UsageError
+LIGHT = {"benchmark", "benchmark.errors", "benchmark.lazy"}  # what every stage may import: UsageError, faces
 
 
 def imports(path: Path) -> set[str]:
@@ -42,6 +45,21 @@ def test_every_stage_imports_only_the_stages_before_it_and_nothing_on_top():
             if stage(target) is None or stage(target) > own:
                 wrong.append(f"{module} imports {target}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_driver_imports_the_stages_not_their_modules():
+    """runner.py takes each stage's public face (its package), not two dozen modules."""
+    modules = imports(ROOT / "benchmark" / "runner.py") - LIGHT
+    deep = sorted(m for m in modules if stage(m) is not None and m.count(".") > 1)
+    assert not deep, deep
+    assert {m.split(".")[1] for m in modules if stage(m) is not None} == set(STAGES)
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_every_name_of_a_stages_face_is_found_in_its_module(name):
+    package = importlib.import_module(f"benchmark.{name}")
+    missing = [n for n in getattr(package, "__all__", []) if not hasattr(package, n)]
+    assert not missing, missing
 
 
 def names_imported(path: Path, module: str) -> set[str]:

@@ -1,3 +1,14 @@
 """Reporting: the leaderboard in words (:mod:`.leaderboard`), the report's sections (:mod:`.sections`), figures
 (:mod:`.plots`), markdown and HTML (:mod:`.render`, :mod:`.document`) and ``benchmark compare``
-(:mod:`.compare`). It reads a run folder and formats; it trains nothing."""
+(:mod:`.compare`). It reads a run's results and formats; it trains nothing."""
+
+from benchmark.lazy import attach
+
+__getattr__, __all__ = attach(
+    __name__,
+    {
+        "compare": ["write_compare"],
+        "document": ["write_report"],
+        "leaderboard": ["leaderboard_md", "leaderboard_text"],
+    },
+)

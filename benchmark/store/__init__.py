@@ -1,2 +1,13 @@
-"""Store: the run folder (:mod:`.runfolder`, every path it holds and how each file is read back) and atomic
-file writes (:mod:`.files`). Every stage reads and writes through it; it imports no other stage."""
+"""Storage: the run folder (:mod:`.runfolder`), atomic files (:mod:`.files`) and the typed read model
+of a run's results (:mod:`.results`): what every stage reads and writes."""
+
+from benchmark.lazy import attach
+
+__getattr__, __all__ = attach(
+    __name__,
+    {
+        "files": ["read_json", "write_json"],
+        "results": ["ArchResult", "RunResults", "Status", "parse"],
+        "runfolder": ["FORMAT", "RESULTS_FORMAT", "RunFolder", "probabilities_of"],
+    },
+)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import UsageError, check_finite
+from benchmark.lazy import attach
 
 # Random ranges per level (fractions as Keras's preprocessing layers take them). No flips:
 # a heart on the right is not a normal X-ray. "strong" doubles the geometry and adds
@@ -23,6 +24,17 @@ AUGMENTATIONS = {
 
 STRATEGIES = ("auto", "none", "mirrored")  # multi-GPU data parallelism (benchmark.training.backend)
 BACKENDS = ("local", "dask")  # where the trainings run (benchmark.training.execution)
+
+# The stage's face for the driver, imported on first use: Keras loads only when training does.
+__getattr__, __all__ = attach(
+    __name__,
+    {
+        "backend": ["DeviceInfo"],
+        "execution": ["FoldTask", "execute", "setups"],
+        "fit": ["ArchitectureError", "ClassCountError", "build_for"],
+    },
+)
+__all__ += ["AUGMENTATIONS", "BACKENDS", "STRATEGIES", "ExecutionSettings", "TrainSettings"]
 DERIVED = {"derived": True}  # a field's metadata: set from the data, not a setting of `benchmark run`
 
 
