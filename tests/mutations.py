@@ -588,7 +588,8 @@ REGRESSIONS = [
         "the driver imports a stage's modules",
         "benchmark/runner.py",
         "from benchmark.inference import explain_heldout, predict_heldout\n",
-        "from benchmark.inference.gradcam import explain_heldout\nfrom benchmark.inference.predict import predict_heldout\n",
+        "from benchmark.inference.gradcam import explain_heldout\n"
+        "from benchmark.inference.predict import predict_heldout\n",
         ["tests/test_layout.py::test_the_driver_imports_the_stages_not_their_modules"],
     ),
     (

@@ -188,7 +188,7 @@ def test_an_architectures_rank_is_updated_as_the_others_finish(tracked, server, 
     for entry in alone["architectures"]:
         finished = entry["name"] == last["name"]
         entry.update(rank=1 if finished else None, status="ok" if finished else "failed")
-    config = RunConfig(data=tmp_path, out=tmp_path / "out", rank_by="f1", track="mlflow", tracking_uri=server)
+    config = RunConfig.from_flat(data=tmp_path, out=tmp_path / "out", rank_by="f1", track="mlflow", tracking_uri=server)
     folder = RunFolder(tmp_path / "out")
     folder.path.mkdir()
     tracker = MLflow.start(folder, config)
