@@ -545,8 +545,8 @@ REGRESSIONS = [
     (
         "best fold picked as the worst",
         "benchmark/evaluation/comparison.py",
-        "    return min(range(len(folds)), key=lambda i: sign * folds[i])",
-        "    return max(range(len(folds)), key=lambda i: sign * folds[i])",
+        "    return max(range(len(folds)), key=lambda i: better(rank_by) * folds[i])",
+        "    return min(range(len(folds)), key=lambda i: better(rank_by) * folds[i])",
         ["benchmark/evaluation/comparison.py::benchmark.evaluation.comparison.best_fold"],
     ),
     (

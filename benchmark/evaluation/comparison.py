@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.evaluation.metrics import LOWER_IS_BETTER, clip_to_range, curve_statistics, metric_names
+from benchmark.evaluation.metrics import better, clip_to_range, curve_statistics, metric_names
 from benchmark.evaluation.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, holm, mean_ci
 from benchmark.store.results import ArchResult, Status
 
@@ -81,11 +81,10 @@ def summarise(outcome: ArchOutcome, patience: int) -> dict:
 
 def rank(entries: list[dict], rank_by: str) -> list[dict]:
     """Sort by the mean of ``rank_by`` (ascending for losses), ties by lower std; failed ones last, unranked."""
-    sign = 1 if rank_by in LOWER_IS_BETTER else -1
 
     def key(entry):
         m = entry["metrics"][rank_by]
-        return (sign * m["mean"] if np.isfinite(m["mean"]) else np.inf, m["std"])
+        return (-better(rank_by) * m["mean"] if np.isfinite(m["mean"]) else np.inf, m["std"])
 
     ok = sorted((e for e in entries if e["status"] == Status.OK), key=key)
     failed = [e for e in entries if e["status"] != Status.OK]
@@ -114,7 +113,7 @@ def pairwise_comparison(entries: list[dict], records: list[dict], metric: str, r
     folds = {e["name"]: e["metrics"][metric]["folds"] for e in ok}
     ratio = float(np.mean([r["n_score"] / r["n_fit"] for r in records]))
     best = ok[0]["name"]
-    higher = metric not in LOWER_IS_BETTER
+    higher = better(metric) > 0
     p = {a: {b: corrected_ttest(folds[a], folds[b], ratio).p for b in folds if b != a} for a in folds}
     adjusted = holm({(a, b): p[a][b] for a in folds for b in folds if a < b})
     return {
@@ -176,5 +175,4 @@ def best_fold(entry: ArchResult, rank_by: str) -> int:
     1
     """
     folds = entry.metrics[rank_by].folds
-    sign = 1 if rank_by in LOWER_IS_BETTER else -1
-    return min(range(len(folds)), key=lambda i: sign * folds[i])
+    return max(range(len(folds)), key=lambda i: better(rank_by) * folds[i])

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.evaluation.metrics import (
-    LOWER_IS_BETTER,
+    better,
     binary_metrics,
     confusion,
     fold_metrics,
@@ -60,7 +60,7 @@ def ranking_transfer(
     'tied'
     """
     names = list(cv)
-    sign = -1 if metric in LOWER_IS_BETTER else 1
+    sign = better(metric)
     cv_scores = np.array([cv[n] for n in names])
     test_scores = np.array([metric_value(labels, test[n], metric) for n in names])
     tau, rho = _correlations(cv_scores, test_scores)

@@ -18,6 +18,18 @@ MULTICLASS_METRICS = (
 PER_CLASS = ("precision", "recall", "specificity", "f1")  # of each class against the rest
 ALL_METRICS = tuple(dict.fromkeys(METRICS + MULTICLASS_METRICS))
 LOWER_IS_BETTER = frozenset({"log_loss"})
+
+
+def better(metric: str) -> int:
+    """+1 where a higher ``metric`` is better, −1 where a lower one is (log loss): ``better(m) * value`` orders
+    scores best-last, whatever the metric.
+
+    >>> better("f1"), better("log_loss")
+    (1, -1)
+    """
+    return -1 if metric in LOWER_IS_BETTER else 1
+
+
 RANGES = {"mcc": (-1.0, 1.0), "log_loss": (0.0, float("inf"))}  # the others lie in [0, 1]
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from architectures._applications import PREFIX
 from benchmark.evaluation.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
-from benchmark.evaluation.metrics import LOWER_IS_BETTER, PER_CLASS, THRESHOLD_FREE
+from benchmark.evaluation.metrics import PER_CLASS, THRESHOLD_FREE, better
 from benchmark.inference.predict import fold_ensemble, read_heldout
 from benchmark.report import plots
 from benchmark.report.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
@@ -87,7 +87,7 @@ def leaderboard(r: RunResults) -> Section:
     section = Section(
         "Leaderboard",
         [
-            f"Ranked by {r.rank_by} ({'lower' if r.rank_by in LOWER_IS_BETTER else 'higher'} is better; ties go to "
+            f"Ranked by {r.rank_by} ({'higher' if better(r.rank_by) > 0 else 'lower'} is better; ties go to "
             "the lower std). Each cell: mean ± sample std over folds [95 % confidence interval of the mean, with "
             "the same correction for overlapping training sets as the t-tests of the statistical comparison]."
         ],
@@ -462,9 +462,7 @@ def transfer(r: RunResults) -> Section:
         [name, f"{cv:.3f}", f"{test:.3f}", f"{gap:+.3f}", "large" if abs(gap) >= GAP_FLAG else ""]
         for name, cv, test, gap in zip(t["architectures"], t["cv"], t["test"], t["gap"], strict=True)
     ]
-    order = sorted(
-        range(len(t["test"])), key=lambda i: -t["test"][i] if r.rank_by not in LOWER_IS_BETTER else t["test"][i]
-    )
+    order = sorted(range(len(t["test"])), key=lambda i: -better(r.rank_by) * t["test"][i])
     return Section(
         TRANSFER_TITLE,
         [
@@ -538,7 +536,7 @@ def _decisive(t: dict) -> str:
     """The paired comparison that matters most: the architecture that beats the CV winner with the smallest
     Holm p, else the one that comes closest to it on the test split."""
     beaten = [c for c in t["paired"] if c["beats_cv_winner"]]
-    sign = -1 if t["metric"] in LOWER_IS_BETTER else 1
+    sign = better(t["metric"])
     c = min(beaten, key=lambda c: c["p_holm"]) if beaten else max(t["paired"], key=lambda c: sign * c["difference"])
     figures = (
         f"{c['difference']:+.3f} {t['metric']} (95 % paired bootstrap interval {_signed_ci(c['ci'])}, Holm-adjusted "
