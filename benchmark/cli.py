@@ -1,4 +1,4 @@
-"""Command line: ``benchmark list``, ``run``, ``report`` and ``compare``."""
+"""Command line: ``benchmark list``, ``run``, ``report``, ``compare`` and ``predict``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,22 @@ def _parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="compare run folders: settings, the ranking metric, paired tests")
     cmp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="two or more run folders")
     cmp.add_argument("--out", type=Path, default=Path("."), help="where compare.html is written (default: here)")
+
+    pr = sub.add_parser("predict", help="the chosen architecture's fold ensemble on new images")
+    pr.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
+    pr.add_argument("images", type=Path, nargs="+", metavar="IMAGES", help="image files or folders (recursively)")
+    pr.add_argument("--arch", default="winner", help="the architecture (default: winner, the first in rank)")
+    pr.add_argument(
+        "--threshold",
+        default="youden",
+        metavar="f1|youden|0.5|X",
+        help="two classes: the positive class from this threshold, chosen on the out-of-fold predictions (f1: "
+        "highest F1; youden: highest sensitivity + specificity, independent of the share of positives) or given "
+        "(default: youden); more classes: the most probable",
+    )
+    pr.add_argument("--out", type=Path, help="write the predictions to this CSV file (default: print them)")
+    pr.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    pr.add_argument("--gradcam", type=Path, metavar="DIR", help="write a Grad-CAM heat map per image into DIR")
 
     r = sub.add_parser(
         "run", help="cross-validate architectures and rank them", formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -188,7 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--tracking-uri", metavar="URI", help="MLflow server (default $MLFLOW_TRACKING_URI, else local)")
     g.add_argument("--track-optional", action="store_true", help="an unreachable tracking server: warn and go on")
     g.add_argument("--track-models", default=d.track_models, choices=TRACK_MODELS, help="fold models logged to MLflow")
-    for command in (ls, rep, cmp, r):
+    for command in (ls, rep, cmp, pr, r):
         command.add_argument(
             "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"
         )
@@ -252,6 +268,21 @@ def _compare(args) -> int:
     markdown, page = write_compare(args.run_dirs, args.out)
     print(markdown)
     print(f"wrote {page}", file=sys.stderr)
+    return 0
+
+
+def _predict(args) -> int:
+    from benchmark.use import predict, write_predictions
+
+    frame, skipped = predict(args.run_dir, args.images, args.arch, args.threshold, args.gradcam,
+                             log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    for path, reason in skipped.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if args.out is None:
+        print(frame.to_csv(index=False), end="")
+    else:
+        write_predictions(frame, args.out, args.overwrite)
+        print(f"wrote {args.out} ({len(frame)} images)", file=sys.stderr)
     return 0
 
 
@@ -321,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "run":
                 return _run(args, console, argv)
-            return {"list": _list, "report": _report, "compare": _compare}[args.command](args)
+            return {"list": _list, "report": _report, "compare": _compare, "predict": _predict}[args.command](args)
         except (UsageError, RegistryError) as err:
             _error(str(err))
             return 2

@@ -613,6 +613,20 @@ REGRESSIONS = [
         "from benchmark.data.images import Images\nfrom benchmark.evaluation.metrics import fold_metrics\n",
         ["tests/test_layout.py::test_every_stage_imports_only_the_stages_before_it_and_nothing_on_top"],
     ),
+    (
+        "predict decides at 0.5, not at the out-of-fold threshold",
+        "benchmark/use.py",
+        'value = next(c["threshold"] for c in chosen_rules if c["rule"] == THRESHOLDS[rule])',
+        "value = 0.5",
+        ["tests/test_use.py::test_predict_gives_the_runs_own_test_images_their_saved_fold_ensemble"],
+    ),
+    (
+        "predict uses one fold model, not the ensemble",
+        "benchmark/use.py",
+        "probabilities = per_fold.mean(axis=0)",
+        "probabilities = per_fold[0]",
+        ["tests/test_use.py::test_predict_gives_the_runs_own_test_images_their_saved_fold_ensemble"],
+    ),
 ]
 
 

@@ -129,13 +129,14 @@ def _find_root(folder: Path) -> Path:
         folder = subdirs[0]
 
 
-def _image_files(class_dir: Path, root: Path) -> list[str]:
-    """The image files under ``class_dir`` (links followed, each folder once: a link loop ends there)."""
+def _image_files(class_dir: Path, root: Path, given: str = "--data") -> list[str]:
+    """The image files under ``class_dir`` (links followed, each folder once: a link loop ends there), relative
+    to ``root``; ``given`` names where the folder came from in an error."""
     found, seen = [], set()
 
     def unreadable(err: OSError):
         raise UsageError(
-            f"--data {root}: cannot list the folder {err.filename} ({err.strerror}). "
+            f"{given} {root}: cannot list the folder {err.filename} ({err.strerror}). "
             "Make it readable (or remove it) and run again."
         )
 
@@ -150,6 +151,26 @@ def _image_files(class_dir: Path, root: Path) -> list[str]:
             if not _is_junk(name) and Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 found.append(Path(dirpath, name).relative_to(root).as_posix())
     return found
+
+
+def unlabelled(paths: list[str | Path]) -> ImageSet:
+    """The images given as files or folders (searched recursively, as class folders are), unlabelled (0), each
+    path absolute so that :func:`load_images` reads them from any root. A name that is neither is a UsageError.
+
+    >>> images = unlabelled(["../shared/data/chest_xray_224/test/NORMAL"])
+    >>> len(images), Path(images.paths[0]).is_absolute()
+    (234, True)
+    """
+    found = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            found += [str(given.absolute() / p) for p in _image_files(given, given, given="images")]
+        elif given.exists():
+            found.append(str(given.absolute()))  # named explicitly: decoded whatever its suffix, or skipped
+        else:
+            raise UsageError(f"images {given}: no such file or folder. Give image files or folders holding them.")
+    unique = tuple(dict.fromkeys(found))  # a file named twice (a folder and a file in it) is predicted once
+    return ImageSet(unique, np.zeros(len(unique), dtype=np.int8))
 
 
 def _class_files(split_dirs: list[Path], root: Path) -> dict[str, list[str]]:

@@ -148,6 +148,37 @@ def _pick_classes(labels: np.ndarray, probabilities: np.ndarray, per_kind: int, 
     return chosen
 
 
+def signs_of(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """What each image's map explains: the predicted class (for two classes +1 where it is the positive one,
+    −1 where the negative, decided at ``threshold``; for K a one-hot row)."""
+    if probabilities.ndim == 1:
+        return np.where(probabilities >= threshold, 1.0, -1.0)
+    return np.eye(probabilities.shape[1])[probabilities.argmax(axis=1)]
+
+
+def fold_heatmaps(
+    folder: RunFolder, name: str, folds: list[int], pixels: np.ndarray, signs: np.ndarray
+) -> tuple[np.ndarray, str]:
+    """The fold models' Grad-CAM maps of ``pixels`` averaged, (n, H, W) in [0, 1], and the layer they come from."""
+    maps = []
+    for i in folds:
+        preprocess, arch = split_input(load_fold_model(folder.model_path(name, i)))
+        images = keras.ops.convert_to_numpy(preprocess(pixels, training=False))
+        maps.append(heatmaps(arch, images, signs))
+    return np.mean(maps, axis=0).astype("float32"), target_layer(arch).name
+
+
+def overlay(pixels: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """An image (H, W, 1 or 3, uint8) in grey with its heat map in red over it, (H, W, 3) uint8.
+
+    >>> overlay(np.full((2, 2, 1), 100, np.uint8), np.array([[0, 1], [0, 0]], "float32"))[0, :, 0].tolist()
+    [100, 178]
+    """
+    grey = pixels.astype("float32").mean(axis=-1, keepdims=True).repeat(3, axis=-1)
+    weight = (alpha * heatmap)[..., None]
+    return (grey * (1 - weight) + np.array([255.0, 0.0, 0.0]) * weight).round().astype(np.uint8)
+
+
 def explain_heldout(
     folder: RunFolder, names: list[str], n_folds: int, test: Images, log: Callable = print, classes=None
 ) -> int:
@@ -164,24 +195,17 @@ def explain_heldout(
         if not chosen:
             continue
         index = np.array([i for i, _ in chosen], dtype=int)
-        if probability.ndim == 1:
-            signs, shown = np.where(probability[index] >= 0.5, 1.0, -1.0), probability[index]
-        else:
-            predicted = probability[index].argmax(axis=1)
-            signs, shown = np.eye(probability.shape[1])[predicted], probability[index].max(axis=1)
-        maps = []
-        for i in range(n_folds):
-            preprocess, arch = split_input(load_fold_model(folder.model_path(name, i)))
-            images = keras.ops.convert_to_numpy(preprocess(test.pixels[index], training=False))
-            maps.append(heatmaps(arch, images, signs))
+        signs = signs_of(probability[index])
+        shown = probability[index] if probability.ndim == 1 else probability[index].max(axis=1)
+        maps, layer = fold_heatmaps(folder, name, list(range(n_folds)), test.pixels[index], signs)
         panel = {
             "pixels": test.pixels[index],
-            "heatmaps": np.mean(maps, axis=0).astype("float32"),
+            "heatmaps": maps,
             "kinds": np.array([k for _, k in chosen]),
             "paths": np.array([test.paths[i] for i in index]),
             "labels": test.labels[index],
             "probabilities": shown,
-            "layer": np.array(target_layer(arch).name),
+            "layer": np.array(layer),
         }
         folder.write_gradcam(name, panel)
         done += 1

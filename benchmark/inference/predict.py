@@ -41,24 +41,38 @@ def predict_heldout(
             if not model_path.exists() or (out.exists() and (not tta or has_tta)):
                 continue
             model = load_fold_model(model_path)
-
-            def predict(pixels, model=model):
-                p = np.asarray(model.predict(pixels, batch_size=max(batch_size, 128), verbose=0))
-                return p.reshape(-1) if p.shape[1] == 1 else p
-
             columns = {
                 "path": test.paths,
                 "label": test.labels.astype(int),
-                **probability_columns(predict(test.pixels)),
+                **probability_columns(model_output(model, test.pixels, batch_size)),
             }
             if tta:
-                views = np.mean([predict(view) for view in tta_views(test.pixels)], axis=0)
+                views = np.mean([model_output(model, view, batch_size) for view in tta_views(test.pixels)], axis=0)
                 columns |= probability_columns(views, "probability_tta")
             write_csv(out, pd.DataFrame(columns))
             done += 1
     if done:
         log(f"held-out test split: {done} fold model(s) scored {len(test.paths)} images" + (" (+ TTA)" if tta else ""))
     return done
+
+
+def model_output(model, pixels: np.ndarray, batch_size: int) -> np.ndarray:
+    """A fold model's probabilities of ``pixels`` (uint8, as decoded): (n,) of the positive class, or (n, K).
+    Every prediction of saved models goes through here, so the same images give the same numbers."""
+    p = np.asarray(model.predict(pixels, batch_size=max(batch_size, 128), verbose=0))
+    return p.reshape(-1) if p.shape[1] == 1 else p
+
+
+def fold_outputs(folder: RunFolder, name: str, folds: list[int], pixels: np.ndarray, batch_size: int) -> np.ndarray:
+    """Each saved fold model's :func:`model_output` of ``pixels`` in ``folds``' order: (models, n) or (models, n, K)."""
+    from benchmark.training.fit import load_fold_model  # here, so that reading saved predictions needs no backend
+
+    return np.stack([model_output(load_fold_model(folder.model_path(name, i)), pixels, batch_size) for i in folds])
+
+
+def saved_folds(folder: RunFolder, name: str, n_folds: int) -> list[int]:
+    """The folds whose model of ``name`` is saved (all, one with ``--save-models best``, none with ``none``)."""
+    return [i for i in range(n_folds) if folder.model_path(name, i).exists()]
 
 
 def tta_views(pixels: np.ndarray, fraction: float = 0.04) -> list[np.ndarray]:

@@ -1,0 +1,160 @@
+"""After the verdict: the chosen architecture of a run at work on new images (``benchmark predict``).
+
+The fold ensemble is the mean of the architecture's saved fold models, as the report's held-out section
+scores it; the images are decoded by the run's own code at the run's size and channels
+(:func:`benchmark.data.images.load_images`) and predicted by the same call as the held-out split
+(:func:`benchmark.inference.predict.model_output`). Two classes are decided at a threshold chosen on the
+out-of-fold predictions (never on new images); more classes by the most probable one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark import UsageError
+from benchmark.data.images import load_images, unlabelled
+from benchmark.evaluation import read
+from benchmark.inference.predict import fold_outputs, saved_folds
+from benchmark.store import RunFolder, RunResults
+from benchmark.store.files import write_bytes, write_csv
+from benchmark.store.runfolder import probability_columns, safe_name
+
+THRESHOLDS = {"f1": "max F1", "youden": "Youden", "0.5": "0.5"}  # --threshold → the rule's name in results.json
+# Youden's J (the highest sensitivity + specificity) does not depend on the share of positives, which at
+# another site differs from the training split's; the highest F1 does.
+DEFAULT_THRESHOLD = "youden"
+
+
+@dataclass
+class Chosen:
+    """One architecture of a finished run, and the fold models it has saved."""
+
+    results: RunResults
+    name: str
+    folds: list[int]
+
+    @property
+    def folder(self) -> RunFolder:
+        return self.results.folder
+
+    def decode(self, paths, log: Callable[[str], None]):
+        """``paths`` decoded as the run decoded its images (size, channels, the run's image cache)."""
+        settings = self.results.settings
+        cache = settings.get("cache_dir")
+        return load_images(
+            Path("."), paths, settings["image_size"], settings["channels"], cache and Path(cache), log=log
+        )
+
+    def outputs(self, pixels: np.ndarray) -> np.ndarray:
+        """Each saved fold model's probabilities: (models, n) or (models, n, K)."""
+        return fold_outputs(self.folder, self.name, self.folds, pixels, self.results.settings.get("batch_size", 64))
+
+
+def choose(run_dir: str | Path, arch: str = "winner") -> Chosen:
+    """The run's architecture ``arch`` (``winner``: the first in rank), with its saved fold models."""
+    results = read(RunFolder(Path(run_dir)))
+    finished = [a.name for a in results.ok]
+    if not finished:
+        raise UsageError(f"{run_dir}: no architecture of this run finished its folds, so none can predict.")
+    name = finished[0] if arch == "winner" else arch
+    if name not in finished:
+        raise UsageError(
+            f"--arch {arch}: not a finished architecture of the run {run_dir}; choose one of {', '.join(finished)} "
+            "(or winner, the first in rank)."
+        )
+    folds = saved_folds(results.folder, name, results.info.n_folds)
+    if not folds:
+        raise UsageError(
+            f"{run_dir}: {name}'s fold models were not saved (--save-models none or --no-save-models), so nothing "
+            f"can predict. Run it again into a new --out with --save-models all (or best) to keep them."
+        )
+    return Chosen(results, name, folds)
+
+
+def threshold(chosen: Chosen, rule: str) -> tuple[float | None, str]:
+    """(threshold, in words) for two classes: ``f1``, ``youden`` or ``0.5`` chosen on the architecture's
+    out-of-fold predictions, or a number in (0, 1); (None, "argmax") for more classes."""
+    if not chosen.results.info.binary:
+        return None, "the most probable class (argmax)"
+    if rule in THRESHOLDS:
+        chosen_rules = chosen.results.oof_scores[chosen.name]["thresholds"]
+        value = next(c["threshold"] for c in chosen_rules if c["rule"] == THRESHOLDS[rule])
+        return value, f"{value:.4f} ({THRESHOLDS[rule]}, chosen on the out-of-fold predictions of {chosen.name})"
+    try:
+        value = float(rule)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise UsageError(f"--threshold {rule}: give f1, youden, 0.5 or a probability between 0 and 1.")
+    return value, f"{value:g} (given)"
+
+
+def predict(
+    run_dir: str | Path,
+    images: list[str | Path],
+    arch: str = "winner",
+    rule: str = DEFAULT_THRESHOLD,
+    gradcam: str | Path | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The fold ensemble of ``arch`` on ``images`` (files or folders): one row per readable image with its
+    predicted class, the ensemble's probabilities and their spread over the fold models (std); and the
+    unreadable files with their reasons. ``gradcam``: a folder for one heat-map PNG per image."""
+    chosen = choose(run_dir, arch)
+    cut, words = threshold(chosen, rule)
+    files = unlabelled(images)
+    if not len(files):
+        raise UsageError(f"images {' '.join(map(str, images))}: no image files found there. Give image files or "
+                         "folders holding them (.png, .jpg, .jpeg, .bmp, .gif, .tif, .tiff, .webp).")  # fmt: skip
+    decoded = chosen.decode(files, log)
+    if not len(decoded.paths):
+        reasons = "; ".join(f"{path}: {why}" for path, why in list(decoded.skipped.items())[:3])
+        raise UsageError(f"images: none of the {len(files)} image file(s) could be read ({reasons}).")
+    per_fold = chosen.outputs(decoded.pixels)
+    probabilities = per_fold.mean(axis=0)
+    classes = chosen.results.info.class_names
+    predicted = probabilities.argmax(axis=1) if cut is None else (probabilities >= cut).astype(int)
+    skipped = f"; {len(decoded.skipped)} unreadable file(s) skipped" if decoded.skipped else ""
+    log(f"{chosen.name}: the mean of {len(chosen.folds)} fold model(s) on {len(decoded.paths)} image(s); class by "
+        f"{words}{skipped}")  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "path": decoded.paths,
+            "predicted": [classes[c] for c in predicted],
+            **probability_columns(probabilities),
+            **probability_columns(per_fold.std(axis=0), "probability_std"),
+        }
+    )
+    if gradcam is not None:
+        write_heatmaps(chosen, decoded, probabilities, cut, Path(gradcam))
+    return frame, decoded.skipped
+
+
+def write_heatmaps(chosen: Chosen, decoded, probabilities: np.ndarray, cut: float | None, folder: Path) -> None:
+    """One PNG per image in ``folder``: the image with the fold models' mean Grad-CAM map of its predicted class."""
+    from PIL import Image
+
+    from benchmark.inference.gradcam import fold_heatmaps, overlay, signs_of
+
+    if folder.exists() and any(folder.iterdir()):
+        raise UsageError(f"--gradcam {folder}: not empty. Give a new or empty folder for the heat maps.")
+    signs = signs_of(probabilities, 0.5 if cut is None else cut)
+    maps, _ = fold_heatmaps(chosen.folder, chosen.name, chosen.folds, np.asarray(decoded.pixels), signs)
+    for i, (path, pixels, heat) in enumerate(zip(decoded.paths, decoded.pixels, maps, strict=True)):
+        image = Image.fromarray(overlay(np.asarray(pixels), heat))
+        with BytesIO() as png:
+            image.save(png, format="PNG")
+            write_bytes(folder / f"{i:05d}_{safe_name(Path(path).stem)}.png", png.getvalue())
+
+
+def write_predictions(frame: pd.DataFrame, out: Path, overwrite: bool = False) -> None:
+    """``frame`` as CSV at ``out``, atomically; an existing file is replaced only with ``overwrite``."""
+    if out.exists() and not overwrite:
+        raise UsageError(f"--out {out}: exists. Give a new file name, or add --overwrite to replace it.")
+    write_csv(out, frame)

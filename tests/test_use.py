@@ -1,0 +1,98 @@
+"""After the verdict, on a small real run: `benchmark predict` gives the fold ensemble of the run's own test
+images exactly as the run saved them, decides at the out-of-fold threshold, skips what it cannot read, draws
+heat maps; each bad input is one paragraph."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmark.cli import main
+from benchmark.evaluation import read
+from benchmark.store import RunFolder
+from tests.conftest import link_kaggle_subset
+
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("use")
+    data = link_kaggle_subset(base / "data", {"NORMAL": 12, "PNEUMONIA": 12}, test_per_class=4, wrapper=False)
+    out = base / "out"
+    argv = ["run", "--data", str(data), "--out", str(out), "--cache-dir", str(base / "cache"), "--archs",
+            "baseline,separable", "--folds", "2", "--epochs", "1", "--image-size", "32", "-q"]  # fmt: skip
+    assert main(argv) == 0
+    return {"data": data, "out": out, "base": base}
+
+
+def refused(capsys, *argv) -> str:
+    assert main([*map(str, argv)]) == 2
+    err = capsys.readouterr().err  # a progress line (decoding ...) may come first
+    assert err.count("error: ") == 1 and "Traceback" not in err
+    return " ".join(err[err.index("error: ") :].split())
+
+
+def test_predict_gives_the_runs_own_test_images_their_saved_fold_ensemble(run, tmp_path, capsys):
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(run["out"]), str(run["data"] / "test"), "--out", str(out)]) == 0
+    said = capsys.readouterr().err
+    results = read(RunFolder(run["out"]))
+    winner = results.ok[0].name
+    youden = next(t["threshold"] for t in results.oof_scores[winner]["thresholds"] if t["rule"] == "Youden")
+    assert f"{winner}: the mean of 2 fold model(s) on 8 image(s); class by {youden:.4f} (Youden" in said
+    saved = [pd.read_csv(results.folder.test_predictions(winner, i)) for i in range(2)]
+    expected = pd.DataFrame(
+        {
+            "path": [str((run["data"] / p).absolute()) for p in saved[0].path],
+            "probability": np.mean([s.probability for s in saved], axis=0),
+            "std": np.std([s.probability for s in saved], axis=0),
+        }
+    )
+    got = pd.read_csv(out).merge(expected, on="path")
+    assert len(got) == 8
+    np.testing.assert_allclose(got.probability_x, got.probability_y, atol=1e-6)
+    np.testing.assert_allclose(got.probability_std, got["std"], atol=1e-6)
+    classes = results.info.class_names
+    assert list(got.predicted) == [classes[int(p >= youden)] for p in got.probability_y]
+
+
+def test_predict_skips_what_it_cannot_read_and_draws_heat_maps(run, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    one = next(p for p in sorted((run["data"] / "test" / "PNEUMONIA").glob("person*.jpeg")))
+    shutil.copy(one, images / "patient.jpeg")
+    (images / "broken.png").write_bytes(b"not an image")
+    heat = tmp_path / "heat"
+    assert main(["predict", str(run["out"]), str(images), "--arch", "separable", "--gradcam", str(heat)]) == 0
+    captured = capsys.readouterr()
+    rows = pd.read_csv(pd.io.common.StringIO(captured.out))
+    assert list(rows.path) == [str((images / "patient.jpeg").absolute())]
+    assert f"skipped {(images / 'broken.png').absolute()}: " in captured.err
+    (png,) = heat.iterdir()
+    assert png.name == "00000_patient.png" and Image.open(png).size == (32, 32)
+
+
+def test_bad_inputs_to_predict_are_one_paragraph_each(run, tmp_path, capsys):
+    out, test = run["out"], run["data"] / "test"
+    message = refused(capsys, "predict", out, test, "--arch", "nope")
+    assert "--arch nope: not a finished architecture of the run" in message and "baseline" in message
+    assert "--threshold 1.5: give f1, youden, 0.5 or a probability" in refused(
+        capsys, "predict", out, test, "--threshold", "1.5"
+    )
+    (tmp_path / "empty").mkdir()
+    assert "no image files found there" in refused(capsys, "predict", out, tmp_path / "empty")
+    (tmp_path / "empty" / "broken.png").write_bytes(b"not an image")
+    message = refused(capsys, "predict", out, tmp_path / "empty")
+    assert "none of the 1 image file(s) could be read" in message and "broken.png: UnidentifiedImageError" in message
+    unsaved = shutil.copytree(out, tmp_path / "unsaved")
+    for model in unsaved.glob("*/fold-*/model.keras"):
+        model.unlink()
+    message = refused(capsys, "predict", unsaved, test)
+    assert "fold models were not saved (--save-models none or --no-save-models)" in message
+    assert "with --save-models all (or best)" in message
+    (tmp_path / "taken.csv").write_text("mine")
+    message = refused(capsys, "predict", out, test, "--out", tmp_path / "taken.csv")
+    assert "exists" in message and (tmp_path / "taken.csv").read_text() == "mine"
