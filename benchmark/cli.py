@@ -1,4 +1,4 @@
-"""Command line: ``benchmark list``, ``run``, ``report``, ``compare`` and ``predict``."""
+"""Command line: ``benchmark list``, ``run``, ``report``, ``compare``, ``predict`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from benchmark.config import SAVE_MODELS, TRACK_MODELS, RunConfig, default_data_
 from benchmark.console import Console, error_paragraph
 from benchmark.data.splits import GROUP_PRESETS
 from benchmark.evaluation.metrics import ALL_METRICS
+from benchmark.store import RunFolder
 from benchmark.training import AUGMENTATIONS, BACKENDS, STRATEGIES
 
 DEFAULTS = SimpleNamespace(**defaults())  # each flag's default, from the settings' groups
@@ -67,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, help="write the predictions to this CSV file (default: print them)")
     pr.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     pr.add_argument("--gradcam", type=Path, metavar="DIR", help="write a Grad-CAM heat map per image into DIR")
+
+    ev = sub.add_parser("evaluate", help="external validation: every architecture on another labelled folder")
+    ev.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
+    ev.add_argument("data_dir", type=Path, metavar="DIR", help="class folders named as the run's classes (or a "
+                    "Kaggle layout: its test/ split), none of them images the run trained on")  # fmt: skip
+    ev.add_argument("--name", help="the site's name in the run folder and the report (default: DIR's name)")
 
     r = sub.add_parser(
         "run", help="cross-validate architectures and rank them", formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -204,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--tracking-uri", metavar="URI", help="MLflow server (default $MLFLOW_TRACKING_URI, else local)")
     g.add_argument("--track-optional", action="store_true", help="an unreachable tracking server: warn and go on")
     g.add_argument("--track-models", default=d.track_models, choices=TRACK_MODELS, help="fold models logged to MLflow")
-    for command in (ls, rep, cmp, pr, r):
+    for command in (ls, rep, cmp, pr, ev, r):
         command.add_argument(
             "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"
         )
@@ -286,6 +293,17 @@ def _predict(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from benchmark.use import evaluate
+
+    site = evaluate(args.run_dir, args.data_dir, args.name, log=lambda m: print(m, file=sys.stderr))
+    t = site["transfer"]
+    verdict = f"; the ranking transfer: {t['verdict']}" if t else ""
+    print(f"site {site['name']}: {sum(site['counts'].values())} images scored by {len(site['models'])} "
+          f"architecture(s){verdict}. Report: {RunFolder(args.run_dir).report_html}")  # fmt: skip
+    return 0
+
+
 def _run(args, console: Console, argv: list[str]) -> int:
     from benchmark.runner import run
     from benchmark.tracking.mlflow_tracking import TrackingLost
@@ -352,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "run":
                 return _run(args, console, argv)
-            return {"list": _list, "report": _report, "compare": _compare, "predict": _predict}[args.command](args)
+            commands = {"list": _list, "report": _report, "compare": _compare, "predict": _predict,
+                        "evaluate": _evaluate}  # fmt: skip
+            return commands[args.command](args)
         except (UsageError, RegistryError) as err:
             _error(str(err))
             return 2

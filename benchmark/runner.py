@@ -48,6 +48,7 @@ from benchmark.evaluation import (
     ArchOutcome,
     best_epoch,
     best_fold,
+    cv_means,
     default_rank_by,
     fold_metrics,
     folds_table,
@@ -419,7 +420,7 @@ def publish(ctx: Run, outcomes: list[ArchOutcome]) -> tuple[RunResults, str]:
     oof = oof[[*OOF_COLUMNS[:4], *(c for c in oof.columns if c.startswith("probability"))]]
     comparison = pairwise_comparison(entries, records, config.cv.rank_by, config.cv.repeats)
     heldout = read_all(ctx.folder, entries, len(ctx.folds))  # the test predictions, read once
-    transfer = heldout_transfer(heldout, entries, config.cv.rank_by)
+    transfer = heldout_transfer(heldout, cv_means(entries, config.cv.rank_by), config.cv.rank_by)
     ok = [e["name"] for e in entries if e["status"] == Status.OK]
     results = {
         "format": RESULTS_FORMAT,

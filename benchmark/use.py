@@ -1,4 +1,5 @@
-"""After the verdict: the chosen architecture of a run at work on new images (``benchmark predict``).
+"""After the verdict: the chosen architecture of a run at work on new images (``benchmark predict``), and
+every architecture scored on another labelled collection (``benchmark evaluate``: external validation).
 
 The fold ensemble is the mean of the architecture's saved fold models, as the report's held-out section
 scores it; the images are decoded by the run's own code at the run's size and channels
@@ -18,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from benchmark import UsageError
-from benchmark.data.images import load_images, unlabelled
-from benchmark.evaluation import read
-from benchmark.inference.predict import fold_outputs, saved_folds
-from benchmark.store import RunFolder, RunResults
+from benchmark.data.images import ImageSet, discover, fingerprint, listing, load_images, unlabelled
+from benchmark.evaluation import heldout_scores, heldout_transfer, read
+from benchmark.inference.predict import fold_outputs, predict_heldout, saved_folds, site_predictions
+from benchmark.store import RunFolder, RunResults, read_json, write_json
 from benchmark.store.files import write_bytes, write_csv
 from benchmark.store.runfolder import probability_columns, safe_name
 
@@ -158,3 +159,86 @@ def write_predictions(frame: pd.DataFrame, out: Path, overwrite: bool = False) -
     if out.exists() and not overwrite:
         raise UsageError(f"--out {out}: exists. Give a new file name, or add --overwrite to replace it.")
     write_csv(out, frame)
+
+
+def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None, log=print) -> dict:
+    """Score every finished architecture's fold ensemble of the run on the labelled folder ``data_dir`` (a new
+    site): the held-out tables of the official test split (thresholds chosen on the run's out-of-fold
+    predictions, bootstrap intervals) and whether the CV ranking transfers there. Saved as
+    ``RUN/sites/<name>/`` (``site.json`` and each fold model's predictions) and shown in the report; nothing
+    else of the run changes. A rerun with the same name and data reuses the saved predictions."""
+    from benchmark.report import write_report  # matplotlib only here
+
+    results = read(RunFolder(Path(run_dir)))
+    folder, info, settings = results.folder, results.info, results.settings
+    site = name or Path(data_dir).resolve().name
+    root, images, split = site_images(results, Path(data_dir))
+    rows = listing(root, images)
+    data = {"path": str(data_dir), "fingerprint": fingerprint(rows), "files": len(rows), "split": split}
+    saved = read_json(folder.site(site))
+    if isinstance(saved, dict) and saved.get("data", {}).get("fingerprint") != data["fingerprint"]:
+        raise UsageError(
+            f"--name {site}: the run folder already holds an evaluation of {saved.get('data', {}).get('path')} "
+            f"under that name, on other images. Choose another --name for {data_dir}."
+        )
+    decoded = load_images(root, images, settings["image_size"], settings["channels"],
+                          settings.get("cache_dir") and Path(settings["cache_dir"]), log=log)  # fmt: skip
+    models = {a.name: saved_folds(folder, a.name, info.n_folds) for a in results.ok}
+    models = {n: folds for n, folds in models.items() if folds}
+    if not models:
+        raise UsageError(
+            f"{run_dir}: its fold models were not saved (--save-models none or --no-save-models), so nothing can "
+            "be scored. Run it again into a new --out with --save-models all (or best) to keep them."
+        )
+    with folder.locked():
+        where = lambda arch, fold: folder.site_predictions(site, arch, fold)  # noqa: E731
+        predict_heldout(folder, list(models), info.n_folds, decoded, settings.get("batch_size", 64), log, where=where)
+        heldout = site_predictions(folder, site, models)
+        cv = {a.name: a.metrics[info.rank_by].mean for a in results.ok}
+        summary = {
+            "name": site,
+            "data": data,
+            "counts": dict(
+                zip(
+                    info.class_names, np.bincount(decoded.labels, minlength=len(info.class_names)).tolist(), strict=True
+                )
+            ),  # fmt: skip
+            "skipped": decoded.skipped,
+            "models": models,  # each architecture's fold models that scored the site
+            "heldout": heldout_scores(heldout, results.oof),
+            "transfer": heldout_transfer(heldout, cv, info.rank_by),
+        }
+        write_json(folder.site(site), summary)
+        write_report(read(folder))
+    return summary
+
+
+def site_images(results: RunResults, data_dir: Path) -> tuple[Path, ImageSet, str]:
+    """(root, images labelled as the run labels them, which images): a folder of class folders gives all its
+    images, a Kaggle layout its test/ split. Its classes must be the run's; none of its images may be one the
+    run cross-validated on (the same file name and size as a training image in files.csv)."""
+    info, given = results.info, f"evaluate {data_dir}"
+    if not data_dir.is_dir():
+        raise UsageError(f"{given}: no such folder. Give a folder of class folders named as the run's classes.")
+    dataset = discover(data_dir, None, results.settings.get("label_from"))
+    if set(dataset.classes) != set(info.class_names):
+        raise UsageError(
+            f"{given}: its classes are {', '.join(dataset.classes)}; the run's are {', '.join(info.class_names)}. "
+            "Give a folder with one folder per class of the run, named as the run names them."
+        )
+    images, split = (dataset.test, "test/ split") if dataset.test is not None else (dataset.train, "all images")
+    labels = np.array([info.class_names.index(dataset.classes[c]) for c in images.labels], dtype=np.int8)
+    trained = {(Path(p).name, size) for p, size in training_files(results.folder)}
+    seen = [p for p, size, _ in listing(dataset.root, images) if (Path(p).name, size) in trained]
+    if seen:
+        raise UsageError(
+            f"{given}: {len(seen)} of its images are images the run cross-validated on (e.g. {seen[0]}, the same "
+            "name and size as a training image). External validation needs images the run never trained on."
+        )
+    return dataset.root, ImageSet(images.paths, labels), split
+
+
+def training_files(folder: RunFolder) -> list[tuple[str, int]]:
+    """(path, size) of the run's cross-validation images: files.csv's rows outside a test/ folder."""
+    rows = folder.read_files() or []
+    return [(path, size) for path, _, size, _ in rows if "test" not in (p.lower() for p in Path(path).parts[:-1])]

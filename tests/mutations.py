@@ -627,6 +627,27 @@ REGRESSIONS = [
         "probabilities = per_fold[0]",
         ["tests/test_use.py::test_predict_gives_the_runs_own_test_images_their_saved_fold_ensemble"],
     ),
+    (
+        "evaluate accepts the run's own training images",
+        "benchmark/use.py",
+        "    rows = folder.read_files() or []\n",
+        "    rows = []\n",
+        ["tests/test_use.py::test_bad_inputs_to_evaluate_are_one_paragraph_each"],
+    ),
+    (
+        "held-out intervals without resampling",
+        "benchmark/evaluation/heldout.py",
+        "idx = rng.integers(0, len(labels), (n_boot, len(labels)))",
+        "idx = np.tile(np.arange(len(labels)), (n_boot, 1))",
+        ["benchmark/evaluation/heldout.py::benchmark.evaluation.heldout.bootstrap_intervals"],
+    ),
+    (
+        "a site scored with another decoding than the run's",
+        "benchmark/use.py",
+        'load_images(root, images, settings["image_size"], settings["channels"]',
+        'load_images(root, images, settings["image_size"], 3',
+        ["tests/test_use.py::test_evaluate_on_the_official_test_split_reproduces_the_held_out_section"],
+    ),
 ]
 
 

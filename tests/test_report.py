@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
+from benchmark.evaluation.heldout import bootstrap_intervals
 from benchmark.evaluation.metrics import binary_metrics, oof_thresholds
 from benchmark.evaluation.results import read
 from benchmark.report.leaderboard import leaderboard_md, leaderboard_text
@@ -87,7 +88,7 @@ def test_user_strings_are_escaped_in_both_renderings(report):
         assert "<script>" not in text and "&lt;script&gt;alert(" in text
 
 
-def test_held_out_rows_are_recomputed_from_the_saved_test_predictions(report):
+def test_held_out_rows_and_their_intervals_are_recomputed_from_the_saved_test_predictions(report):
     oof = pd.read_csv(report["folder"].oof)
     rows = table_rows(report["md"], "## 7. Held-out test", "Each fold model alone")
     folder = report["folder"]
@@ -96,9 +97,10 @@ def test_held_out_rows_are_recomputed_from_the_saved_test_predictions(report):
         labels, ensemble = tests[0].label.to_numpy(), np.mean([t.probability for t in tests], axis=0)
         part = oof[oof.arch == name]
         for rule, t in oof_thresholds(part.label, part.probability).items():
-            m = binary_metrics(labels, ensemble, t)
+            m, ci = binary_metrics(labels, ensemble, t), bootstrap_intervals(labels, ensemble, t)
             label = f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
-            assert [name, label, f"{m['accuracy']:.3f}", f"{m['precision']:.3f}"] in [r[:4] for r in rows]
+            cells = [f"{m[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" for k in ("accuracy", "precision")]
+            assert [name, label, *cells] in [r[:4] for r in rows]
 
 
 def test_dataset_words_come_from_the_run_not_the_code(report, tmp_path):

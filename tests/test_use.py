@@ -96,3 +96,49 @@ def test_bad_inputs_to_predict_are_one_paragraph_each(run, tmp_path, capsys):
     (tmp_path / "taken.csv").write_text("mine")
     message = refused(capsys, "predict", out, test, "--out", tmp_path / "taken.csv")
     assert "exists" in message and (tmp_path / "taken.csv").read_text() == "mine"
+
+
+def run_files(out) -> dict:
+    """Every file of the run folder but the report's and the sites': path → bytes."""
+    return {
+        p: p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.name not in ("report.md", "report.html") and "report_files" not in p.parts
+        and "sites" not in p.parts and not p.name.startswith(".lock")
+    }  # fmt: skip
+
+
+def test_evaluate_on_the_official_test_split_reproduces_the_held_out_section(run, capsys):
+    before = run_files(run["out"])
+    assert main(["evaluate", str(run["out"]), str(run["data"] / "test"), "--name", "official"]) == 0
+    results = read(RunFolder(run["out"]))
+    site = results.sites["official"]
+    assert site["heldout"] == results.heldout and site["transfer"] == results.transfer
+    assert site["counts"] == {"NORMAL": 4, "PNEUMONIA": 4} and site["data"]["split"] == "all images"
+    assert run_files(run["out"]) == before  # nothing else of the run changed
+    markdown = (run["out"] / "report.md").read_text()
+    side = markdown[markdown.index("## 9. Held-out sets side by side") : markdown.index("## 10. External validation")]
+    winner = results.ok[0].name
+    f1 = results.heldout[winner]["ensemble"][0]
+    assert f"{f1['metrics']['f1']:.3f} [{f1['ci']['f1'][0]:.3f}, {f1['ci']['f1'][1]:.3f}]" in side
+    assert side.count(f"{f1['metrics']['f1']:.3f} [") == 2  # the test split and the site, side by side
+    assert "On the held-out site official the CV winner" in markdown
+    assert "site official: 8 images scored by 2 architecture(s)" in capsys.readouterr().out
+
+
+def test_bad_inputs_to_evaluate_are_one_paragraph_each(run, tmp_path, capsys, synthetic_folder):
+    out = run["out"]
+    message = refused(capsys, "evaluate", out, run["data"] / "train")
+    assert "are images the run cross-validated on" in message and "never trained on" in message
+    other = synthetic_folder({"cats": 2, "dogs": 2}, split=None, root=tmp_path / "pets")
+    message = refused(capsys, "evaluate", out, other)
+    assert "its classes are cats, dogs; the run's are NORMAL, PNEUMONIA" in message
+    assert main(["evaluate", str(out), str(run["data"]), "--name", "kaggle"]) == 0  # a Kaggle layout: its test/
+    assert read(RunFolder(out)).sites["kaggle"]["data"]["split"] == "test/ split"
+    fewer = tmp_path / "fewer"
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (fewer / cls).mkdir(parents=True)
+        for image in sorted((run["data"] / "test" / cls).glob("[!.]*.jpeg"))[:2]:
+            (fewer / cls / image.name).symlink_to(image)
+    message = refused(capsys, "evaluate", out, fewer, "--name", "kaggle")
+    assert "--name kaggle: the run folder already holds an evaluation of" in message

@@ -14,8 +14,13 @@ from benchmark.evaluation.metrics import (
     better,
     binary_metrics,
     confusion,
+    decision_metrics,
+    fast_ranking,
     fold_metrics,
+    image_log_loss,
+    matrix_metrics,
     metric_value,
+    multiclass_confusion,
     multiclass_metrics,
     oof_thresholds,
 )
@@ -68,7 +73,7 @@ def ranking_transfer(
     resampled = []  # n_boot × architectures: every architecture scored on the same resample
     for _ in range(n_boot):
         idx = rng.integers(0, len(labels), len(labels))
-        resampled.append([_quick(labels[idx], test[n][idx], metric) for n in names])
+        resampled.append([fast_ranking(labels[idx], test[n][idx], metric) for n in names])
     resampled = np.array(resampled)
     boot = np.array([_correlations(cv_scores, row) for row in resampled])
     tau_ci, rho_ci = (_percentiles(boot[:, i]) for i in (0, 1))
@@ -138,36 +143,19 @@ def read_all(folder: RunFolder, entries: list[dict], n_folds: int) -> dict[str, 
     return {name: runs for name, runs in found.items() if runs is not None}
 
 
-def heldout_transfer(heldout: dict[str, list[pd.DataFrame]], entries: list[dict], metric: str) -> dict | None:
-    """:func:`ranking_transfer` of the ranked ``entries`` that have held-out predictions (:func:`read_all`;
-    None below two)."""
-    cv, test, labels = {}, {}, None
-    for e in (e for e in entries if e["name"] in heldout):
-        runs = heldout[e["name"]]
-        cv[e["name"]], test[e["name"]] = e["metrics"][metric]["mean"], fold_ensemble(runs)
-        labels = runs[0].label.to_numpy()
-    return ranking_transfer(cv, test, labels, metric) if len(cv) >= 2 else None
+def heldout_transfer(heldout: dict[str, list[pd.DataFrame]], cv: dict[str, float], metric: str) -> dict | None:
+    """:func:`ranking_transfer` of the architectures of ``cv`` (name → CV mean of ``metric``, in rank order) that
+    have held-out predictions (:func:`read_all`); None below two."""
+    scored = {name: mean for name, mean in cv.items() if name in heldout}
+    if len(scored) < 2:
+        return None
+    labels = heldout[next(iter(scored))][0].label.to_numpy()
+    return ranking_transfer(scored, {n: fold_ensemble(heldout[n]) for n in scored}, labels, metric)
 
 
-def _quick(labels: np.ndarray, probabilities: np.ndarray, metric: str) -> float:
-    """:func:`metric_value`, with ROC-AUC and average precision from one sort instead of scikit-learn's
-    general code (the same formulas; 30× faster, for the bootstrap).
-
-    >>> y, p = np.array([0, 1, 1, 0, 1]), np.array([0.1, 0.8, 0.3, 0.3, 0.9])
-    >>> [round(_quick(y, p, m), 6) == round(metric_value(y, p, m), 6) for m in ("roc_auc", "pr_auc")]
-    [True, True]
-    """
-    if metric not in ("roc_auc", "pr_auc") or probabilities.ndim == 2 or not 0 < labels.sum() < len(labels):
-        return metric_value(labels, probabilities, metric)
-    order = np.argsort(-probabilities, kind="mergesort")
-    y, p = labels[order], probabilities[order]
-    last = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # the last image at each distinct threshold
-    tps = np.cumsum(y)[last]
-    fps = last + 1 - tps
-    recall = tps / tps[-1]
-    if metric == "pr_auc":
-        return float(np.sum(np.diff(np.r_[0.0, recall]) * tps / (tps + fps)))
-    return float(np.trapezoid(np.r_[0.0, recall], np.r_[0.0, fps / fps[-1]]))
+def cv_means(entries: list[dict], metric: str) -> dict[str, float]:
+    """Each finished entry's (results.json's) CV mean of ``metric``, in rank order."""
+    return {e["name"]: e["metrics"][metric]["mean"] for e in entries if e["status"] == Status.OK}
 
 
 def _percentiles(values: np.ndarray) -> list[float]:
@@ -182,10 +170,38 @@ def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(stats.kendalltau(a, b).statistic), float(stats.spearmanr(a, b).statistic)
 
 
+def bootstrap_intervals(
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float | None, n_boot: int = 1000, seed: int = 0
+) -> dict[str, list[float]]:
+    """Each metric's 95 % percentile interval over ``n_boot`` resamples of the images (the same resamples for
+    every metric): of the decision at ``threshold`` for two classes, argmax for (n, K) probabilities.
+
+    >>> y = np.array([0, 1] * 50)
+    >>> ci = bootstrap_intervals(y, np.where(y == 1, 0.8, 0.3) + np.tile([0, 0, 0.3, 0], 25), 0.5, n_boot=200)
+    >>> [round(v, 2) for v in ci["recall"]], ci["precision"][0] < 2 / 3 < ci["precision"][1], ci["roc_auc"]
+    ([1.0, 1.0], True, [1.0, 1.0])
+    """
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(labels), (n_boot, len(labels)))
+    y = np.asarray(labels).astype(int)
+    losses = image_log_loss(y, probabilities)[idx].mean(axis=1)
+    if probabilities.ndim == 1:  # every resample at once from its counts
+        truth, positive = y[idx].astype(bool), (probabilities >= threshold)[idx]
+        counts = [(~truth & ~positive), (~truth & positive), (truth & ~positive), (truth & positive)]
+        values = decision_metrics(*(c.sum(axis=1) for c in counts))
+    else:
+        rows = [matrix_metrics(multiclass_confusion(y[i], probabilities[i])) for i in idx]
+        values = {m: np.array([r[m] for r in rows]) for m in rows[0]}
+    for metric in ("roc_auc", "pr_auc"):
+        values[metric] = np.array([fast_ranking(y[i], probabilities[i], metric) for i in idx])
+    return {m: _percentiles(np.asarray(v)) for m, v in {**values, "log_loss": losses}.items()}
+
+
 def heldout_scores(heldout: dict[str, list[pd.DataFrame]], oof: pd.DataFrame) -> dict[str, dict]:
     """Each architecture's numbers on the held-out split, from its saved test predictions (:func:`read_all`):
 
-    - ``ensemble``: the fold ensemble at each decision rule, ``{"rule", "threshold", "tta", "metrics"}``:
+    - ``ensemble``: the fold ensemble at each decision rule, ``{"rule", "threshold", "tta", "metrics", "ci"}``
+      (``ci``: each metric's 95 % bootstrap interval over the test images, :func:`bootstrap_intervals`):
       with two classes at 0.5 and at the thresholds :func:`oof_thresholds` chose on the architecture's
       out-of-fold predictions (never on the test split), with more classes by argmax; the same rows
       again for the TTA probabilities where ``--tta`` saved them. The first row is the plain decision.
@@ -203,7 +219,8 @@ def heldout_scores(heldout: dict[str, list[pd.DataFrame]], oof: pd.DataFrame) ->
             probabilities = fold_ensemble(runs, column)
             for rule, t in rules.items():
                 metrics = binary_metrics(labels, probabilities, t) if binary else fold_metrics(labels, probabilities)
-                rows.append({"rule": rule, "threshold": t, "tta": column != "probability", "metrics": metrics})
+                row = {"rule": rule, "threshold": t, "tta": column != "probability", "metrics": metrics}
+                rows.append({**row, "ci": bootstrap_intervals(labels, probabilities, t)})
         scores[name] = {"ensemble": rows, "folds": [fold_metrics(labels, probabilities_of(r)) for r in runs]}
     return scores
 

@@ -64,8 +64,10 @@ def confusion(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 
     }
 
 
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den else 0.0  # scikit-learn's zero_division=0
+def _ratio(num, den):
+    """num / den, 0 where den is 0 (scikit-learn's zero_division=0); numbers or arrays of them."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -101,7 +103,7 @@ def metric_value(labels: np.ndarray, probabilities: np.ndarray, metric: str, thr
         return (
             _multiclass_ranking(y, p, metric)
             if metric in THRESHOLD_FREE
-            else _from_matrix(multiclass_confusion(y, p))[metric]
+            else matrix_metrics(multiclass_confusion(y, p))[metric]
         )
     if metric in THRESHOLD_FREE:
         return _ranking_metric(y, p, metric)
@@ -109,17 +111,41 @@ def metric_value(labels: np.ndarray, probabilities: np.ndarray, metric: str, thr
 
 
 def _from_confusion(c: dict[str, int]) -> dict[str, float]:
-    tn, fp, fn, tp = c["tn"], c["fp"], c["fn"], c["tp"]
+    return {m: float(v) for m, v in decision_metrics(c["tn"], c["fp"], c["fn"], c["tp"]).items()}
+
+
+def decision_metrics(tn, fp, fn, tp) -> dict[str, np.ndarray]:
+    """The metrics of a two-class decision from its counts; arrays of counts give arrays (the bootstrap's
+    resamples at once).
+
+    >>> decision_metrics(np.array([3, 1]), np.array([1, 0]), np.array([0, 2]), np.array([4, 1]))["recall"].tolist()
+    [1.0, 0.3333333333333333]
+    """
+    tn, fp, fn, tp = (np.asarray(v, dtype=np.float64) for v in (tn, fp, fn, tp))
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-    mcc_den = np.sqrt(float(tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     return {
         "accuracy": _ratio(tp + tn, tp + tn + fp + fn),
         "precision": precision,
         "recall": recall,
         "specificity": _ratio(tn, tn + fp),
         "f1": _ratio(2 * precision * recall, precision + recall),
-        "mcc": _ratio(tp * tn - fp * fn, mcc_den),
+        "mcc": _ratio(tp * tn - fp * fn, np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))),
     }
+
+
+def image_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Each image's log loss, clipped and (K classes) renormalised as :func:`metric_value`'s; their mean is it.
+
+    >>> y, p = np.array([0, 1, 1]), np.array([0.2, 0.7, 1.0])
+    >>> bool(np.isclose(image_log_loss(y, p).mean(), metric_value(y, p, "log_loss")))
+    True
+    """
+    y, p = np.asarray(labels).astype(int), np.asarray(probabilities, dtype=np.float64)
+    if p.ndim == 1:
+        p = np.clip(p, 1e-7, 1 - 1e-7)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    q = np.clip(p, 1e-7, 1)
+    return -np.log((q / q.sum(axis=1, keepdims=True))[np.arange(len(y)), y])
 
 
 def _ranking_metric(y: np.ndarray, p: np.ndarray, metric: str) -> float:
@@ -142,7 +168,7 @@ def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     y = np.asarray(labels).astype(int)
     p = np.asarray(probabilities, dtype=np.float64)
     matrix = multiclass_confusion(y, p)
-    values = {**_from_matrix(matrix), **{m: _multiclass_ranking(y, p, m) for m in THRESHOLD_FREE}}
+    values = {**matrix_metrics(matrix), **{m: _multiclass_ranking(y, p, m) for m in THRESHOLD_FREE}}
     return {
         **{m: values[m] for m in MULTICLASS_METRICS},
         "per_class": {str(c): _class_against_rest(matrix, c) for c in range(p.shape[1])},
@@ -163,7 +189,7 @@ def _class_against_rest(matrix: np.ndarray, c: int) -> dict[str, float]:
     return {m: v for m, v in _from_confusion(counts).items() if m in PER_CLASS}
 
 
-def _from_matrix(matrix: np.ndarray) -> dict[str, float]:
+def matrix_metrics(matrix: np.ndarray) -> dict[str, float]:
     """The decision metrics of a K×K confusion matrix (MCC in Gorodkin's K-class form, as scikit-learn)."""
     n, support, predicted = matrix.sum(), matrix.sum(axis=1), matrix.sum(axis=0)
     per_class = [_class_against_rest(matrix, c) for c in range(len(matrix))]
@@ -171,21 +197,48 @@ def _from_matrix(matrix: np.ndarray) -> dict[str, float]:
     correct = np.trace(matrix)
     mcc_den = np.sqrt(float(n**2 - (predicted**2).sum()) * float(n**2 - (support**2).sum()))
     return {
-        "accuracy": _ratio(correct, n),
+        "accuracy": float(_ratio(correct, n)),
         "balanced_accuracy": float(np.mean([m["recall"] for m, s in zip(per_class, support, strict=True) if s])),
         "f1_macro": float(f1.mean()),
-        "f1_weighted": _ratio((f1 * support).sum(), n),
-        "mcc": _ratio(float(correct * n - (predicted * support).sum()), mcc_den),
+        "f1_weighted": float(_ratio((f1 * support).sum(), n)),
+        "mcc": float(_ratio(float(correct * n - (predicted * support).sum()), mcc_den)),
     }
 
 
-def _multiclass_ranking(y: np.ndarray, p: np.ndarray, metric: str) -> float:
-    """Multi-class log loss, or the macro one-vs-rest average of ROC-AUC / average precision."""
+def _multiclass_ranking(y: np.ndarray, p: np.ndarray, metric: str, score=None) -> float:
+    """Multi-class log loss, or the macro one-vs-rest average of ROC-AUC / average precision (each class's
+    from ``score``, by default scikit-learn's)."""
     if metric == "log_loss":  # rows renormalised: a float32 softmax sums to 1 only within ~1e-7
         q = np.clip(p, 1e-7, 1)
         return float(log_loss(y, q / q.sum(axis=1, keepdims=True), labels=list(range(p.shape[1]))))
     present = [c for c in range(p.shape[1]) if 0 < (y == c).sum() < len(y)]  # a curve needs both sides
-    return float(np.mean([_ranking_metric((y == c).astype(int), p[:, c], metric) for c in present]))
+    score = score or _ranking_metric
+    return float(np.mean([score((y == c).astype(int), p[:, c], metric) for c in present]))
+
+
+def fast_ranking(labels: np.ndarray, probabilities: np.ndarray, metric: str) -> float:
+    """:func:`metric_value`, with ROC-AUC and average precision from one sort instead of scikit-learn's
+    general code (the same formulas; 30× faster, for the bootstrap).
+
+    >>> y, p = np.array([0, 1, 1, 0, 1]), np.array([0.1, 0.8, 0.3, 0.3, 0.9])
+    >>> [round(fast_ranking(y, p, m), 6) == round(metric_value(y, p, m), 6) for m in ("roc_auc", "pr_auc")]
+    [True, True]
+    """
+    if metric not in ("roc_auc", "pr_auc"):
+        return metric_value(labels, probabilities, metric)
+    if probabilities.ndim == 2:
+        return _multiclass_ranking(labels, probabilities, metric, fast_ranking)
+    if not 0 < labels.sum() < len(labels):
+        return float("nan")
+    order = np.argsort(-probabilities, kind="mergesort")
+    y, p = labels[order], probabilities[order]
+    last = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]  # the last image at each distinct threshold
+    tps = np.cumsum(y)[last]
+    fps = last + 1 - tps
+    recall = tps / tps[-1]
+    if metric == "pr_auc":
+        return float(np.sum(np.diff(np.r_[0.0, recall]) * tps / (tps + fps)))
+    return float(np.trapezoid(np.r_[0.0, recall], np.r_[0.0, fps / fps[-1]]))
 
 
 def fold_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:

@@ -10,7 +10,8 @@ import pandas as pd
 
 from benchmark import UsageError
 from benchmark.evaluation.comparison import summary
-from benchmark.evaluation.heldout import heldout_scores, heldout_transfer, oof_scores, read_all
+from benchmark.evaluation.heldout import cv_means, heldout_scores, heldout_transfer, oof_scores, read_all
+from benchmark.store.files import read_json
 from benchmark.store.results import RunResults, Status, parse, run_info
 from benchmark.store.runfolder import RunFolder
 
@@ -29,8 +30,9 @@ def read(folder: RunFolder) -> RunResults:
             f"and rerun `benchmark run` with --out {folder.path}: finished folds are read, not trained, the deleted "
             "predictions made again and the results written in today's format."
         ) from None
+    sites = [read_json(path) for path in sorted(folder.sites.glob("*/site.json"))]
     try:
-        return parse(results, folder, saved["config"], saved["folds"], saved["oof"])
+        return parse(results, folder, saved["config"], saved["folds"], saved["oof"], {s["name"]: s for s in sites if s})
     except SHAPE_ERRORS as err:
         raise folder.damaged(folder.results, f"an entry is missing or of the wrong kind ({err!r})") from None
 
@@ -42,6 +44,8 @@ def completed(results: dict, folder: RunFolder, oof: pd.DataFrame) -> dict:
     info, entries = run_info(results["run"]), results["architectures"]
     names = [e["name"] for e in entries if e["status"] == Status.OK]
     transfer, missing = results.get("transfer"), {k for k in ("heldout", "oof_scores") if k not in results}
+    if any("ci" not in row for scores in results.get("heldout", {}).values() for row in scores["ensemble"]):
+        missing.add("heldout")  # written before the held-out figures had their intervals (format 4)
     old_transfer = transfer is not None and "paired" not in transfer
     heldout = read_all(folder, entries, info.n_folds) if "heldout" in missing or old_transfer else {}
     results = {**results, "architectures": [_with_intervals(e, 1 / (info.folds - 1)) for e in entries]}
@@ -50,7 +54,7 @@ def completed(results: dict, folder: RunFolder, oof: pd.DataFrame) -> dict:
     if "oof_scores" in missing:
         results["oof_scores"] = oof_scores(oof, names)
     if old_transfer:
-        results["transfer"] = heldout_transfer(heldout, entries, info.rank_by)
+        results["transfer"] = heldout_transfer(heldout, cv_means(entries, info.rank_by), info.rank_by)
     return results
 
 

@@ -7,6 +7,7 @@ is their mean. Evaluation (:mod:`benchmark.evaluation.heldout`) and the report r
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,19 +25,21 @@ def predict_heldout(
     batch_size: int,
     log: Callable = print,
     tta: bool = False,
+    where: Callable[[str, int], Path] | None = None,
 ) -> int:
     """Predict ``test`` with every saved fold model whose test predictions are missing; return how many ran.
 
     ``probability`` (or ``probability_<label>`` per class) is the model's output on the image;
     with ``tta``, ``probability_tta`` (``probability_tta_<label>``) is its mean over :func:`tta_views`
-    too (a file without it is redone).
+    too (a file without it is redone). ``where(arch, fold)``: the file of a fold's predictions (by default
+    the official test split's, ``RunFolder.test_predictions``).
     """
     from benchmark.training.fit import load_fold_model  # here, so that reading saved predictions needs no backend
 
     done = 0
     for name in names:
         for i in range(n_folds):
-            out, model_path = folder.test_predictions(name, i), folder.model_path(name, i)
+            out, model_path = (where or folder.test_predictions)(name, i), folder.model_path(name, i)
             has_tta = any(c.startswith("probability_tta") for c in _columns(out))
             if not model_path.exists() or (out.exists() and (not tta or has_tta)):
                 continue
@@ -52,7 +55,8 @@ def predict_heldout(
             write_csv(out, pd.DataFrame(columns))
             done += 1
     if done:
-        log(f"held-out test split: {done} fold model(s) scored {len(test.paths)} images" + (" (+ TTA)" if tta else ""))
+        what = "held-out test split" if where is None else "held-out images"
+        log(f"{what}: {done} fold model(s) scored {len(test.paths)} images" + (" (+ TTA)" if tta else ""))
     return done
 
 
@@ -103,6 +107,11 @@ def read_heldout(folder: RunFolder, name: str, n_folds: int) -> list[pd.DataFram
     if not all(p.exists() for p in paths):
         return None
     return [pd.read_csv(p) for p in paths]
+
+
+def site_predictions(folder: RunFolder, site: str, models: dict[str, list[int]]) -> dict[str, list[pd.DataFrame]]:
+    """An external site's saved predictions (``benchmark evaluate``): each architecture's, one per fold model."""
+    return {n: [pd.read_csv(folder.site_predictions(site, n, i)) for i in folds] for n, folds in models.items()}
 
 
 def fold_ensemble(runs: list[pd.DataFrame], column: str = "probability") -> np.ndarray:

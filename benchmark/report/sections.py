@@ -17,7 +17,7 @@ import pandas as pd
 from architectures._applications import PREFIX
 from benchmark.evaluation.diagnostics import EARLY_BEST, FOLD_STD, OSCILLATION, OVERFIT_GAP, flags
 from benchmark.evaluation.metrics import PER_CLASS, THRESHOLD_FREE, better
-from benchmark.inference.predict import fold_ensemble, read_heldout
+from benchmark.inference.predict import fold_ensemble, read_heldout, site_predictions
 from benchmark.report import plots
 from benchmark.report.leaderboard import CURVE_HEADERS, curve_row, friedman_sentence, ranked_metrics, runner_up_verdict
 from benchmark.report.render import Code, Figure, Section, Table
@@ -42,10 +42,12 @@ SUMMARY_SETTINGS = (
 def build_sections(r: RunResults) -> list[Section]:
     """Every section of the report (numbered when rendered), with its figures written under
     ``RUN/report_files/``. The numbers come from results.json (:func:`benchmark.evaluation.results.read`)."""
-    builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, transfer, gradcam, reproduce)
+    builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, transfer, sites, gradcam,
+                reproduce)  # fmt: skip
     if not r.ok:  # every architecture failed: the reasons, and how to run again; nothing to plot
         builders = (summary, leaderboard, reproduce)
-    return [section for build in builders if (section := build(r)) is not None]
+    built = [build(r) for build in builders]  # a section, None (nothing to show) or a list (one per site)
+    return [s for part in built if part is not None for s in (part if isinstance(part, list) else [part])]
 
 
 def summary(r: RunResults) -> Section:
@@ -58,7 +60,7 @@ def summary(r: RunResults) -> Section:
     if r.comparison:
         parts.append(runner_up_verdict(r.comparison))
     if r.transfer:
-        parts.append(transfer_sentence(r))
+        parts.append(transfer_sentence(r, r.transfer))
     run, settings = r.info, r.settings
     counts = ", ".join(f"{c} {n}" for c, n in run.counts.items())
     test = ", ".join(f"{c} {n}" for c, n in (run.test_counts or {}).items()) or "none"
@@ -368,31 +370,41 @@ HELDOUT_TITLE = "Held-out test (not used for ranking)"
 def heldout(r: RunResults) -> Section:
     """7: the fold ensemble and each fold model on the test split, at 0.5 and at the OOF thresholds
     (two classes) or by argmax (more)."""
-    rows, fold_rows, gap_rows, test_curves = [], [], [], []
-    shown = HELDOUT_METRICS if r.info.binary else HELDOUT_MULTICLASS
     scores = {e.name: r.heldout[e.name] for e in r.ok if e.name in r.heldout}
+    parts = _heldout_parts(r, scores, lambda name: read_heldout(r.folder, name, r.info.n_folds), "test split")
+    text = HELDOUT_TEXT if r.info.binary else HELDOUT_TEXT_MULTICLASS
+    return Section(HELDOUT_TITLE, [text, *parts] if parts else [NO_HELDOUT])
+
+
+def _heldout_parts(r: RunResults, scores: dict[str, dict], runs_of, where: str) -> list:
+    """The held-out tables of one held-out set (``where``: the test split, or a site): the fold ensemble at each
+    decision rule with bootstrap intervals, each fold model, the gap to CV, the curves, per-class tables.
+    ``runs_of(name)``: the set's saved predictions of each fold model, for the curves."""
+    rows, fold_rows, gap_rows, curves = [], [], [], []
+    shown = HELDOUT_METRICS if r.info.binary else HELDOUT_MULTICLASS
     for e in (e for e in r.ok if e.name in scores):
         score = scores[e.name]
         rows += [_heldout_row(e.name, row, shown) for row in score["ensemble"]]
         fold_rows.append([e.name, *[f"{s['roc_auc']:.3f} / {s['accuracy']:.3f}" for s in score["folds"]]])
         gap_rows += _gaps(e, score["ensemble"][0]["metrics"], shown)
-        runs = read_heldout(r.folder, e.name, r.info.n_folds)  # the curves' probabilities
-        test_curves.append(runs[0][["path", "label"]].assign(arch=e.name, **probability_columns(fold_ensemble(runs))))
+        runs = runs_of(e.name)
+        curves.append(runs[0][["path", "label"]].assign(arch=e.name, **probability_columns(fold_ensemble(runs))))
     if not rows:
-        return Section(HELDOUT_TITLE, [NO_HELDOUT])
-    parts = [HELDOUT_TEXT if r.info.binary else HELDOUT_TEXT_MULTICLASS]
-    parts += _heldout_tables(r, shown, rows, fold_rows, gap_rows, pd.concat(test_curves))
+        return []
+    parts = _heldout_tables(r, shown, rows, fold_rows, gap_rows, pd.concat(curves), where)
     if not r.info.binary:
         ensembles = {name: score["ensemble"][0]["metrics"] for name, score in scores.items()}
-        parts += _class_tables(r, ensembles, "held-out (fold ensemble)")
-    return Section(HELDOUT_TITLE, parts)
+        parts += _class_tables(r, ensembles, f"{where} (fold ensemble)")
+    return parts
 
 
 def _heldout_row(name: str, row: dict, shown) -> list:
     """One fold-ensemble row: at 0.5, at an OOF threshold (two classes) or argmax; TTA marked."""
     t, rule = row["threshold"], row["rule"]
     label = rule if t is None else f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
-    return [name, label + (" + TTA" if row["tta"] else ""), *[f"{row['metrics'][k]:.3f}" for k in shown]]
+    cells = [f"{row['metrics'][k]:.3f}" + (f" [{_interval(row['ci'][k])}]" if "ci" in row else "")
+             for k in shown]  # fmt: skip
+    return [name, label + (" + TTA" if row["tta"] else ""), *cells]
 
 
 NO_HELDOUT = "No held-out predictions: the data has no test/ split, or models were not saved."
@@ -424,72 +436,129 @@ def _gaps(entry: ArchResult, at_half: dict, shown) -> list[list]:
     return rows
 
 
-def _heldout_tables(r: RunResults, shown, rows, fold_rows, gap_rows, curves: pd.DataFrame) -> list:
+def _heldout_tables(r: RunResults, shown, rows, fold_rows, gap_rows, curves: pd.DataFrame, where: str) -> list:
     decision = "0.5" if r.info.binary else "argmax"
-    names = list(curves.arch.unique())
+    names, path = list(curves.arch.unique()), r.folder.figure(f"{where}_roc_pr".replace(" ", "_"))
     figure = (
-        plots.roc_pr(curves, names, r.folder.figure("test_roc_pr"))
+        plots.roc_pr(curves, names, path)
         if r.info.binary
-        else plots.roc_pr_by_class(curves, names, r.info.class_names, r.folder.figure("test_roc_pr"))
+        else plots.roc_pr_by_class(curves, names, r.info.class_names, path)
     )
     return [
         Table(
             ["architecture", "decision" if not r.info.binary else "threshold", *shown],
             rows,
-            caption="Fold ensemble on the test split.",
+            caption=f"Fold ensemble on the {where}: each metric with its 95 % bootstrap interval over the images.",
         ),  # fmt: skip
         Table(
-            ["architecture", *[f"fold {i + 1}" for i in range(r.info.n_folds)]],
+            ["architecture", *[f"fold model {i + 1}" for i in range(max(len(row) - 1 for row in fold_rows))]],
             fold_rows,
             caption=f"Each fold model alone ({decision}): ROC-AUC / accuracy.",
         ),
         Table(
-            ["architecture", "metric", "CV mean", f"test (ensemble, {decision})", "gap", f"flag (gap ≥ {GAP_FLAG})"],
+            ["architecture", "metric", "CV mean", f"{where} (ensemble, {decision})", "gap", f"flag (gap ≥ {GAP_FLAG})"],
             gap_rows,
-            caption="Cross-validation against the test split. A test split collected differently from the training "
-            "images (as Kaggle's chest X-ray test split was) gives large gaps; they say how far CV figures transfer.",
+            caption=f"Cross-validation against the {where}. Images collected differently from the training images "
+            "(as Kaggle's chest X-ray test split was) give large gaps; they say how far CV figures transfer.",
         ),
-        Figure(figure, "ROC and precision-recall curves of the fold ensembles on the test split."),
+        Figure(figure, f"ROC and precision-recall curves of the fold ensembles on the {where}."),
     ]
 
 
 def transfer(r: RunResults) -> Section:
     """8: whether the cross-validation ranking holds on the held-out split."""
-    t, decision = r.transfer, "at 0.5" if r.info.binary else "argmax"
-    if not t:
+    if not r.transfer:
         return Section(TRANSFER_TITLE, ["Needs held-out predictions of two or more architectures."])
+    return Section(TRANSFER_TITLE, _transfer_parts(r, r.transfer, "test split"))
+
+
+def _transfer_parts(r: RunResults, t: dict, where: str) -> list:
+    """Whether the CV ranking holds on one held-out set (``where``): the verdict, τ and ρ, the gaps, the paired
+    comparisons against the CV winner."""
+    decision = "at 0.5" if r.info.binary else "argmax"
     rows = [
         [name, f"{cv:.3f}", f"{test:.3f}", f"{gap:+.3f}", "large" if abs(gap) >= GAP_FLAG else ""]
         for name, cv, test, gap in zip(t["architectures"], t["cv"], t["test"], t["gap"], strict=True)
     ]
     order = sorted(range(len(t["test"])), key=lambda i: -better(r.rank_by) * t["test"][i])
-    return Section(
-        TRANSFER_TITLE,
-        [
-            transfer_sentence(r),
-            f"Kendall's τ = {_corr(t['kendall_tau'])} (95 % bootstrap interval {_ci(t['kendall_tau_ci'])}), Spearman's "
-            f"ρ = {_corr(t['spearman_rho'])} ({_ci(t['spearman_rho_ci'])}), between each architecture's CV mean and "
-            f"its fold ensemble on the test split, both on {t['metric']} ({decision}); the "
-            "intervals resample the test images "
-            f"{t['n_boot']} times. Ranked by the test split: {', '.join(t['architectures'][i] for i in order)}.",
-            Table(["architecture (CV rank order)", f"CV {t['metric']}", "test", "gap", f"flag (≥ {GAP_FLAG})"], rows),
-            _paired_table(t),
-            f"The verdict claims only what the test split shows: disagree where τ's interval lies below 0 or another "
-            f"architecture beats the CV winner on the test images (Holm-adjusted p < {t['alpha']}); agree where τ's "
-            "interval lies above 0 and none does; otherwise not resolved by this split — a different winner on the "
-            "test split, or τ ≤ 0, within the noise of this many test images is not evidence either way.",
-            "Rankings that disagree mean the CV estimate does not transfer to the test images: a shift between the "
-            "collections (scanner, hospital, time) or leakage inside the folds (images of one patient on both sides; "
-            "see --groups). Trust the architecture whose lead holds on both.",
-        ],
-    )
+    return [
+        transfer_sentence(r, t, where),
+        f"Kendall's τ = {_corr(t['kendall_tau'])} (95 % bootstrap interval {_ci(t['kendall_tau_ci'])}), Spearman's "
+        f"ρ = {_corr(t['spearman_rho'])} ({_ci(t['spearman_rho_ci'])}), between each architecture's CV mean and "
+        f"its fold ensemble on the {where}, both on {t['metric']} ({decision}); the intervals resample its images "
+        f"{t['n_boot']} times. Ranked by the {where}: {', '.join(t['architectures'][i] for i in order)}.",
+        Table(["architecture (CV rank order)", f"CV {t['metric']}", where, "gap", f"flag (≥ {GAP_FLAG})"], rows),
+        _paired_table(t, where),
+        f"The verdict claims only what the {where} shows: disagree where τ's interval lies below 0 or another "
+        f"architecture beats the CV winner on its images (Holm-adjusted p < {t['alpha']}); agree where τ's "
+        "interval lies above 0 and none does; otherwise not resolved — a different winner there, or τ ≤ 0, within "
+        "the noise of this many images is not evidence either way.",
+        "Rankings that disagree mean the CV estimate does not transfer to these images: a shift between the "
+        "collections (scanner, hospital, time) or leakage inside the folds (images of one patient on both sides; "
+        "see --groups). Trust the architecture whose lead holds on both.",
+    ]
 
 
 TRANSFER_TITLE = "Does the ranking transfer?"
 
 
-def _paired_table(t: dict) -> Table:
-    """Each architecture against the CV winner on the same test images (``transfer["paired"]``)."""
+def sites(r: RunResults) -> list[Section]:
+    """After 8, with ``benchmark evaluate``: every held-out set side by side, then each site's tables."""
+    if not r.sites:
+        return []
+    return [side_by_side(r), *(site_section(r, site) for site in r.sites.values())]
+
+
+def side_by_side(r: RunResults) -> Section:
+    """The ranking metric of each architecture's fold ensemble on every held-out set, and each set's verdict."""
+    sets = ({"test split": (r.heldout, r.transfer)} if r.heldout else {}) | {
+        f"site {name}": (site["heldout"], site["transfer"]) for name, site in r.sites.items()
+    }
+    rows = []
+    for e in r.ok:
+        cells = []
+        for scores, _ in sets.values():
+            row, m = scores[e.name]["ensemble"][0] if e.name in scores else None, r.rank_by
+            cells.append("-" if row is None else f"{row['metrics'][m]:.3f} [{_interval(row['ci'][m])}]")
+        rows.append([e.name, f"{e.metrics[r.rank_by].mean:.3f}", *cells])
+    rows.append(["ranking transfer", "", *[t["verdict"] if t else "-" for _, t in sets.values()]])
+    decision = "at 0.5" if r.info.binary else "argmax"
+    return Section(
+        "Held-out sets side by side",
+        [
+            Table(
+                ["architecture (CV rank order)", f"CV {r.rank_by}", *sets],
+                rows,
+                caption=f"{r.rank_by} of each fold ensemble ({decision}) with its 95 % bootstrap interval on each "
+                "held-out set, and whether the CV ranking transfers there (agree, disagree, unresolved, tied).",
+            )
+        ],
+    )
+
+
+def _interval(ci: list[float]) -> str:
+    return f"{ci[0]:.3f}, {ci[1]:.3f}"
+
+
+def site_section(r: RunResults, site: dict) -> Section:
+    """One site scored by ``benchmark evaluate``: its data, the held-out tables and the ranking transfer."""
+    name, data = site["name"], site["data"]
+    counts = ", ".join(f"{c} {n}" for c, n in site["counts"].items())
+    where = f"site {name}"
+    intro = (
+        f"{data['path']} ({data['split']}; {counts}; {len(site.get('skipped', {}))} unreadable file(s) skipped), "
+        "scored after the run by `benchmark evaluate` with each architecture's saved fold models "
+        f"({', '.join(f'{n}: {len(f)}' for n, f in site['models'].items())}); the thresholds are the ones chosen on "
+        "the out-of-fold predictions, as for the test split. Nothing here fed back into training, thresholds or ranks."
+    )
+    parts = _heldout_parts(r, site["heldout"], lambda n: site_predictions(r.folder, name, site["models"])[n], where)
+    if site["transfer"]:
+        parts += _transfer_parts(r, site["transfer"], where)
+    return Section(f"External validation: {name}", [intro, *parts])
+
+
+def _paired_table(t: dict, where: str) -> Table:
+    """Each architecture against the CV winner on the same held-out images (``transfer["paired"]``)."""
     test = dict(zip(t["architectures"], t["test"], strict=True))
     rows = [
         [
@@ -503,36 +572,36 @@ def _paired_table(t: dict) -> Table:
         ]
         for c in t["paired"]
     ]
-    headers = ["architecture", f"test {t['metric']}", f"− {t['cv_winner']} (CV winner)", "95 % interval", "p"]
+    headers = ["architecture", f"{where} {t['metric']}", f"− {t['cv_winner']} (CV winner)", "95 % interval", "p"]
     return Table(
         [*headers, "Holm p", "beats the CV winner"],
         rows,
-        caption=f"Each architecture against the CV winner {t['cv_winner']} on the same test images: paired bootstrap "
+        caption=f"Each architecture against the CV winner {t['cv_winner']} on the same images: paired bootstrap "
         f"of the {t['metric']} difference over the {t['n_boot']} resamples of τ's interval, two-sided p, Holm's "
         f"adjustment over the {len(t['paired'])} comparisons; it beats the CV winner where the Holm-adjusted p is "
         f"below {t['alpha']} and the difference is in its favour.",
     )
 
 
-def transfer_sentence(r: RunResults) -> str:
-    """The winner's held-out figures, the verdict and the comparison that decides it, in one sentence."""
-    t = r.transfer
+def transfer_sentence(r: RunResults, t: dict, where: str = "test split") -> str:
+    """The winner's held-out figures on ``where``, the verdict and the comparison that decides it, in one sentence."""
     winner = t["architectures"].index(t["cv_winner"])
     tau = f"Kendall's τ = {_corr(t['kendall_tau'])}, 95 % interval {_ci(t['kendall_tau_ci'])}"
+    label = "test" if where == "test split" else where
     words = {
-        "agree": f"the CV and test rankings agree ({tau}, above 0)",
-        "unresolved": f"this test split does not resolve whether the CV ranking holds ({tau}, which spans 0)",
-        "disagree": f"the CV and test rankings DISAGREE ({tau}{', below 0' if t['kendall_tau_ci'][1] < 0 else ''})",
-        "tied": "the scores are tied on one side, so the test split can neither confirm nor refute the CV order "
-        f"({tau})",
+        "agree": f"the CV and {label} rankings agree ({tau}, above 0)",
+        "unresolved": f"this {where} does not resolve whether the CV ranking holds ({tau}, which spans 0)",
+        "disagree": f"the CV and {label} rankings DISAGREE ({tau}{', below 0' if t['kendall_tau_ci'][1] < 0 else ''})",
+        "tied": f"the scores are tied on one side, so the {where} can neither confirm nor refute the CV order ({tau})",
     }[t["verdict"]]
     return (
-        f"On the held-out test split the CV winner {t['cv_winner']} scores {t['metric']} {t['test'][winner]:.3f} (CV "
-        f"{t['cv'][winner]:.3f}; fold ensemble, {'at 0.5' if r.info.binary else 'argmax'}); {words}; {_decisive(t)}."
+        f"On the held-out {where} the CV winner {t['cv_winner']} scores {t['metric']} {t['test'][winner]:.3f} (CV "
+        f"{t['cv'][winner]:.3f}; fold ensemble, {'at 0.5' if r.info.binary else 'argmax'}); {words}; "
+        f"{_decisive(t, f'{label} images')}."
     )
 
 
-def _decisive(t: dict) -> str:
+def _decisive(t: dict, images: str = "test images") -> str:
     """The paired comparison that matters most: the architecture that beats the CV winner with the smallest
     Holm p, else the one that comes closest to it on the test split."""
     beaten = [c for c in t["paired"] if c["beats_cv_winner"]]
@@ -543,7 +612,7 @@ def _decisive(t: dict) -> str:
         f"p = {c['p_holm']:.3g} over {len(t['paired'])} comparison{'s' if len(t['paired']) > 1 else ''})"
     )
     if beaten:
-        return f"{c['architecture']} beats it on the same test images by {figures}"
+        return f"{c['architecture']} beats it on the same {images} by {figures}"
     closest = "leads it" if sign * c["difference"] > 0 else "comes closest to it"
     return (
         f"no architecture beats it significantly: the best of the others, {c['architecture']}, {closest} by " + figures

@@ -43,9 +43,10 @@ from benchmark.store.results import Status
 FILE_COLUMNS = ["path", "class", "size", "mtime_ns"]
 OOF_COLUMNS = ["arch", "fold", "path", "label"]  # then one probability column per class (one for two classes)
 FORMAT = "cnn-benchmark run folder 1"  # config.json's "format": what makes a folder a run folder
-# results.json's "format": 2 adds "heldout" and "oof_scores", 3 each metric's interval "ci"; an older one
-# (without "format": 1) is completed on reading (benchmark.evaluation.results.completed).
-RESULTS_FORMAT = 3
+# results.json's "format": 2 adds "heldout" and "oof_scores", 3 each metric's interval "ci", 4 the held-out
+# rows' bootstrap intervals; an older one (without "format": 1) is completed on reading
+# (benchmark.evaluation.results.completed).
+RESULTS_FORMAT = 4
 TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?")  # benchmark.store.files.atomic_path's names
 FOLD_FILES = ("history.csv", "predictions.csv", "metrics.json", "model.keras", "test_predictions.csv", "error.txt")
 
@@ -55,8 +56,8 @@ def results_problem(results) -> str | None:
 
     >>> results_problem({"run": {"folds": 5}, "architectures": []})
     "its 'run' lacks classes, rank_by"
-    >>> results_problem({"format": 4, "run": {}, "architectures": []})
-    'format 4, newer than this version of cnn-benchmark reads (3): upgrade it'
+    >>> results_problem({"format": 5, "run": {}, "architectures": []})
+    'format 5, newer than this version of cnn-benchmark reads (4): upgrade it'
     """
     if not isinstance(results, dict):
         return f"a JSON {type(results).__name__}, not an object"
@@ -137,6 +138,16 @@ class RunFolder:
     def test_predictions(self, arch: str, fold: int) -> Path:
         return self.fold_dir(arch, fold) / "test_predictions.csv"
 
+    # Each external site scored after the fact (`benchmark evaluate`).
+    sites = property(lambda self: self.path / "sites")
+
+    def site(self, site: str) -> Path:
+        """A site's summary: its data, and every architecture's scores and ranking transfer there."""
+        return self.sites / safe_name(site) / "site.json"
+
+    def site_predictions(self, site: str, arch: str, fold: int) -> Path:
+        return self.sites / safe_name(site) / safe_name(arch) / f"fold-{fold}.csv"
+
     @contextmanager
     def locked(self):
         """Hold ``.lock`` (this process's pid) while a run writes here. A second run on the same
@@ -171,11 +182,13 @@ class RunFolder:
 
     def own_files(self) -> list[Path]:
         """Every file this tool writes here that exists: the run's named files, each architecture's fold
-        files and Grad-CAM, the report's figures, TensorBoard's event files and the temporary files of
-        interrupted writes. Nothing else in the folder is the tool's to delete."""
+        files and Grad-CAM, the report's figures, TensorBoard's event files, the external sites' scores and
+        predictions and the temporary files of interrupted writes. Nothing else in the folder is the tool's
+        to delete."""
         named = [self.config, self.files, self.splits, self.folds_table, self.oof, self.results, self.leaderboard,
                  self.report_md, self.report_html, self.run_log, self.tracking]  # fmt: skip
         found = [*named, *self.figures.glob("*.png"), *self.tensorboard.rglob("events.out.tfevents.*")]
+        found += [*self.sites.glob("*/site.json"), *self.sites.glob("*/*/fold-*.csv")]
         for arch in (d for d in self.path.iterdir() if d.is_dir() and not d.is_symlink()):
             found.append(arch / "gradcam.npz")
             for fold in (f for f in arch.iterdir() if re.fullmatch(r"fold-\d+", f.name) and f.is_dir()):
