@@ -371,15 +371,15 @@ def heldout(r: RunResults) -> Section:
     """7: the fold ensemble and each fold model on the test split, at 0.5 and at the OOF thresholds
     (two classes) or by argmax (more)."""
     scores = {e.name: r.heldout[e.name] for e in r.ok if e.name in r.heldout}
-    parts = _heldout_parts(r, scores, lambda name: read_heldout(r.folder, name, r.info.n_folds), "test split")
+    parts = _heldout_parts(r, scores, lambda name: read_heldout(r.folder, name, r.info.n_folds), "test split", "test")
     text = HELDOUT_TEXT if r.info.binary else HELDOUT_TEXT_MULTICLASS
     return Section(HELDOUT_TITLE, [text, *parts] if parts else [NO_HELDOUT])
 
 
-def _heldout_parts(r: RunResults, scores: dict[str, dict], runs_of, where: str) -> list:
-    """The held-out tables of one held-out set (``where``: the test split, or a site): the fold ensemble at each
-    decision rule with bootstrap intervals, each fold model, the gap to CV, the curves, per-class tables.
-    ``runs_of(name)``: the set's saved predictions of each fold model, for the curves."""
+def _heldout_parts(r: RunResults, scores: dict[str, dict], runs_of, where: str, key: str) -> list:
+    """The held-out tables of one held-out set (``where``: the test split, or a site; ``key`` names its figure):
+    the fold ensemble at each decision rule with bootstrap intervals, each fold model, the gap to CV, the curves,
+    per-class tables. ``runs_of(name)``: the set's saved predictions of each fold model, for the curves."""
     rows, fold_rows, gap_rows, curves = [], [], [], []
     shown = HELDOUT_METRICS if r.info.binary else HELDOUT_MULTICLASS
     for e in (e for e in r.ok if e.name in scores):
@@ -391,10 +391,10 @@ def _heldout_parts(r: RunResults, scores: dict[str, dict], runs_of, where: str) 
         curves.append(runs[0][["path", "label"]].assign(arch=e.name, **probability_columns(fold_ensemble(runs))))
     if not rows:
         return []
-    parts = _heldout_tables(r, shown, rows, fold_rows, gap_rows, pd.concat(curves), where)
+    parts = _heldout_tables(r, shown, rows, fold_rows, gap_rows, pd.concat(curves), where, key)
     if not r.info.binary:
         ensembles = {name: score["ensemble"][0]["metrics"] for name, score in scores.items()}
-        parts += _class_tables(r, ensembles, f"{where} (fold ensemble)")
+        parts += _class_tables(r, ensembles, f"{'held-out' if key == 'test' else where} (fold ensemble)")
     return parts
 
 
@@ -436,9 +436,9 @@ def _gaps(entry: ArchResult, at_half: dict, shown) -> list[list]:
     return rows
 
 
-def _heldout_tables(r: RunResults, shown, rows, fold_rows, gap_rows, curves: pd.DataFrame, where: str) -> list:
+def _heldout_tables(r: RunResults, shown, rows, fold_rows, gap_rows, curves: pd.DataFrame, where: str, key: str):
     decision = "0.5" if r.info.binary else "argmax"
-    names, path = list(curves.arch.unique()), r.folder.figure(f"{where}_roc_pr".replace(" ", "_"))
+    names, path = list(curves.arch.unique()), r.folder.figure(f"{key}_roc_pr")
     figure = (
         plots.roc_pr(curves, names, path)
         if r.info.binary
@@ -551,7 +551,8 @@ def site_section(r: RunResults, site: dict) -> Section:
         f"({', '.join(f'{n}: {len(f)}' for n, f in site['models'].items())}); the thresholds are the ones chosen on "
         "the out-of-fold predictions, as for the test split. Nothing here fed back into training, thresholds or ranks."
     )
-    parts = _heldout_parts(r, site["heldout"], lambda n: site_predictions(r.folder, name, site["models"])[n], where)
+    runs_of = lambda n: site_predictions(r.folder, name, {n: site["models"][n]})[n]  # noqa: E731
+    parts = _heldout_parts(r, site["heldout"], runs_of, where, f"site-{name}")
     if site["transfer"]:
         parts += _transfer_parts(r, site["transfer"], where)
     return Section(f"External validation: {name}", [intro, *parts])
