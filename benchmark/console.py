@@ -9,6 +9,7 @@ own lines and errors still show; ``-v`` leaves everything as it is.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -19,6 +20,9 @@ from pathlib import Path
 
 # Python warnings that come from the libraries' internals, not from anything the user gave.
 LIBRARY_WARNINGS = ("keras", "tensorflow", "jax", "absl", "torch", "google", "seaborn", "matplotlib", "optree")
+# Their loggers warn on the terminal through Python's sys.stderr (TensorFlow's "tf.function retracing" each
+# time another fold model predicts): errors only, unless -v.
+LIBRARY_LOGGERS = ("tensorflow", "absl", "jax")
 
 
 class Console:
@@ -43,6 +47,9 @@ class Console:
         self._filters.__enter__()
         for module in LIBRARY_WARNINGS:
             warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
+        self._levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+        for name in LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
         return self
 
     def _redirect(self, path: Path) -> None:
@@ -65,6 +72,8 @@ class Console:
         if self.verbose:
             return
         self._filters.__exit__(*exc)
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
         sys.stderr.flush()
         os.dup2(self._terminal, 2)
         os.close(self._terminal)
