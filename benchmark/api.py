@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,8 @@ from benchmark import UsageError
 from benchmark.config import RunConfig, default_data_dir, defaults
 from benchmark.evaluation import read
 from benchmark.store import ArchResult, RunFolder, RunResults
+
+LOG = logging.getLogger("benchmark")
 
 
 @dataclass
@@ -46,6 +49,25 @@ class Results:
     @property
     def report(self) -> Path:
         return self.results.folder.report_html
+
+    def predict(self, images, arch: str = "winner", threshold: str = "youden") -> pd.DataFrame:
+        """``benchmark predict``: the fold ensemble of ``arch`` on image files or folders, one row per readable
+        image (path, predicted class, probabilities, their spread over the fold models)."""
+        from benchmark.use import predict
+
+        paths = [images] if isinstance(images, str | Path) else list(images)
+        return predict(self.path, paths, arch, threshold, log=LOG.info)[0]
+
+    def evaluate(self, folder: str | Path, name: str | None = None) -> dict:
+        """``benchmark evaluate``: every architecture on another labelled folder (a site); the site's summary,
+        also in ``sites`` and the report from now on."""
+        from benchmark.use import evaluate
+
+        site = evaluate(self.path, folder, name, log=LOG.info)
+        self.results = read(self.results.folder)
+        return site
+
+    sites = property(lambda self: self.results.sites)  # `evaluate`'s sites, by name
 
     def _repr_html_(self) -> str:  # a notebook shows the leaderboard
         return f"<p>{self.path}</p>" + self.leaderboard.to_html(index=False, float_format="%.3f", na_rep="")

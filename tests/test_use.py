@@ -142,3 +142,17 @@ def test_bad_inputs_to_evaluate_are_one_paragraph_each(run, tmp_path, capsys, sy
             (fewer / cls / image.name).symlink_to(image)
     message = refused(capsys, "evaluate", out, fewer, "--name", "kaggle")
     assert "--name kaggle: the run folder already holds an evaluation of" in message
+
+
+def test_the_python_api_predicts_and_evaluates_as_the_command_line_does(run):
+    import benchmark
+
+    results = benchmark.load(run["out"])
+    frame = results.predict(run["data"] / "test")
+    winner = results.architectures[0].name
+    saved = [pd.read_csv(results.results.folder.test_predictions(winner, i)) for i in range(2)]
+    expected = dict(zip([str((run["data"] / p).absolute()) for p in saved[0].path],
+                        np.mean([s.probability for s in saved], axis=0), strict=True))  # fmt: skip
+    np.testing.assert_allclose(frame.probability, [expected[p] for p in frame.path], atol=1e-6)
+    site = results.evaluate(run["data"] / "test", name="from-python")
+    assert results.sites["from-python"] == site and site["heldout"] == results.heldout
