@@ -67,6 +67,13 @@ class Results:
         self.results = read(self.results.folder)
         return site
 
+    def export(self, fmt: str = "keras", out: str | Path | None = None, arch: str = "winner") -> Path:
+        """``benchmark export``: the fold ensemble of ``arch`` as one model (keras, onnx or savedmodel) with
+        model.json beside it; the model's path."""
+        from benchmark.use import export
+
+        return export(self.path, arch, fmt, out, log=LOG.info)
+
     sites = property(lambda self: self.results.sites)  # `evaluate`'s sites, by name
 
     def _repr_html_(self) -> str:  # a notebook shows the leaderboard

@@ -1,4 +1,4 @@
-"""Command line: ``benchmark list``, ``run``, ``report``, ``compare``, ``predict`` and ``evaluate``."""
+"""Command line: ``benchmark list``, ``run``, ``report``, ``compare``, ``predict``, ``evaluate`` and ``export``."""
 
 from __future__ import annotations
 
@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("data_dir", type=Path, metavar="DIR", help="class folders named as the run's classes (or a "
                     "Kaggle layout: its test/ split), none of them images the run trained on")  # fmt: skip
     ev.add_argument("--name", help="the site's name in the run folder and the report (default: DIR's name)")
+
+    ex = sub.add_parser("export", help="the chosen architecture's fold ensemble as one deployable model")
+    ex.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
+    ex.add_argument("--arch", default="winner", help="the architecture (default: winner, the first in rank)")
+    ex.add_argument("--format", dest="fmt", default="keras", choices=("keras", "onnx", "savedmodel"))
+    ex.add_argument("--out", type=Path, help="the folder for the model and model.json (default: RUN/export/ARCH)")
+    ex.add_argument("--overwrite", action="store_true", help="replace an earlier export there")
 
     r = sub.add_parser(
         "run", help="cross-validate architectures and rank them", formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -211,7 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--tracking-uri", metavar="URI", help="MLflow server (default $MLFLOW_TRACKING_URI, else local)")
     g.add_argument("--track-optional", action="store_true", help="an unreachable tracking server: warn and go on")
     g.add_argument("--track-models", default=d.track_models, choices=TRACK_MODELS, help="fold models logged to MLflow")
-    for command in (ls, rep, cmp, pr, ev, r):
+    for command in (ls, rep, cmp, pr, ev, ex, r):
         command.add_argument(
             "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"
         )
@@ -304,6 +311,15 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from benchmark.use import export
+
+    target = export(args.run_dir, args.arch, args.fmt, args.out, args.overwrite,
+                    log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    print(f"wrote {target} and {target.parent / 'model.json'}")
+    return 0
+
+
 def _run(args, console: Console, argv: list[str]) -> int:
     from benchmark.runner import run
     from benchmark.tracking.mlflow_tracking import TrackingLost
@@ -371,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "run":
                 return _run(args, console, argv)
             commands = {"list": _list, "report": _report, "compare": _compare, "predict": _predict,
-                        "evaluate": _evaluate}  # fmt: skip
+                        "evaluate": _evaluate, "export": _export}  # fmt: skip
             return commands[args.command](args)
         except (UsageError, RegistryError) as err:
             _error(str(err))

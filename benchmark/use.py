@@ -1,5 +1,6 @@
-"""After the verdict: the chosen architecture of a run at work on new images (``benchmark predict``), and
-every architecture scored on another labelled collection (``benchmark evaluate``: external validation).
+"""After the verdict: the chosen architecture of a run at work on new images (``benchmark predict``), every
+architecture scored on another labelled collection (``benchmark evaluate``: external validation), and the
+chosen fold ensemble as one deployable model (``benchmark export``).
 
 The fold ensemble is the mean of the architecture's saved fold models, as the report's held-out section
 scores it; the images are decoded by the run's own code at the run's size and channels
@@ -10,6 +11,7 @@ out-of-fold predictions (never on new images); more classes by the most probable
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
@@ -242,3 +244,119 @@ def training_files(folder: RunFolder) -> list[tuple[str, int]]:
     """(path, size) of the run's cross-validation images: files.csv's rows outside a test/ folder."""
     rows = folder.read_files() or []
     return [(path, size) for path, _, size, _ in rows if "test" not in (p.lower() for p in Path(path).parts[:-1])]
+
+
+EXPORT_NEEDS = {"onnx": ("onnx", "onnxruntime", "tf2onnx"), "savedmodel": ("tensorflow",)}
+
+
+def export(run_dir: str | Path, arch: str = "winner", fmt: str = "keras", out: str | Path | None = None,
+           overwrite: bool = False, log=print) -> Path:  # fmt: skip
+    """Write the fold ensemble of ``arch`` as one model in ``fmt`` (keras, onnx, savedmodel) into ``out``
+    (default ``RUN/export/<arch>/``) with ``model.json`` beside it: what it takes and returns, the classes, the
+    thresholds chosen on the out-of-fold predictions, versions and the run. Where the run's test split can be
+    read, the exported model is checked against the run's saved fold-ensemble test predictions."""
+    import keras
+
+    from benchmark.inference.export import FORMATS, ensemble_model, save
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}.")
+    check_export_packages(fmt, keras.backend.backend())
+    chosen = choose(run_dir, arch)
+    out = Path(out) if out else chosen.folder.path / "export" / safe_name(chosen.name)
+    target, sidecar = out / FORMATS[fmt], out / "model.json"
+    if target.exists() and not overwrite:
+        raise UsageError(f"--out {out}: {target.name} exists. Give another --out, or add --overwrite to replace it.")
+    model = ensemble_model(chosen.folder, chosen.name, chosen.folds)
+    out.mkdir(parents=True, exist_ok=True)
+    save(model, fmt, target)
+    card = description(chosen, fmt, target)
+    card["check"] = check_export(chosen, fmt, target, log)
+    write_json(sidecar, card)
+    return target
+
+
+def check_export_packages(fmt: str, backend: str) -> None:
+    """One paragraph where ``fmt`` cannot be written here: a missing package, or ONNX under JAX."""
+    if fmt == "onnx" and backend == "jax":
+        raise UsageError(
+            "--format onnx under JAX: the exported graph fails in onnxruntime today (max-pooling). Export with "
+            "another backend (KERAS_BACKEND=tensorflow benchmark export ...), or use --format keras."
+        )
+    for package in EXPORT_NEEDS.get(fmt, ()):
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            extra = "pip install tensorflow" if package == "tensorflow" else "pip install -e '.[export]'"
+            raise UsageError(f"--format {fmt} needs {package}: {extra}, then run again.") from None
+
+
+def description(chosen: Chosen, fmt: str, target: Path) -> dict:
+    """model.json: how to call the exported model and where it comes from."""
+    import keras
+
+    info, settings = chosen.results.info, chosen.results.settings
+    config = chosen.results.config
+    thresholds = chosen.results.oof_scores.get(chosen.name, {}).get("thresholds", [])
+    return {
+        "architecture": chosen.name,
+        "format": fmt,
+        "file": target.name,
+        "fold_models": chosen.folds,
+        "input": {
+            "shape": [None, settings["image_size"], settings["image_size"], settings["channels"]],
+            "dtype": "uint8",
+            "values": "0-255, as decoded (resized, greyscale or RGB); scaled inside",
+        },  # fmt: skip
+        "output": (
+            f"probability of {info.positive}, shape (n, 1)"
+            if info.binary
+            else f"probability of each class in this order: {', '.join(info.class_names)}, shape (n, K)"
+        ),  # fmt: skip
+        "classes": list(info.class_names),
+        "positive": info.positive,
+        "thresholds": [{"rule": t["rule"], "threshold": t["threshold"]} for t in thresholds],
+        "default_threshold": THRESHOLDS[DEFAULT_THRESHOLD] if info.binary else "argmax",
+        "versions": {"keras": keras.__version__, "backend": keras.backend.backend(), **config.get("packages", {})},
+        "run": {
+            "folder": str(chosen.folder.path.resolve()),
+            "git_commit": config.get("git_commit"),
+            "data": config.get("data"),
+            "settings": settings,
+        },  # fmt: skip
+    }
+
+
+def check_export(chosen: Chosen, fmt: str, target: Path, log) -> dict | None:
+    """The exported model on the run's test images against the run's saved fold-ensemble predictions of them
+    (None where they cannot be read: no test split, data moved, or fewer saved test predictions)."""
+    from benchmark.inference.predict import fold_ensemble, read_heldout
+
+    runs = read_heldout(chosen.folder, chosen.name, chosen.results.info.n_folds)
+    root = Path(chosen.results.settings["data"])
+    if runs is None or not all((root / p).is_file() for p in runs[0].path):
+        log("not checked: the run's test images or their saved predictions cannot be read here")
+        return None
+    decoded = chosen.decode(ImageSet(tuple(str(root / p) for p in runs[0].path), np.zeros(len(runs[0]), np.int8)),
+                            log)  # fmt: skip
+    got = exported_outputs(fmt, target, np.asarray(decoded.pixels))
+    worst = float(np.abs(got.reshape(fold_ensemble(runs).shape) - fold_ensemble(runs)).max())
+    log(f"checked: the exported model on the run's {len(got)} test images against its saved fold-ensemble "
+        f"predictions, largest difference {worst:.2g}")  # fmt: skip
+    return {"images": len(got), "largest_difference": worst}
+
+
+def exported_outputs(fmt: str, target: Path, pixels: np.ndarray) -> np.ndarray:
+    """What the exported file returns for ``pixels``, run as a user would run it."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(target))
+        return session.run(None, {session.get_inputs()[0].name: pixels})[0]
+    if fmt == "savedmodel":
+        import tensorflow as tf
+
+        return np.asarray(tf.saved_model.load(str(target)).serve(pixels))
+    import keras
+
+    return np.asarray(keras.models.load_model(target, compile=False).predict(pixels, batch_size=128, verbose=0))

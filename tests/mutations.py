@@ -648,6 +648,13 @@ REGRESSIONS = [
         'load_images(root, images, settings["image_size"], 3',
         ["tests/test_use.py::test_evaluate_on_the_official_test_split_reproduces_the_held_out_section"],
     ),
+    (
+        "export keeps one fold model, not the ensemble",
+        "benchmark/inference/export.py",
+        "outputs = [member(inputs) for member in members]",
+        "outputs = [member(inputs) for member in members[:1]]",
+        ["tests/test_use.py::test_export_writes_the_fold_ensemble_that_gives_the_runs_held_out_predictions"],
+    ),
 ]
 
 

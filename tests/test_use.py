@@ -156,3 +156,37 @@ def test_the_python_api_predicts_and_evaluates_as_the_command_line_does(run):
     np.testing.assert_allclose(frame.probability, [expected[p] for p in frame.path], atol=1e-6)
     site = results.evaluate(run["data"] / "test", name="from-python")
     assert results.sites["from-python"] == site and site["heldout"] == results.heldout
+
+
+def test_export_writes_the_fold_ensemble_that_gives_the_runs_held_out_predictions(run, tmp_path, capsys):
+    import json
+
+    import onnxruntime
+
+    results = read(RunFolder(run["out"]))
+    winner = results.ok[0].name
+    saved = [pd.read_csv(results.folder.test_predictions(winner, i)) for i in range(2)]
+    ensemble = np.mean([s.probability for s in saved], axis=0)
+    assert main(["export", str(run["out"]), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    assert "checked: the exported model on the run's 8 test images" in capsys.readouterr().err
+    card = json.loads((tmp_path / "onnx" / "model.json").read_text())
+    assert card["check"]["largest_difference"] <= 1e-5 and card["classes"] == ["NORMAL", "PNEUMONIA"]
+    assert card["thresholds"] == [{"rule": t["rule"], "threshold": t["threshold"]}
+                                  for t in results.oof_scores[winner]["thresholds"]]  # fmt: skip
+    assert card["input"]["shape"] == [None, 32, 32, 1] and card["input"]["dtype"] == "uint8"
+    # run as a user runs it: the images decoded as the run decodes them, uint8 in, probabilities out
+    from benchmark.data.images import decode
+
+    pixels = np.stack([decode(run["data"] / p, 32, 1) for p in saved[0].path])
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    got = session.run(None, {"pixels": pixels})[0].reshape(-1)
+    np.testing.assert_allclose(got, ensemble, atol=1e-5)
+    assert main(["export", str(run["out"]), "--arch", "separable"]) == 0  # the default: RUN/export/ARCH
+    assert (run["out"] / "export" / "separable" / "model.keras").is_file()
+    assert "--out" in refused(capsys, "export", run["out"], "--arch", "separable")  # exists: not replaced
+
+
+def test_an_export_without_its_packages_names_the_extra(run, capsys, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "tf2onnx", None)  # as if not installed
+    message = refused(capsys, "export", run["out"], "--format", "onnx")
+    assert "--format onnx needs tf2onnx: pip install -e '.[export]'" in message

@@ -183,12 +183,13 @@ class RunFolder:
     def own_files(self) -> list[Path]:
         """Every file this tool writes here that exists: the run's named files, each architecture's fold
         files and Grad-CAM, the report's figures, TensorBoard's event files, the external sites' scores and
-        predictions and the temporary files of interrupted writes. Nothing else in the folder is the tool's
-        to delete."""
+        predictions, the exported models (``export/``) and the temporary files of interrupted writes. Nothing
+        else in the folder is the tool's to delete."""
         named = [self.config, self.files, self.splits, self.folds_table, self.oof, self.results, self.leaderboard,
                  self.report_md, self.report_html, self.run_log, self.tracking]  # fmt: skip
         found = [*named, *self.figures.glob("*.png"), *self.tensorboard.rglob("events.out.tfevents.*")]
         found += [*self.sites.glob("*/site.json"), *self.sites.glob("*/*/fold-*.csv")]
+        found += [p for p in (self.path / "export").glob("*/**/*") if p.is_file()]  # benchmark export's default
         for arch in (d for d in self.path.iterdir() if d.is_dir() and not d.is_symlink()):
             found.append(arch / "gradcam.npz")
             for fold in (f for f in arch.iterdir() if re.fullmatch(r"fold-\d+", f.name) and f.is_dir()):

@@ -1,0 +1,45 @@
+"""Inference: one deployable model of an architecture's saved fold models (``benchmark export``).
+
+The fold models without their augmentation (inactive outside training, and not exportable to ONNX), fed
+the same uint8 pixels, averaged inside the graph: the fold ensemble the report scores, in one file. The
+scaling to [0, 1] is each fold model's own first layer.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from benchmark.store.runfolder import RunFolder, safe_name
+from benchmark.training.fit import load_fold_model
+
+FORMATS = {"keras": "model.keras", "onnx": "model.onnx", "savedmodel": "savedmodel"}  # --format → file in --out
+
+
+def without_augmentation(model: keras.Model, name: str) -> keras.Model:
+    """A saved fold model (uint8 pixels → probabilities) without its augmentation layers, called ``name``."""
+    inputs = keras.Input(model.inputs[0].shape[1:], dtype="uint8", name="pixels")
+    x = inputs
+    for layer in model.layers:  # in order: the input, the scaling, the augmentation, the architecture, float32
+        if not isinstance(layer, keras.layers.InputLayer) and layer.name != "augmentation":
+            x = layer(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def ensemble_model(folder: RunFolder, arch: str, folds: list[int]) -> keras.Model:
+    """The fold ensemble of ``arch``: uint8 images (n, size, size, channels) → the mean of the fold models'
+    probabilities, (n, 1) of the positive class or (n, K)."""
+    members = [without_augmentation(load_fold_model(folder.model_path(arch, i)), f"fold_{i}") for i in folds]
+    inputs = keras.Input(members[0].inputs[0].shape[1:], dtype="uint8", name="pixels")
+    outputs = [member(inputs) for member in members]
+    mean = keras.layers.Average(name="fold_ensemble")(outputs) if len(outputs) > 1 else outputs[0]
+    return keras.Model(inputs, mean, name=f"{safe_name(arch)}_fold_ensemble")
+
+
+def save(model: keras.Model, fmt: str, path) -> None:
+    """``model`` written in ``fmt`` (a key of FORMATS) at ``path``."""
+    if fmt == "keras":
+        model.save(path)
+        return
+    model(np.zeros((1, *model.inputs[0].shape[1:]), "uint8"))  # Keras exports only a model that has run
+    model.export(str(path), format="onnx" if fmt == "onnx" else "tf_saved_model", verbose=False)
