@@ -356,7 +356,8 @@ def exported_outputs(fmt: str, target: Path, pixels: np.ndarray) -> np.ndarray:
     if fmt == "savedmodel":
         import tensorflow as tf
 
-        return np.asarray(tf.saved_model.load(str(target)).serve(pixels))
+        loaded = tf.saved_model.load(str(target))  # held while it serves: its variables live in it
+        return np.asarray(loaded.serve(pixels))
     import keras
 
     return np.asarray(keras.models.load_model(target, compile=False).predict(pixels, batch_size=128, verbose=0))

@@ -7,9 +7,14 @@ scaling to [0, 1] is each fold model's own first layer.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import keras
 import numpy as np
 
+from benchmark.store.files import atomic_path
 from benchmark.store.runfolder import RunFolder, safe_name
 from benchmark.training.fit import load_fold_model
 
@@ -36,10 +41,19 @@ def ensemble_model(folder: RunFolder, arch: str, folds: list[int]) -> keras.Mode
     return keras.Model(inputs, mean, name=f"{safe_name(arch)}_fold_ensemble")
 
 
-def save(model: keras.Model, fmt: str, path) -> None:
-    """``model`` written in ``fmt`` (a key of FORMATS) at ``path``."""
+def save(model: keras.Model, fmt: str, path: Path) -> None:
+    """``model`` written in ``fmt`` (a key of FORMATS) at ``path``, whole or not at all (a temporary name first)."""
     if fmt == "keras":
-        model.save(path)
+        with atomic_path(path) as tmp:
+            model.save(tmp)
         return
     model(np.zeros((1, *model.inputs[0].shape[1:]), "uint8"))  # Keras exports only a model that has run
-    model.export(str(path), format="onnx" if fmt == "onnx" else "tf_saved_model", verbose=False)
+    if fmt == "onnx":
+        with atomic_path(path) as tmp:
+            model.export(str(tmp), format="onnx", verbose=False)
+        return
+    tmp = path.with_name(f".{path.name}.tmp")  # a SavedModel is a folder
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.export(str(tmp), format="tf_saved_model", verbose=False)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
