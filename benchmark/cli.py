@@ -1,4 +1,5 @@
-"""Command line: ``benchmark list``, ``run``, ``report``, ``compare``, ``predict``, ``evaluate`` and ``export``."""
+"""Command line: ``benchmark list``, ``run``, ``report``, ``compare``, ``predict``, ``evaluate``, ``export``
+and ``card``."""
 
 from __future__ import annotations
 
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", dest="fmt", default="keras", choices=("keras", "onnx", "savedmodel"))
     ex.add_argument("--out", type=Path, help="the folder for the model and model.json (default: RUN/export/ARCH)")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export there")
+
+    cd = sub.add_parser("card", help="the model card of the chosen architecture (markdown)")
+    cd.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
+    cd.add_argument("--arch", default="winner", help="the architecture (default: winner, the first in rank)")
+    cd.add_argument("--out", type=Path, help="write it to this file (default: print it)")
 
     r = sub.add_parser(
         "run", help="cross-validate architectures and rank them", formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -218,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--tracking-uri", metavar="URI", help="MLflow server (default $MLFLOW_TRACKING_URI, else local)")
     g.add_argument("--track-optional", action="store_true", help="an unreachable tracking server: warn and go on")
     g.add_argument("--track-models", default=d.track_models, choices=TRACK_MODELS, help="fold models logged to MLflow")
-    for command in (ls, rep, cmp, pr, ev, ex, r):
+    for command in (ls, rep, cmp, pr, ev, ex, cd, r):
         command.add_argument(
             "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"
         )
@@ -320,6 +326,23 @@ def _export(args) -> int:
     return 0
 
 
+def _card(args) -> int:
+    from benchmark.report import model_card
+    from benchmark.store.files import write_text
+    from benchmark.use import choose
+
+    chosen = choose(args.run_dir, args.arch, models=False)
+    card = model_card(chosen.results, chosen.name)
+    if args.out is None:
+        print(card, end="")
+    else:
+        if args.out.exists():
+            raise UsageError(f"--out {args.out}: exists. Give a new file name for the model card.")
+        write_text(args.out, card)
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
 def _run(args, console: Console, argv: list[str]) -> int:
     from benchmark.runner import run
     from benchmark.tracking.mlflow_tracking import TrackingLost
@@ -387,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "run":
                 return _run(args, console, argv)
             commands = {"list": _list, "report": _report, "compare": _compare, "predict": _predict,
-                        "evaluate": _evaluate, "export": _export}  # fmt: skip
+                        "evaluate": _evaluate, "export": _export, "card": _card}  # fmt: skip
             return commands[args.command](args)
         except (UsageError, RegistryError) as err:
             _error(str(err))

@@ -59,8 +59,9 @@ class Chosen:
         return fold_outputs(self.folder, self.name, self.folds, pixels, self.results.settings.get("batch_size", 64))
 
 
-def choose(run_dir: str | Path, arch: str = "winner") -> Chosen:
-    """The run's architecture ``arch`` (``winner``: the first in rank), with its saved fold models."""
+def choose(run_dir: str | Path, arch: str = "winner", models: bool = True) -> Chosen:
+    """The run's architecture ``arch`` (``winner``: the first in rank), with its saved fold models (which must
+    exist unless ``models`` is False)."""
     results = read(RunFolder(Path(run_dir)))
     finished = [a.name for a in results.ok]
     if not finished:
@@ -72,7 +73,7 @@ def choose(run_dir: str | Path, arch: str = "winner") -> Chosen:
             "(or winner, the first in rank)."
         )
     folds = saved_folds(results.folder, name, results.info.n_folds)
-    if not folds:
+    if not folds and models:
         raise UsageError(
             f"{run_dir}: {name}'s fold models were not saved (--save-models none or --no-save-models), so nothing "
             f"can predict. Run it again into a new --out with --save-models all (or best) to keep them."
@@ -258,6 +259,7 @@ def export(run_dir: str | Path, arch: str = "winner", fmt: str = "keras", out: s
     import keras
 
     from benchmark.inference.export import FORMATS, ensemble_model, save
+    from benchmark.report import write_card
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}.")
@@ -273,6 +275,7 @@ def export(run_dir: str | Path, arch: str = "winner", fmt: str = "keras", out: s
     card = description(chosen, fmt, target)
     card["check"] = check_export(chosen, fmt, target, log)
     write_json(sidecar, card)
+    write_card(chosen.results, chosen.name, out / "model_card.md")
     return target
 
 

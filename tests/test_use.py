@@ -190,3 +190,20 @@ def test_an_export_without_its_packages_names_the_extra(run, capsys, monkeypatch
     monkeypatch.setitem(__import__("sys").modules, "tf2onnx", None)  # as if not installed
     message = refused(capsys, "export", run["out"], "--format", "onnx")
     assert "--format onnx needs tf2onnx: pip install -e '.[export]'" in message
+
+
+def test_the_model_card_names_the_transfer_verdict_and_the_versions(run, tmp_path, capsys):
+    results = read(RunFolder(run["out"]))
+    assert main(["card", str(run["out"])]) == 0
+    card = capsys.readouterr().out
+    winner, verdict = results.ok[0].name, results.transfer["verdict"]
+    for title in ("Model details", "Intended use", "Data", "How it was chosen", "Held-out and external figures",
+                  "Known limits", "Software"):  # fmt: skip
+        assert f". {title}\n" in card
+    assert card.startswith(f"# Model card — {winner}") and "NORMAL 12, PNEUMONIA 12" in card
+    words = {"agree": "rankings agree", "disagree": "rankings DISAGREE", "unresolved": "does not resolve",
+             "tied": "tied on one side"}[verdict]  # fmt: skip
+    assert f"On the held-out test split the CV winner {winner}" in card and words in card
+    assert f"keras {results.config['packages']['keras']}" in card and "Not for: diagnosis" in card
+    assert main(["export", str(run["out"]), "--out", str(tmp_path / "model")]) == 0
+    assert (tmp_path / "model" / "model_card.md").read_text() == card

@@ -7,6 +7,7 @@ from benchmark.lazy import attach
 __getattr__, __all__ = attach(
     __name__,
     {
+        "card": ["model_card", "write_card"],
         "compare": ["write_compare"],
         "document": ["write_report"],
         "leaderboard": ["leaderboard_md", "leaderboard_text"],

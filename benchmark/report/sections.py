@@ -400,11 +400,16 @@ def _heldout_parts(r: RunResults, scores: dict[str, dict], runs_of, where: str, 
 
 def _heldout_row(name: str, row: dict, shown) -> list:
     """One fold-ensemble row: at 0.5, at an OOF threshold (two classes) or argmax; TTA marked."""
-    t, rule = row["threshold"], row["rule"]
-    label = rule if t is None else f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
     cells = [f"{row['metrics'][k]:.3f}" + (f" [{_interval(row['ci'][k])}]" if "ci" in row else "")
              for k in shown]  # fmt: skip
-    return [name, label + (" + TTA" if row["tta"] else ""), *cells]
+    return [name, decision_label(row), *cells]
+
+
+def decision_label(row: dict) -> str:
+    """A held-out row's decision: 0.5, an out-of-fold threshold with its rule, or argmax; TTA marked."""
+    t, rule = row["threshold"], row["rule"]
+    label = rule if t is None else f"{t:.3f}" if rule == "0.5" else f"{t:.3f} ({rule})"
+    return label + (" + TTA" if row["tta"] else "")
 
 
 NO_HELDOUT = "No held-out predictions: the data has no test/ split, or models were not saved."
