@@ -55,9 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--out", type=Path, default=Path("."), help="where compare.html is written (default: here)")
 
     pr = sub.add_parser("predict", help="the chosen architecture's fold ensemble on new images")
-    pr.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
+    _run_folder(pr)
     pr.add_argument("images", type=Path, nargs="+", metavar="IMAGES", help="image files or folders (recursively)")
-    pr.add_argument("--arch", default="winner", help="the architecture (default: winner, the first in rank)")
+    _architecture(pr)
     pr.add_argument(
         "--threshold",
         default="youden",
@@ -71,21 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--gradcam", type=Path, metavar="DIR", help="write a Grad-CAM heat map per image into DIR")
 
     ev = sub.add_parser("evaluate", help="external validation: every architecture on another labelled folder")
-    ev.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
+    _run_folder(ev)
     ev.add_argument("data_dir", type=Path, metavar="DIR", help="class folders named as the run's classes (or a "
                     "Kaggle layout: its test/ split), none of them images the run trained on")  # fmt: skip
     ev.add_argument("--name", help="the site's name in the run folder and the report (default: DIR's name)")
 
     ex = sub.add_parser("export", help="the chosen architecture's fold ensemble as one deployable model")
-    ex.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
-    ex.add_argument("--arch", default="winner", help="the architecture (default: winner, the first in rank)")
+    _run_folder(ex)
+    _architecture(ex)
     ex.add_argument("--format", dest="fmt", default="keras", choices=("keras", "onnx", "savedmodel"))
     ex.add_argument("--out", type=Path, help="the folder for the model and model.json (default: RUN/export/ARCH)")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export there")
 
     cd = sub.add_parser("card", help="the model card of the chosen architecture (markdown)")
-    cd.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
-    cd.add_argument("--arch", default="winner", help="the architecture (default: winner, the first in rank)")
+    _run_folder(cd)
+    _architecture(cd)
     cd.add_argument("--out", type=Path, help="write it to this file (default: print it)")
 
     r = sub.add_parser(
@@ -229,6 +229,14 @@ def _parser() -> argparse.ArgumentParser:
             "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"
         )
     return parser
+
+
+def _run_folder(command: argparse.ArgumentParser) -> None:
+    command.add_argument("run_dir", type=Path, help="a run folder written by `benchmark run`")
+
+
+def _architecture(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--arch", default="winner", help="the architecture (default: winner, the first in rank)")
 
 
 def _list(args) -> int:
