@@ -207,3 +207,12 @@ def test_the_model_card_names_the_transfer_verdict_and_the_versions(run, tmp_pat
     assert f"keras {results.config['packages']['keras']}" in card and "Not for: diagnosis" in card
     assert main(["export", str(run["out"]), "--out", str(tmp_path / "model")]) == 0
     assert (tmp_path / "model" / "model_card.md").read_text() == card
+
+
+def test_onnx_under_jax_is_refused_with_the_workaround():
+    from benchmark import UsageError
+    from benchmark.use import check_export_packages
+
+    with pytest.raises(UsageError, match=r"--format onnx under JAX: .*KERAS_BACKEND=tensorflow.*--format keras"):
+        check_export_packages("onnx", "jax")
+    check_export_packages("keras", "jax")  # the .keras format needs nothing more
