@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import UsageError
-from benchmark.data.images import ImageSet, discover, fingerprint, listing, load_images, unlabelled
+from benchmark.data.images import KAGGLE_HINT, ImageSet, discover, fingerprint, listing, load_images, unlabelled
 from benchmark.evaluation import heldout_scores, heldout_transfer, read
 from benchmark.inference.predict import fold_outputs, predict_heldout, saved_folds, site_predictions
 from benchmark.store import RunFolder, RunResults, read_json, write_json
@@ -223,7 +223,11 @@ def site_images(results: RunResults, data_dir: Path) -> tuple[Path, ImageSet, st
     info, given = results.info, f"evaluate {data_dir}"
     if not data_dir.is_dir():
         raise UsageError(f"{given}: no such folder. Give a folder of class folders named as the run's classes.")
-    dataset = discover(data_dir, None, results.settings.get("label_from"))
+    try:
+        dataset = discover(data_dir, None, results.settings.get("label_from"))
+    except UsageError as err:  # said of --data by the data stage: here the folder is evaluate's
+        fix = "Give a folder of class folders named as the run's classes."
+        raise UsageError(str(err).replace(f"--data {data_dir}", given).replace(KAGGLE_HINT, fix)) from None
     if set(dataset.classes) != set(info.class_names):
         raise UsageError(
             f"{given}: its classes are {', '.join(dataset.classes)}; the run's are {', '.join(info.class_names)}. "

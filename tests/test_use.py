@@ -133,6 +133,9 @@ def test_bad_inputs_to_evaluate_are_one_paragraph_each(run, tmp_path, capsys, sy
     other = synthetic_folder({"cats": 2, "dogs": 2}, split=None, root=tmp_path / "pets")
     message = refused(capsys, "evaluate", out, other)
     assert "its classes are cats, dogs; the run's are NORMAL, PNEUMONIA" in message
+    (tmp_path / "nothing").mkdir()
+    message = refused(capsys, "evaluate", out, tmp_path / "nothing")
+    assert message.startswith(f"error: evaluate {tmp_path / 'nothing'}: no images found") and "--data" not in message
     assert main(["evaluate", str(out), str(run["data"]), "--name", "kaggle"]) == 0  # a Kaggle layout: its test/
     assert read(RunFolder(out)).sites["kaggle"]["data"]["split"] == "test/ split"
     fewer = tmp_path / "fewer"
