@@ -46,17 +46,19 @@ class Chosen:
     def folder(self) -> RunFolder:
         return self.results.folder
 
-    def decode(self, paths, log: Callable[[str], None]):
-        """``paths`` decoded as the run decoded its images (size, channels, the run's image cache)."""
-        settings = self.results.settings
-        cache = settings.get("cache_dir")
-        return load_images(
-            Path("."), paths, settings["image_size"], settings["channels"], cache and Path(cache), log=log
-        )
+    def decode(self, paths: ImageSet, log: Callable[[str], None]):
+        return decode_as_run(self.results, Path("."), paths, log)
 
     def outputs(self, pixels: np.ndarray) -> np.ndarray:
         """Each saved fold model's probabilities: (models, n) or (models, n, K)."""
         return fold_outputs(self.folder, self.name, self.folds, pixels, self.results.settings.get("batch_size", 64))
+
+
+def decode_as_run(results: RunResults, root: Path, images: ImageSet, log: Callable[[str], None]):
+    """``images`` (paths under ``root``) decoded as the run decoded its own: its size and channels, its cache."""
+    settings = results.settings
+    size, channels, cache = settings["image_size"], settings["channels"], settings.get("cache_dir")
+    return load_images(root, images, size, channels, cache and Path(cache), log=log)
 
 
 def choose(run_dir: str | Path, arch: str = "winner", models: bool = True) -> Chosen:
@@ -184,8 +186,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
             f"--name {site}: the run folder already holds an evaluation of {saved.get('data', {}).get('path')} "
             f"under that name, on other images. Choose another --name for {data_dir}."
         )
-    decoded = load_images(root, images, settings["image_size"], settings["channels"],
-                          settings.get("cache_dir") and Path(settings["cache_dir"]), log=log)  # fmt: skip
+    decoded = decode_as_run(results, root, images, log)
     models = {a.name: saved_folds(folder, a.name, info.n_folds) for a in results.ok}
     models = {n: folds for n, folds in models.items() if folds}
     if not models:

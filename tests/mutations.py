@@ -644,8 +644,8 @@ REGRESSIONS = [
     (
         "a site scored with another decoding than the run's",
         "benchmark/use.py",
-        'load_images(root, images, settings["image_size"], settings["channels"]',
-        'load_images(root, images, settings["image_size"], 3',
+        '    size, channels, cache = settings["image_size"], settings["channels"], settings.get("cache_dir")',
+        '    size, channels, cache = settings["image_size"], 3, settings.get("cache_dir")',
         ["tests/test_use.py::test_evaluate_on_the_official_test_split_reproduces_the_held_out_section"],
     ),
     (
