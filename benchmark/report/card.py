@@ -11,7 +11,15 @@ from pathlib import Path
 
 from benchmark.report.leaderboard import runner_up_verdict
 from benchmark.report.render import Section, Table, to_markdown
-from benchmark.report.sections import GAP_FLAG, decision_label, source, transfer_sentence, weights_used
+from benchmark.report.sections import (
+    GAP_FLAG,
+    decision_label,
+    held_out_sets,
+    interval,
+    source,
+    transfer_sentence,
+    weights_used,
+)
 from benchmark.store.results import RunResults
 
 CARD_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
@@ -70,24 +78,17 @@ def model_card(results: RunResults, arch: str) -> str:
     return to_markdown(sections, f"Model card — {arch}", results.folder.path)
 
 
-def held_out_sets(results: RunResults) -> dict[str, tuple[dict, dict | None]]:
-    """Every held-out set: name → (each architecture's scores there, the ranking transfer there)."""
-    sets = {"test split": (results.heldout, results.transfer)} if results.heldout else {}
-    return sets | {f"site {n}": (s["heldout"], s["transfer"]) for n, s in results.sites.items()}
-
-
 def chosen_parts(results: RunResults, arch: str) -> list:
     a, metric = results.arch(arch), results.rank_by
     s = a.metrics[metric]
     parts = [
         f"Stratified cross-validation ({results.info.splits}), the same folds for every candidate, early stopping "
         f"on an inner split; {metric} {s.mean:.3f} ± {s.std:.3f} over the folds, corrected 95 % interval "
-        f"[{s.ci[0]:.3f}, {s.ci[1]:.3f}]."
+        f"[{interval(s.ci)}]."
     ]
     if results.comparison:
         parts.append(runner_up_verdict(results.comparison))
-    rows = [[e.rank, e.name, f"{e.metrics[metric].mean:.3f} [{e.metrics[metric].ci[0]:.3f}, "
-             f"{e.metrics[metric].ci[1]:.3f}]"] for e in results.ok]  # fmt: skip
+    rows = [[e.rank, e.name, f"{e.metrics[metric].mean:.3f} [{interval(e.metrics[metric].ci)}]"] for e in results.ok]
     parts.append(Table(["rank", "architecture", f"CV {metric} [95 % interval]"], rows, caption="The candidates."))
     return parts
 
@@ -98,7 +99,7 @@ def figures_parts(results: RunResults, arch: str, sets: dict, shown) -> list:
     rows = []
     for where, (scores, _) in sets.items():
         for row in scores.get(arch, {}).get("ensemble", []):
-            cells = [f"{row['metrics'][k]:.3f} [{row['ci'][k][0]:.3f}, {row['ci'][k][1]:.3f}]" for k in shown]
+            cells = [f"{row['metrics'][k]:.3f} [{interval(row['ci'][k])}]" for k in shown]
             rows.append([where, decision_label(row), *cells])
     parts: list = [Table(["held-out set", "decision", *shown], rows, caption="The fold ensemble on each held-out "
                          "set, each metric with its 95 % bootstrap interval over the images.")]  # fmt: skip

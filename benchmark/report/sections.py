@@ -174,7 +174,7 @@ def _board_row(entry: ArchResult, metrics: list[str]) -> list:
     name = entry.name + ("" if entry.ok else " (failed)")
     if not entry.scored:
         return [entry.rank or "-", name, *["-"] * len(metrics)]
-    cells = [f"{s.mean:.3f} ± {s.std:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]" for s in map(entry.metrics.get, metrics)]
+    cells = [f"{s.mean:.3f} ± {s.std:.3f} [{interval(s.ci)}]" for s in map(entry.metrics.get, metrics)]
     return [entry.rank or "-", name, *cells]
 
 
@@ -400,7 +400,7 @@ def _heldout_parts(r: RunResults, scores: dict[str, dict], runs_of, where: str, 
 
 def _heldout_row(name: str, row: dict, shown) -> list:
     """One fold-ensemble row: at 0.5, at an OOF threshold (two classes) or argmax; TTA marked."""
-    cells = [f"{row['metrics'][k]:.3f}" + (f" [{_interval(row['ci'][k])}]" if "ci" in row else "")
+    cells = [f"{row['metrics'][k]:.3f}" + (f" [{interval(row['ci'][k])}]" if "ci" in row else "")
              for k in shown]  # fmt: skip
     return [name, decision_label(row), *cells]
 
@@ -516,15 +516,13 @@ def sites(r: RunResults) -> list[Section]:
 
 def side_by_side(r: RunResults) -> Section:
     """The ranking metric of each architecture's fold ensemble on every held-out set, and each set's verdict."""
-    sets = ({"test split": (r.heldout, r.transfer)} if r.heldout else {}) | {
-        f"site {name}": (site["heldout"], site["transfer"]) for name, site in r.sites.items()
-    }
+    sets = held_out_sets(r)
     rows = []
     for e in r.ok:
         cells = []
         for scores, _ in sets.values():
             row, m = scores[e.name]["ensemble"][0] if e.name in scores else None, r.rank_by
-            cells.append("-" if row is None else f"{row['metrics'][m]:.3f} [{_interval(row['ci'][m])}]")
+            cells.append("-" if row is None else f"{row['metrics'][m]:.3f} [{interval(row['ci'][m])}]")
         rows.append([e.name, f"{e.metrics[r.rank_by].mean:.3f}", *cells])
     rows.append(["ranking transfer", "", *[t["verdict"] if t else "-" for _, t in sets.values()]])
     decision = "at 0.5" if r.info.binary else "argmax"
@@ -541,7 +539,14 @@ def side_by_side(r: RunResults) -> Section:
     )
 
 
-def _interval(ci: list[float]) -> str:
+def held_out_sets(r: RunResults) -> dict[str, tuple[dict, dict | None]]:
+    """Every held-out set: name → (each architecture's scores there, the ranking transfer there)."""
+    sets = {"test split": (r.heldout, r.transfer)} if r.heldout else {}
+    return sets | {f"site {name}": (site["heldout"], site["transfer"]) for name, site in r.sites.items()}
+
+
+def interval(ci) -> str:
+    """An interval's two ends, as every table shows them (inside brackets)."""
     return f"{ci[0]:.3f}, {ci[1]:.3f}"
 
 
