@@ -50,13 +50,25 @@ class Results:
     def report(self) -> Path:
         return self.results.folder.report_html
 
-    def predict(self, images, arch: str = "winner", threshold: str = "youden") -> pd.DataFrame:
-        """``benchmark predict``: the fold ensemble of ``arch`` on image files or folders, one row per readable
-        image (path, predicted class, probabilities, their spread over the fold models)."""
+    def predict(self, images, arch: str = "winner", threshold: str = "youden", model: str = "folds") -> pd.DataFrame:
+        """``benchmark predict``: the fold ensemble of ``arch`` (or its refit: ``model="refit"``) on image files or
+        folders, one row per readable image (path, predicted class, probabilities, their spread over the fold
+        models)."""
         from benchmark.use import predict
 
         paths = [images] if isinstance(images, str | Path) else list(images)
-        return predict(self.path, paths, arch, threshold, log=LOG.info)[0]
+        return predict(self.path, paths, arch, threshold, log=LOG.info, model=model)[0]
+
+    def refit(self, arch: str = "winner") -> dict:
+        """``benchmark refit``: ``arch`` trained once more on all training images; its refit.json, also in
+        ``refits`` and the report from now on. A failed training raises RuntimeError."""
+        from benchmark.use import refit
+
+        record = refit(self.path, arch, log=LOG.info)
+        if "error" in record:
+            raise RuntimeError(f"{record['architecture']}: the refit failed: {record['error']}")
+        self.results = read(self.results.folder)
+        return record
 
     def evaluate(self, folder: str | Path, name: str | None = None) -> dict:
         """``benchmark evaluate``: every architecture on another labelled folder (a site); the site's summary,
@@ -67,14 +79,15 @@ class Results:
         self.results = read(self.results.folder)
         return site
 
-    def export(self, fmt: str = "keras", out: str | Path | None = None, arch: str = "winner") -> Path:
-        """``benchmark export``: the fold ensemble of ``arch`` as one model (keras, onnx or savedmodel) with
-        model.json beside it; the model's path."""
+    def export(self, fmt: str = "keras", out: str | Path | None = None, arch: str = "winner", model: str = "folds"):
+        """``benchmark export``: the fold ensemble of ``arch`` (or its refit) as one model (keras, onnx or
+        savedmodel) with model.json beside it; the model's path."""
         from benchmark.use import export
 
-        return export(self.path, arch, fmt, out, log=LOG.info)
+        return export(self.path, arch, fmt, out, log=LOG.info, model=model)
 
     sites = property(lambda self: self.results.sites)  # `evaluate`'s sites, by name
+    refits = property(lambda self: self.results.refits)  # `refit`'s models, by architecture
 
     def _repr_html_(self) -> str:  # a notebook shows the leaderboard
         return f"<p>{self.path}</p>" + self.leaderboard.to_html(index=False, float_format="%.3f", na_rep="")

@@ -1,5 +1,5 @@
-"""Command line: ``benchmark list``, ``run``, ``report``, ``compare``, ``predict``, ``evaluate``, ``export``
-and ``card``."""
+"""Command line: ``benchmark list``, ``run``, ``report``, ``compare``, ``predict``, ``evaluate``, ``refit``,
+``export`` and ``card``."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
         "highest F1; youden: highest sensitivity + specificity, independent of the share of positives) or given "
         "(default: youden); more classes: the most probable",
     )
+    _model(pr)
     pr.add_argument("--out", type=Path, help="write the predictions to this CSV file (default: print them)")
     pr.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     pr.add_argument("--gradcam", type=Path, metavar="DIR", help="write a Grad-CAM heat map per image into DIR")
@@ -76,9 +77,14 @@ def _parser() -> argparse.ArgumentParser:
                     "Kaggle layout: its test/ split), none of them images the run trained on")  # fmt: skip
     ev.add_argument("--name", help="the site's name in the run folder and the report (default: DIR's name)")
 
-    ex = sub.add_parser("export", help="the chosen architecture's fold ensemble as one deployable model")
+    rf = sub.add_parser("refit", help="train the chosen architecture once more on all training images")
+    _run_folder(rf)
+    _architecture(rf)
+
+    ex = sub.add_parser("export", help="the chosen architecture's fold ensemble (or refit) as one deployable model")
     _run_folder(ex)
     _architecture(ex)
+    _model(ex)
     ex.add_argument("--format", dest="fmt", default="keras", choices=("keras", "onnx", "savedmodel"))
     ex.add_argument("--out", type=Path, help="the folder for the model and model.json (default: RUN/export/ARCH)")
     ex.add_argument("--overwrite", action="store_true", help="replace an earlier export there")
@@ -86,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     cd = sub.add_parser("card", help="the model card of the chosen architecture (markdown)")
     _run_folder(cd)
     _architecture(cd)
+    _model(cd)
     cd.add_argument("--out", type=Path, help="write it to this file (default: print it)")
 
     r = sub.add_parser(
@@ -224,7 +231,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--tracking-uri", metavar="URI", help="MLflow server (default $MLFLOW_TRACKING_URI, else local)")
     g.add_argument("--track-optional", action="store_true", help="an unreachable tracking server: warn and go on")
     g.add_argument("--track-models", default=d.track_models, choices=TRACK_MODELS, help="fold models logged to MLflow")
-    for command in (ls, rep, cmp, pr, ev, ex, cd, r):
+    for command in sub.choices.values():  # every command
         command.add_argument(
             "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"
         )
@@ -237,6 +244,15 @@ def _run_folder(command: argparse.ArgumentParser) -> None:
 
 def _architecture(command: argparse.ArgumentParser) -> None:
     command.add_argument("--arch", default="winner", help="the architecture (default: winner, the first in rank)")
+
+
+def _model(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--model",
+        default="folds",
+        choices=("folds", "refit"),
+        help="folds: the mean of the saved fold models (default); refit: the model `benchmark refit` trained",
+    )
 
 
 def _list(args) -> int:
@@ -303,7 +319,7 @@ def _predict(args) -> int:
     from benchmark.use import predict, write_predictions
 
     frame, skipped = predict(args.run_dir, args.images, args.arch, args.threshold, args.gradcam,
-                             log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+                             log=lambda m: print(m, file=sys.stderr), model=args.model)  # fmt: skip
     for path, reason in skipped.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if args.out is None:
@@ -325,11 +341,30 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _refit(args) -> int:
+    from benchmark.use import refit
+
+    record = refit(args.run_dir, args.arch, log=lambda m: print(m, file=sys.stderr))
+    if "error" in record:
+        _error(f"{record['architecture']}: the refit failed: {record['error']}. The fold models are unchanged.")
+        return 1
+    versus = record["against_folds"]
+    said = (
+        f"; on the test split, refit − fold ensemble {versus['metric']} {versus['difference']:+.3f} (95 % interval "
+        f"{versus['ci'][0]:+.3f} to {versus['ci'][1]:+.3f}): {versus['better']}"
+        if versus
+        else ""
+    )
+    print(f"{record['architecture']}: refitted on {record['n_images']} images for {record['epochs']} epochs{said}. "
+          f"Report: {RunFolder(args.run_dir).report_html}")  # fmt: skip
+    return 0
+
+
 def _export(args) -> int:
     from benchmark.use import export
 
     target = export(args.run_dir, args.arch, args.fmt, args.out, args.overwrite,
-                    log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+                    log=lambda m: print(m, file=sys.stderr), model=args.model)  # fmt: skip
     print(f"wrote {target} and {target.parent / 'model.json'}")
     return 0
 
@@ -339,8 +374,8 @@ def _card(args) -> int:
     from benchmark.store.files import write_text
     from benchmark.use import choose
 
-    chosen = choose(args.run_dir, args.arch, models=False)
-    card = model_card(chosen.results, chosen.name)
+    chosen = choose(args.run_dir, args.arch, models=False, model=args.model)
+    card = model_card(chosen.results, chosen.name, chosen.model)
     if args.out is None:
         print(card, end="")
     else:
@@ -418,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "run":
                 return _run(args, console, argv)
             commands = {"list": _list, "report": _report, "compare": _compare, "predict": _predict,
-                        "evaluate": _evaluate, "export": _export, "card": _card}  # fmt: skip
+                        "evaluate": _evaluate, "refit": _refit, "export": _export, "card": _card}  # fmt: skip
             return commands[args.command](args)
         except (UsageError, RegistryError) as err:
             _error(str(err))

@@ -33,6 +33,7 @@ from benchmark.data import (
     Fold,
     Images,
     NestedStratifiedKFold,
+    class_counts,
     discover,
     file_groups,
     file_table,
@@ -536,8 +537,8 @@ def run_info(config: RunConfig, dataset: Dataset, images: Images, device: Device
         "classes": {"negative": classes[0], "positive": classes[1]} if len(classes) == 2 else {"all": list(classes)},
         "class_names": list(classes),
         "n_images": len(images.paths),
-        "counts": _by_class(dataset.classes, images.labels),
-        "test_counts": _by_class(dataset.classes, dataset.test.labels) if dataset.test else None,
+        "counts": class_counts(dataset.classes, images.labels),
+        "test_counts": class_counts(dataset.classes, dataset.test.labels) if dataset.test else None,
         "skipped": images.skipped,
         "backend": device.backend,
         "devices": list(device.devices),
@@ -553,10 +554,6 @@ def splits_in_words(config: RunConfig, images: Images, groups, classes) -> str:
     source = f"--groups {cv.groups}" if cv.groups else f"--groups-file {cv.groups_file}"
     counts = ", ".join(f"{c} {len(set(groups[images.labels == i]))}" for i, c in enumerate(classes))
     return f"{how}, grouped ({source}; groups per class: {counts}); no group straddles fit, validation and score"
-
-
-def _by_class(classes: tuple[str, ...], labels) -> dict[str, int]:
-    return dict(zip(classes, np.bincount(labels, minlength=len(classes)).tolist(), strict=True))
 
 
 def outcome(name: str, folder: RunFolder, n_folds: int, error: str | None) -> ArchOutcome:

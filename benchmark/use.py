@@ -1,19 +1,20 @@
 """After the verdict: the chosen architecture of a run at work on new images (``benchmark predict``), every
-architecture scored on another labelled collection (``benchmark evaluate``: external validation), and the
-chosen fold ensemble as one deployable model (``benchmark export``).
+architecture scored on another labelled collection (``benchmark evaluate``: external validation), the chosen
+architecture trained once more on every training image (``benchmark refit``), and the chosen model as one
+deployable file (``benchmark export``).
 
 The fold ensemble is the mean of the architecture's saved fold models, as the report's held-out section
-scores it; the images are decoded by the run's own code at the run's size and channels
-(:func:`benchmark.data.images.load_images`) and predicted by the same call as the held-out split
-(:func:`benchmark.inference.predict.model_output`). Two classes are decided at a threshold chosen on the
-out-of-fold predictions (never on new images); more classes by the most probable one.
+scores it (``--model folds``); the refit is one model (``--model refit``). The images are decoded by the run's
+own code at the run's size and channels (:func:`benchmark.data.images.load_images`) and predicted by the same
+call as the held-out split (:func:`benchmark.inference.predict.model_output`). Two classes are decided at a
+threshold chosen on the out-of-fold predictions (never on new images); more classes by the most probable one.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
 
@@ -21,37 +22,80 @@ import numpy as np
 import pandas as pd
 
 from benchmark import UsageError
-from benchmark.data.images import KAGGLE_HINT, ImageSet, discover, fingerprint, listing, load_images, unlabelled
-from benchmark.evaluation import heldout_scores, heldout_transfer, read
-from benchmark.inference.predict import fold_outputs, predict_heldout, saved_folds, site_predictions
+from benchmark.data.images import (
+    KAGGLE_HINT,
+    ImageSet,
+    class_counts,
+    discover,
+    fingerprint,
+    listing,
+    load_images,
+    unlabelled,
+)
+from benchmark.evaluation import heldout_scores, heldout_transfer, read, refit_against_folds
+from benchmark.inference.predict import (
+    fold_ensemble,
+    model_outputs,
+    predict_heldout,
+    prediction_table,
+    read_heldout,
+    saved_folds,
+    site_predictions,
+)
 from benchmark.store import RunFolder, RunResults, read_json, write_json
-from benchmark.store.files import write_bytes, write_csv
-from benchmark.store.runfolder import probability_columns, safe_name
+from benchmark.store.files import write_bytes, write_csv, write_text
+from benchmark.store.runfolder import history_table, probabilities_of, probability_columns, safe_name
 
 THRESHOLDS = {"f1": "max F1", "youden": "Youden", "0.5": "0.5"}  # --threshold → the rule's name in results.json
 # Youden's J (the highest sensitivity + specificity) does not depend on the share of positives, which at
 # another site differs from the training split's; the highest F1 does.
 DEFAULT_THRESHOLD = "youden"
+MODELS = ("folds", "refit")  # --model: the fold ensemble, or the refit on every training image
 
 
 @dataclass
 class Chosen:
-    """One architecture of a finished run, and the fold models it has saved."""
+    """One architecture of a finished run, the fold models it has saved, and which model predicts: the fold
+    ensemble (``folds``) or the refit (``refit``)."""
 
     results: RunResults
     name: str
     folds: list[int]
+    model: str = "folds"
 
     @property
     def folder(self) -> RunFolder:
         return self.results.folder
 
+    @property
+    def models(self) -> dict[str, Path]:
+        """The saved models whose mean predicts, by member name: each fold model, or the refit alone."""
+        if self.model == "refit":
+            return {"refit": self.folder.refit_file(self.name, "model.keras")}
+        return {f"fold_{i}": self.folder.model_path(self.name, i) for i in self.folds}
+
+    def in_words(self) -> str:
+        if self.model == "refit":
+            return f"the model refitted on all {self.results.refits[self.name]['n_images']} training images"
+        return f"the mean of {len(self.folds)} fold model(s)"
+
     def decode(self, paths: ImageSet, log: Callable[[str], None]):
         return decode_as_run(self.results, Path("."), paths, log)
 
     def outputs(self, pixels: np.ndarray) -> np.ndarray:
-        """Each saved fold model's probabilities: (models, n) or (models, n, K)."""
-        return fold_outputs(self.folder, self.name, self.folds, pixels, self.results.settings.get("batch_size", 64))
+        """Each model's probabilities: (models, n) or (models, n, K)."""
+        return model_outputs(list(self.models.values()), pixels, self.results.settings.get("batch_size", 64))
+
+    def saved_test(self) -> tuple[list[str], np.ndarray] | None:
+        """(paths relative to --data, probabilities) the run saved for its test split with these models, or None."""
+        if self.model == "refit":
+            paths = [self.folder.refit_file(self.name, "test_predictions.csv")]
+        else:
+            paths = [self.folder.test_predictions(self.name, i) for i in self.folds]
+        if not all(p.exists() for p in paths):
+            return None
+        runs = [pd.read_csv(p) for p in paths]
+        return list(runs[0].path), fold_ensemble(runs)
 
 
 def decode_as_run(results: RunResults, root: Path, images: ImageSet, log: Callable[[str], None]):
@@ -61,9 +105,11 @@ def decode_as_run(results: RunResults, root: Path, images: ImageSet, log: Callab
     return load_images(root, images, size, channels, cache and Path(cache), log=log)
 
 
-def choose(run_dir: str | Path, arch: str = "winner", models: bool = True) -> Chosen:
-    """The run's architecture ``arch`` (``winner``: the first in rank), with its saved fold models (which must
-    exist unless ``models`` is False)."""
+def choose(run_dir: str | Path, arch: str = "winner", models: bool = True, model: str = "folds") -> Chosen:
+    """The run's architecture ``arch`` (``winner``: the first in rank) with its saved fold models, which must exist
+    unless ``models`` is False; ``model`` refit: its refit, which must exist."""
+    if model not in MODELS:
+        raise UsageError(f"--model {model}: choose folds (the fold ensemble) or refit (`benchmark refit`'s model).")
     results = read(RunFolder(Path(run_dir)))
     finished = [a.name for a in results.ok]
     if not finished:
@@ -74,6 +120,13 @@ def choose(run_dir: str | Path, arch: str = "winner", models: bool = True) -> Ch
             f"--arch {arch}: not a finished architecture of the run {run_dir}; choose one of {', '.join(finished)} "
             "(or winner, the first in rank)."
         )
+    if model == "refit":
+        if name not in results.refits or not results.folder.refit_file(name, "model.keras").exists():
+            raise UsageError(
+                f"--model refit: {name} has not been refitted in {run_dir}. Run `benchmark refit {run_dir} --arch "
+                f"{name}` first (it trains {name} once on all the run's training images), or use --model folds."
+            )
+        return Chosen(results, name, [], model)
     folds = saved_folds(results.folder, name, results.info.n_folds)
     if not folds and models:
         raise UsageError(
@@ -108,11 +161,13 @@ def predict(
     rule: str = DEFAULT_THRESHOLD,
     gradcam: str | Path | None = None,
     log: Callable[[str], None] = print,
+    model: str = "folds",
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The fold ensemble of ``arch`` on ``images`` (files or folders): one row per readable image with its
-    predicted class, the ensemble's probabilities and their spread over the fold models (std); and the
-    unreadable files with their reasons. ``gradcam``: a folder for one heat-map PNG per image."""
-    chosen = choose(run_dir, arch)
+    """The fold ensemble of ``arch`` (or its refit: ``model``) on ``images`` (files or folders): one row per
+    readable image with its predicted class, the probabilities and, for an ensemble, their spread over the fold
+    models (std); and the unreadable files with their reasons. ``gradcam``: a folder for one heat-map PNG per
+    image."""
+    chosen = choose(run_dir, arch, model=model)
     cut, words = threshold(chosen, rule)
     files = unlabelled(images)
     if not len(files):
@@ -122,21 +177,17 @@ def predict(
     if not len(decoded.paths):
         reasons = "; ".join(f"{path}: {why}" for path, why in list(decoded.skipped.items())[:3])
         raise UsageError(f"images: none of the {len(files)} image file(s) could be read ({reasons}).")
-    per_fold = chosen.outputs(decoded.pixels)
-    probabilities = per_fold.mean(axis=0)
+    per_model = chosen.outputs(decoded.pixels)
+    probabilities = per_model.mean(axis=0)
     classes = chosen.results.info.class_names
     predicted = probabilities.argmax(axis=1) if cut is None else (probabilities >= cut).astype(int)
     skipped = f"; {len(decoded.skipped)} unreadable file(s) skipped" if decoded.skipped else ""
-    log(f"{chosen.name}: the mean of {len(chosen.folds)} fold model(s) on {len(decoded.paths)} image(s); class by "
-        f"{words}{skipped}")  # fmt: skip
+    log(f"{chosen.name}: {chosen.in_words()} on {len(decoded.paths)} image(s); class by {words}{skipped}")
+    spread = probability_columns(per_model.std(axis=0), "probability_std") if len(per_model) > 1 else {}
     frame = pd.DataFrame(
-        {
-            "path": decoded.paths,
-            "predicted": [classes[c] for c in predicted],
-            **probability_columns(probabilities),
-            **probability_columns(per_fold.std(axis=0), "probability_std"),
-        }
-    )
+        {"path": decoded.paths, "predicted": [classes[c] for c in predicted], **probability_columns(probabilities),
+         **spread}
+    )  # fmt: skip
     if gradcam is not None:
         write_heatmaps(chosen, decoded, probabilities, cut, Path(gradcam))
     return frame, decoded.skipped
@@ -151,7 +202,7 @@ def write_heatmaps(chosen: Chosen, decoded, probabilities: np.ndarray, cut: floa
     if folder.exists() and any(folder.iterdir()):
         raise UsageError(f"--gradcam {folder}: not empty. Give a new or empty folder for the heat maps.")
     signs = signs_of(probabilities, 0.5 if cut is None else cut)
-    maps, _ = fold_heatmaps(chosen.folder, chosen.name, chosen.folds, np.asarray(decoded.pixels), signs)
+    maps, _ = fold_heatmaps(list(chosen.models.values()), np.asarray(decoded.pixels), signs)
     for i, (path, pixels, heat) in enumerate(zip(decoded.paths, decoded.pixels, maps, strict=True)):
         image = Image.fromarray(overlay(np.asarray(pixels), heat))
         with BytesIO() as png:
@@ -202,11 +253,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
         summary = {
             "name": site,
             "data": data,
-            "counts": dict(
-                zip(
-                    info.class_names, np.bincount(decoded.labels, minlength=len(info.class_names)).tolist(), strict=True
-                )
-            ),  # fmt: skip
+            "counts": class_counts(info.class_names, decoded.labels),
             "skipped": decoded.skipped,
             "models": models,  # each architecture's fold models that scored the site
             "heldout": heldout_scores(heldout, results.oof),
@@ -252,15 +299,139 @@ def training_files(folder: RunFolder) -> list[tuple[str, int]]:
     return [(path, size) for path, _, size, _ in rows if "test" not in (p.lower() for p in Path(path).parts[:-1])]
 
 
+def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] = print) -> dict:
+    """Train ``arch`` once more on every image the run cross-validated on (scikit-learn's ``refit``, PyCaret's
+    ``finalize_model``): for the median of its folds' best epochs, with the class weights and output bias of all
+    those images, and no early stopping (no image is left to watch). Score it on the run's test split beside the
+    fold ensemble, with the same out-of-fold thresholds. Saved in ``RUN/<arch>/refit/`` (refit.json last) and shown
+    in the report; a rerun reuses it. Returns refit.json, or ``{"error": ...}`` where the training failed (its
+    traceback in ``refit/error.txt``)."""
+    from benchmark.data import Fold
+    from benchmark.report import write_report
+    from benchmark.training import FoldTask, backend, setups
+    from benchmark.training.execution import run_fold
+
+    chosen = choose(run_dir, arch, models=False)
+    results, folder, name = chosen.results, chosen.folder, chosen.name
+    best = results.arch(name).curves["best_epoch"]
+    epochs = refit_epochs(best)
+    saved = read_json(folder.refit_file(name, "refit.json"))
+    if isinstance(saved, dict) and saved.get("epochs") == epochs and folder.refit_file(name, "model.keras").exists():
+        log(f"{name}: refitted already ({folder.refit_dir(name)}); delete that folder to train it again")
+        return saved
+    config = run_config(results)
+    images, test = training_images(results, log)
+    execution, k = config.execution, len(results.info.class_names)
+    device = backend.setup(execution.mixed_precision, execution.deterministic, execution.strategy,
+                           config.compile_cache)  # fmt: skip
+    none = np.array([], dtype=np.int64)
+    task = FoldTask(
+        arch=name,
+        fold=-1,  # not a fold
+        split=Fold(np.arange(len(images.paths)), none, none),
+        seed=config.cv.seed,
+        settings=replace(config.training, n_classes=k, epochs=epochs),
+        arch_modules=config.cv.arch_modules,
+        setup=setups(replace(execution, jobs=1, backend="local"), device.gpus, config.compile_cache)[0],
+    )
+    log(f"{name}: refit on all {len(images.paths)} training images for {epochs} epochs (the median of its folds' "
+        f"best epochs {', '.join(map(str, best))})")  # fmt: skip
+    report = lambda epoch, logs: log(f"{name} refit: epoch {epoch}/{epochs}, loss {logs.get('loss', float('nan')):.4f}")  # noqa: E731
+    with folder.locked():
+        out = run_fold(task, images, report, backend.model_scope(device))
+        if out.error:
+            write_text(folder.refit_file(name, "error.txt"), out.traceback or "")
+            return {"architecture": name, "error": f"{out.error} (traceback: {folder.refit_file(name, 'error.txt')})"}
+        write_bytes(folder.refit_file(name, "model.keras"), out.model)
+        write_csv(folder.refit_file(name, "history.csv"), history_table(out.history))
+        record = {
+            "architecture": name,
+            "epochs": epochs,
+            "best_epochs": best,
+            "n_images": len(images.paths),
+            "counts": class_counts(results.info.class_names, images.labels),
+            **{
+                key: out.record[key]
+                for key in ("seed", "class_weight", "initial_bias", "fit_seconds", "params", "batch_size", "phases")
+            },  # fmt: skip
+            **(score_refit(chosen, test) if test is not None else {"heldout": None, "against_folds": None}),
+        }
+        folder.refit_file(name, "error.txt").unlink(missing_ok=True)  # an earlier attempt's failure
+        write_json(folder.refit_file(name, "refit.json"), record)  # last: marks the refit finished
+        write_report(read(folder))
+    return record
+
+
+def refit_epochs(best: list[int]) -> int:
+    """The median of the folds' best epochs, a half rounded up.
+
+    >>> refit_epochs([3, 5, 4, 10, 2]), refit_epochs([2, 3])
+    (4, 3)
+    """
+    return int(np.floor(np.median(best) + 0.5))
+
+
+def run_config(results: RunResults):
+    """The run's settings (config.json) as a RunConfig; a setting this version no longer knows is left out."""
+    from benchmark.config import RunConfig, setting_names
+
+    known = setting_names()
+    return RunConfig.from_flat(**{key: value for key, value in results.settings.items() if key in known})
+
+
+def training_images(results: RunResults, log: Callable[[str], None]):
+    """(the images the run cross-validated on, its test split or None), decoded as the run decoded them; refused
+    where ``--data`` no longer holds exactly the images of the run's folds."""
+    settings, folder = results.settings, results.folder
+    dataset = discover(settings["data"], settings.get("positive"), settings.get("label_from"))
+    if tuple(dataset.classes) != results.info.class_names:
+        raise UsageError(
+            f"{settings['data']}: its classes are now {', '.join(dataset.classes)}; the run's were "
+            f"{', '.join(results.info.class_names)}. Refit trains on the run's images: restore the data as it was."
+        )
+    images = decode_as_run(results, dataset.root, dataset.train, log)
+    fold = (read_json(folder.splits) or {"folds": [{}]})["folds"][0]
+    cross_validated = {p for part in ("train", "val", "score") for p in fold.get(part, ())}
+    if cross_validated != set(images.paths):
+        missing, new = len(cross_validated - set(images.paths)), len(set(images.paths) - cross_validated)
+        raise UsageError(
+            f"{settings['data']}: its training images are not those the run cross-validated on ({missing} of the "
+            f"run's missing or unreadable, {new} new; splits.json lists them). Refit trains on exactly the run's "
+            "images: restore the data as it was, or run the benchmark again on the data as it is now."
+        )
+    test = decode_as_run(results, dataset.root, dataset.test, log) if dataset.test is not None else None
+    return images, test
+
+
+def score_refit(chosen: Chosen, test) -> dict:
+    """The refit on the run's test split: its predictions saved, the held-out rows (the fold models' out-of-fold
+    thresholds, bootstrap intervals), and the ranking metric against the fold ensemble on the same images."""
+    results, folder, name = chosen.results, chosen.folder, chosen.name
+    path = folder.refit_file(name, "model.keras")
+    frame = prediction_table(test, model_outputs([path], test.pixels, results.settings.get("batch_size", 64))[0])
+    write_csv(folder.refit_file(name, "test_predictions.csv"), frame)
+    scores = {"heldout": heldout_scores({name: [frame]}, results.oof)[name]["ensemble"], "against_folds": None}
+    folds = read_heldout(folder, name, results.info.n_folds)
+    if folds is None:  # the fold ensemble's test predictions are kept even when its models are not
+        return scores
+    ensemble = pd.DataFrame(probability_columns(fold_ensemble(folds)), index=folds[0].path).reindex(frame.path)
+    if not ensemble.isna().any(axis=None):  # the same images (the data may have changed since the run)
+        against = refit_against_folds(frame.label.to_numpy(), probabilities_of(frame), probabilities_of(ensemble),
+                                      results.rank_by)  # fmt: skip
+        scores["against_folds"] = against
+    return scores
+
+
 EXPORT_NEEDS = {"onnx": ("onnx", "onnxruntime", "tf2onnx"), "savedmodel": ("tensorflow",)}
 
 
 def export(run_dir: str | Path, arch: str = "winner", fmt: str = "keras", out: str | Path | None = None,
-           overwrite: bool = False, log=print) -> Path:  # fmt: skip
-    """Write the fold ensemble of ``arch`` as one model in ``fmt`` (keras, onnx, savedmodel) into ``out``
-    (default ``RUN/export/<arch>/``) with ``model.json`` beside it: what it takes and returns, the classes, the
-    thresholds chosen on the out-of-fold predictions, versions and the run. Where the run's test split can be
-    read, the exported model is checked against the run's saved fold-ensemble test predictions."""
+           overwrite: bool = False, log=print, model: str = "folds") -> Path:  # fmt: skip
+    """Write the fold ensemble of ``arch`` (or its refit: ``model``) as one model in ``fmt`` (keras, onnx,
+    savedmodel) into ``out`` (default ``RUN/export/<arch>/``, ``RUN/export/<arch>-refit/``) with ``model.json``
+    beside it: what it takes and returns, the classes, the thresholds chosen on the out-of-fold predictions,
+    versions and the run. Where the run's test split can be read, the exported model is checked against the
+    run's saved test predictions of the same models."""
     import keras
 
     from benchmark.inference.export import FORMATS, ensemble_model, save
@@ -269,18 +440,19 @@ def export(run_dir: str | Path, arch: str = "winner", fmt: str = "keras", out: s
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt}: choose one of {', '.join(FORMATS)}.")
     check_export_packages(fmt, keras.backend.backend())
-    chosen = choose(run_dir, arch)
-    out = Path(out) if out else chosen.folder.path / "export" / safe_name(chosen.name)
+    chosen = choose(run_dir, arch, model=model)
+    refit = chosen.model == "refit"
+    out = Path(out) if out else chosen.folder.path / "export" / safe_name(chosen.name + ("-refit" if refit else ""))
     target, sidecar = out / FORMATS[fmt], out / "model.json"
     if target.exists() and not overwrite:
         raise UsageError(f"--out {out}: {target.name} exists. Give another --out, or add --overwrite to replace it.")
-    model = ensemble_model(chosen.folder, chosen.name, chosen.folds)
+    exported = ensemble_model(chosen.models, f"{chosen.name}_{'refit' if refit else 'fold_ensemble'}")
     out.mkdir(parents=True, exist_ok=True)
-    save(model, fmt, target)
+    save(exported, fmt, target)
     card = description(chosen, fmt, target)
     card["check"] = check_export(chosen, fmt, target, log)
     write_json(sidecar, card)
-    write_card(chosen.results, chosen.name, out / "model_card.md")
+    write_card(chosen.results, chosen.name, out / "model_card.md", chosen.model)
     return target
 
 
@@ -308,6 +480,7 @@ def description(chosen: Chosen, fmt: str, target: Path) -> dict:
     thresholds = chosen.results.oof_scores.get(chosen.name, {}).get("thresholds", [])
     return {
         "architecture": chosen.name,
+        "model": "refit on all training images" if chosen.model == "refit" else "fold ensemble",
         "format": fmt,
         "file": target.name,
         "fold_models": chosen.folds,
@@ -336,21 +509,18 @@ def description(chosen: Chosen, fmt: str, target: Path) -> dict:
 
 
 def check_export(chosen: Chosen, fmt: str, target: Path, log) -> dict | None:
-    """The exported model on the run's test images against the run's saved fold-ensemble predictions of them
-    (None where they cannot be read: no test split, data moved, or fewer saved test predictions)."""
-    from benchmark.inference.predict import fold_ensemble, read_heldout
-
-    runs = read_heldout(chosen.folder, chosen.name, chosen.results.info.n_folds)
-    root = Path(chosen.results.settings["data"])
-    if runs is None or not all((root / p).is_file() for p in runs[0].path):
+    """The exported model on the run's test images against the run's saved predictions of them by the same
+    models (None where they cannot be read: no test split, data moved, or missing saved test predictions)."""
+    saved, root = chosen.saved_test(), Path(chosen.results.settings["data"])
+    if saved is None or not all((root / p).is_file() for p in saved[0]):
         log("not checked: the run's test images or their saved predictions cannot be read here")
         return None
-    decoded = chosen.decode(ImageSet(tuple(str(root / p) for p in runs[0].path), np.zeros(len(runs[0]), np.int8)),
-                            log)  # fmt: skip
+    paths, expected = saved
+    decoded = chosen.decode(ImageSet(tuple(str(root / p) for p in paths), np.zeros(len(paths), np.int8)), log)
     got = exported_outputs(fmt, target, np.asarray(decoded.pixels))
-    worst = float(np.abs(got.reshape(fold_ensemble(runs).shape) - fold_ensemble(runs)).max())
-    log(f"checked: the exported model on the run's {len(got)} test images against its saved fold-ensemble "
-        f"predictions, largest difference {worst:.2g}")  # fmt: skip
+    worst = float(np.abs(got.reshape(expected.shape) - expected).max())
+    log(f"checked: the exported model on the run's {len(got)} test images against the saved predictions of "
+        f"{chosen.in_words()}, largest difference {worst:.2g}")  # fmt: skip
     return {"images": len(got), "largest_difference": worst}
 
 

@@ -623,8 +623,8 @@ REGRESSIONS = [
     (
         "predict uses one fold model, not the ensemble",
         "benchmark/use.py",
-        "probabilities = per_fold.mean(axis=0)",
-        "probabilities = per_fold[0]",
+        "probabilities = per_model.mean(axis=0)",
+        "probabilities = per_model[0]",
         ["tests/test_use.py::test_predict_gives_the_runs_own_test_images_their_saved_fold_ensemble"],
     ),
     (
@@ -661,6 +661,50 @@ REGRESSIONS = [
         "parts += [transfer_sentence(results, t, where) for where, (_, t) in sets.items() if t]",
         "parts += []",
         ["tests/test_use.py::test_the_model_card_names_the_transfer_verdict_and_the_versions"],
+    ),
+    (
+        "refit trains for the longest fold's best epoch, not the median",
+        "benchmark/use.py",
+        "    epochs = refit_epochs(best)\n",
+        "    epochs = max(best)\n",
+        ["tests/test_use.py::test_refit_trains_once_for_the_median_best_epoch_on_every_training_image"],
+    ),
+    (
+        "refit fits nine tenths of the training images",
+        "benchmark/use.py",
+        "split=Fold(np.arange(len(images.paths)), none, none)",
+        "split=Fold(np.arange(len(images.paths))[: len(images.paths) * 9 // 10], none, none)",
+        ["tests/test_use.py::test_refit_trains_once_for_the_median_best_epoch_on_every_training_image"],
+    ),
+    (
+        "refit trained again on every rerun",
+        "benchmark/use.py",
+        'saved.get("epochs") == epochs and',
+        'False and saved.get("epochs") == epochs and',
+        ["tests/test_use.py::test_refit_trains_once_for_the_median_best_epoch_on_every_training_image"],
+    ),
+    (
+        "a refit's batch-norm statistics left as training made them",
+        "benchmark/training/fit.py",
+        "    if not validating:\n        recalibrate_batchnorm(model, recalibration)\n",
+        "",
+        [
+            "tests/test_training.py::test_a_fold_without_an_inner_split_trains_every_epoch_and_ends_with_re_estimated_batchnorm"
+        ],
+    ),
+    (
+        "refit against the fold ensemble names a winner inside the interval",
+        "benchmark/evaluation/heldout.py",
+        '"better": "cannot tell" if not low > 0 and not high < 0 else lead,',
+        '"better": lead,',
+        ["benchmark/evaluation/heldout.py::benchmark.evaluation.heldout.refit_against_folds"],
+    ),
+    (
+        "predict --model refit predicts with the fold models",
+        "benchmark/use.py",
+        '            return {"refit": self.folder.refit_file(self.name, "model.keras")}\n',
+        "",
+        ["tests/test_use.py::test_the_refit_predicts_exports_and_stands_beside_the_fold_ensemble_in_the_report"],
     ),
 ]
 

@@ -10,7 +10,7 @@ from keras import layers
 from sklearn.metrics import roc_auc_score
 
 from benchmark.data.images import Images
-from benchmark.data.splits import NestedStratifiedKFold
+from benchmark.data.splits import Fold, NestedStratifiedKFold
 from benchmark.training import fit as training
 from benchmark.training.fit import (
     ArchitectureError,
@@ -425,6 +425,22 @@ def test_the_validation_loss_is_that_of_the_re_estimated_model(tmp_path):
     y = images.labels[fold.val]
     loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
     assert loss == pytest.approx(result.history["val_loss"][int(np.argmin(result.history["val_loss"]))], rel=1e-4)
+
+
+def test_a_fold_without_an_inner_split_trains_every_epoch_and_ends_with_re_estimated_batchnorm(tmp_path):
+    """A refit's fold (``benchmark refit``): no early stopping, however the loss goes; the saved model's
+    batch-norm statistics are those of the plain fit images after the last epoch; nothing is predicted."""
+    images, none = bright_or_dark(), np.array([], dtype=np.int64)
+    fold = Fold(np.arange(len(images.labels)), none, none)
+    settings = TrainSettings(epochs=4, batch_size=16, lr=1e-2, lr_decay_epochs=10, patience=1, augment="light")
+    result = train_fold(two_batchnorm_cnn, images, fold, settings, seed=0, model_path=tmp_path / "model.keras")
+    assert len(result.history["loss"]) == 4 and "val_loss" not in result.history
+    assert result.probabilities.shape == (0,)
+    model = training.load_fold_model(tmp_path / "model.keras")
+    arch = next(m for m in model.layers if isinstance(m, keras.Model) and "bn1" in [x.name for x in m.layers])
+    norm, x = arch.get_layer("bn1"), images.pixels.astype("float32") / 255  # all 90: fewer than RECALIBRATION_IMAGES
+    a = keras.ops.convert_to_numpy(keras.Model(arch.input, norm.input)(x, training=False)).astype(np.float64)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), a.reshape(-1, 4).mean(axis=0), rtol=1e-4)
 
 
 def test_a_two_class_builder_serves_three_classes_with_a_softmax_on_its_features():

@@ -1,15 +1,20 @@
 """After the verdict, on a small real run: `benchmark predict` gives the fold ensemble of the run's own test
 images exactly as the run saved them, decides at the out-of-fold threshold, skips what it cannot read, draws
-heat maps; each bad input is one paragraph."""
+heat maps; `evaluate` scores another site, `refit` trains on every training image, `export` writes one model;
+each bad input is one paragraph."""
 
+import json
+import math
 import shutil
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from benchmark.cli import main
+from benchmark.data.images import discover, load_images
 from benchmark.evaluation import read
 from benchmark.store import RunFolder
 from tests.conftest import link_kaggle_subset
@@ -20,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("use")
-    data = link_kaggle_subset(base / "data", {"NORMAL": 12, "PNEUMONIA": 12}, test_per_class=4, wrapper=False)
+    data = link_kaggle_subset(base / "data", {"NORMAL": 9, "PNEUMONIA": 15}, test_per_class=4, wrapper=False)
     out = base / "out"
     argv = ["run", "--data", str(data), "--out", str(out), "--cache-dir", str(base / "cache"), "--archs",
             "baseline,separable", "--folds", "2", "--epochs", "1", "--image-size", "32", "-q"]  # fmt: skip
@@ -203,7 +208,7 @@ def test_the_model_card_names_the_transfer_verdict_and_the_versions(run, tmp_pat
     for title in ("Model details", "Intended use", "Data", "How it was chosen", "Held-out and external figures",
                   "Known limits", "Software"):  # fmt: skip
         assert f". {title}\n" in card
-    assert card.startswith(f"# Model card — {winner}") and "NORMAL 12, PNEUMONIA 12" in card
+    assert card.startswith(f"# Model card — {winner}") and "NORMAL 9, PNEUMONIA 15" in card
     words = {"agree": "rankings agree", "disagree": "rankings DISAGREE", "unresolved": "does not resolve",
              "tied": "tied on one side"}[verdict]  # fmt: skip
     assert f"On the held-out test split the CV winner {winner}" in card and words in card
@@ -219,3 +224,88 @@ def test_onnx_under_jax_is_refused_with_the_workaround():
     with pytest.raises(UsageError, match=r"--format onnx under JAX: .*KERAS_BACKEND=tensorflow.*--format keras"):
         check_export_packages("onnx", "jax")
     check_export_packages("keras", "jax")  # the .keras format needs nothing more
+
+
+@pytest.fixture(scope="module")
+def refitted(run, tmp_path_factory):
+    """A copy of the run in which the winner's two folds were best at epochs 1 and 3 (as results.json records
+    them), refitted twice with Model.fit spied on: the second call finds the refit saved."""
+    out = tmp_path_factory.mktemp("refit") / "out"
+    shutil.copytree(run["out"], out)
+    saved = json.loads((out / "results.json").read_text())
+    winner = saved["architectures"][0]
+    winner["curves"]["best_epoch"] = [1, 3]
+    (out / "results.json").write_text(json.dumps(saved))
+    fits, real_fit = [], keras.Model.fit
+
+    def spy(model, *args, **kwargs):
+        fits.append(kwargs)
+        return real_fit(model, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "fit", spy)
+        codes = [main(["refit", str(out)]) for _ in range(2)]
+    return {"out": out, "winner": winner["name"], "fits": fits, "codes": codes}
+
+
+def test_refit_trains_once_for_the_median_best_epoch_on_every_training_image(run, refitted):
+    from benchmark.training.fit import Validate
+
+    assert refitted["codes"] == [0, 0]
+    (call,) = refitted["fits"]  # the rerun found the refit saved and trained nothing
+    assert call["epochs"] == 2 and call["initial_epoch"] == 0  # the median of 1 and 3
+    assert not any(isinstance(c, keras.callbacks.EarlyStopping | Validate) for c in call["callbacks"])
+    dataset = discover(run["data"])
+    images = load_images(dataset.root, dataset.train, 32, cache_dir=run["base"] / "cache", log=lambda m: None)
+    assert sorted(map(bytes, call["x"])) == sorted(map(bytes, images.pixels))  # all 24 training images, once
+    assert call["class_weight"] == {0: pytest.approx(24 / 18), 1: pytest.approx(24 / 30)}  # of all of them
+    folder = refitted["out"] / refitted["winner"] / "refit"
+    record = json.loads((folder / "refit.json").read_text())
+    assert record["epochs"] == 2 and record["best_epochs"] == [1, 3] and record["n_images"] == 24
+    assert record["initial_bias"] == pytest.approx(math.log(15 / 9))  # the output bias of all 24
+    assert len(pd.read_csv(folder / "history.csv")) == 2
+
+
+def test_the_refit_predicts_exports_and_stands_beside_the_fold_ensemble_in_the_report(refitted, run, tmp_path):
+    out, winner = refitted["out"], refitted["winner"]
+    saved = pd.read_csv(out / winner / "refit" / "test_predictions.csv")
+    assert (
+        main(["predict", str(out), str(run["data"] / "test"), "--model", "refit", "--out", str(tmp_path / "p.csv")])
+        == 0
+    )
+    got = pd.read_csv(tmp_path / "p.csv").set_index("path").probability
+    expected = [got[str((run["data"] / p).absolute())] for p in saved.path]
+    np.testing.assert_allclose(expected, saved.probability, atol=1e-6)
+    assert "probability_std" not in pd.read_csv(tmp_path / "p.csv")  # one model: no spread to show
+    results = read(RunFolder(out))
+    refit = results.refits[winner]
+    versus = refit["against_folds"]
+    assert versus["refit"] == pytest.approx(refit["heldout"][0]["metrics"][results.rank_by])
+    assert versus["folds"] == pytest.approx(results.heldout[winner]["ensemble"][0]["metrics"][results.rank_by])
+    markdown = (out / "report.md").read_text()
+    section = markdown[markdown.index("Refit on all training images") :]
+    first = refit["heldout"][0]
+    assert f"| {winner} | refit | 0.500 | {first['metrics']['accuracy']:.3f} [" in " ".join(section.split())
+    assert f"difference {versus['difference']:+.3f}" in section
+    assert main(["export", str(out), "--model", "refit"]) == 0
+    description = json.loads((out / "export" / f"{winner}-refit" / "model.json").read_text())
+    assert description["model"] == "refit on all training images" and description["check"]["largest_difference"] <= 1e-5
+    assert (
+        "The model is the refit: trained once on all 24"
+        in (out / "export" / f"{winner}-refit" / "model_card.md").read_text()
+    )
+
+
+def test_bad_inputs_to_refit_are_one_paragraph_each(run, tmp_path, capsys):
+    message = refused(capsys, "predict", run["out"], run["data"] / "test", "--model", "refit")
+    assert "has not been refitted" in message and "benchmark refit" in message
+    out = tmp_path / "out"
+    shutil.copytree(run["out"], out)
+    config = json.loads((out / "config.json").read_text())
+    fewer = link_kaggle_subset(tmp_path / "data", {"NORMAL": 8, "PNEUMONIA": 15}, test_per_class=4, wrapper=False)
+    config["settings"]["data"] = str(fewer)
+    (out / "config.json").write_text(json.dumps(config))
+    message = refused(capsys, "refit", out)
+    assert "not those the run cross-validated on (1 of the run's missing or unreadable, 0 new" in message
+    assert not (out / read(RunFolder(out)).ok[0].name / "refit").exists()
+    assert "--arch" in refused(capsys, "refit", run["out"], "--arch", "nope")

@@ -8,6 +8,7 @@ __getattr__, __all__ = attach(
         "images": [
             "Dataset",
             "Images",
+            "class_counts",
             "discover",
             "file_table",
             "fingerprint",

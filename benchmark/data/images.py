@@ -378,6 +378,15 @@ def file_table(dataset: Dataset) -> list[tuple[str, str, int, int]]:
     return sorted(rows)
 
 
+def class_counts(classes: tuple[str, ...], labels) -> dict[str, int]:
+    """Images per class, by name.
+
+    >>> class_counts(("NORMAL", "PNEUMONIA"), np.array([1, 1, 0]))
+    {'NORMAL': 1, 'PNEUMONIA': 2}
+    """
+    return dict(zip(classes, np.bincount(np.asarray(labels), minlength=len(classes)).tolist(), strict=True))
+
+
 def fingerprint(rows: list[tuple]) -> str:
     """A short digest of :func:`file_table`: equal fingerprints, equal data."""
     return _digest(rows)

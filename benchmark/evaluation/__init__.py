@@ -9,7 +9,7 @@ __getattr__, __all__ = attach(
     __name__,
     {
         "comparison": ["ArchOutcome", "best_fold", "folds_table", "pairwise_comparison", "ranked"],
-        "heldout": ["cv_means", "heldout_scores", "heldout_transfer", "oof_scores", "read_all"],
+        "heldout": ["cv_means", "heldout_scores", "heldout_transfer", "oof_scores", "read_all", "refit_against_folds"],
         "metrics": ["best_epoch", "default_rank_by", "fold_metrics", "metric_names"],
         "results": ["read"],
     },

@@ -136,6 +136,40 @@ def transfer_verdict(tau: float, tau_ci: list[float], paired: list[dict]) -> str
     return "agree" if tau_ci[0] > 0 else "unresolved"
 
 
+def refit_against_folds(
+    labels: np.ndarray, refit: np.ndarray, folds: np.ndarray, metric: str, n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """Which to ship: the refit's ``metric`` (at 0.5, or argmax) minus the fold ensemble's on the same held-out
+    images, with the paired bootstrap's 95 % interval and p (:func:`bootstrap_difference`), and ``better``: the
+    one whose lead the interval shows, or ``cannot tell`` where it holds 0.
+
+    >>> y = np.array([0, 1] * 50)
+    >>> r = refit_against_folds(y, np.where(y == 1, 0.9, 0.1), np.full(100, 0.6), "accuracy", n_boot=100)
+    >>> r["difference"], r["better"]
+    (0.5, 'refit')
+    >>> refit_against_folds(y, np.full(100, 0.6), np.full(100, 0.6), "accuracy", n_boot=100)["better"]
+    'cannot tell'
+    """
+    rng = np.random.default_rng(seed)
+    replicates = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(labels), len(labels))
+        replicates.append(fast_ranking(labels[idx], refit[idx], metric) - fast_ranking(labels[idx], folds[idx], metric))
+    low, high, p = bootstrap_difference(replicates)
+    difference = metric_value(labels, refit, metric) - metric_value(labels, folds, metric)
+    lead = "refit" if better(metric) * difference > 0 else "fold ensemble"
+    return {
+        "metric": metric,
+        "refit": metric_value(labels, refit, metric),
+        "folds": metric_value(labels, folds, metric),
+        "difference": difference,
+        "ci": [low, high],
+        "p": p,
+        "n_boot": n_boot,
+        "better": "cannot tell" if not low > 0 and not high < 0 else lead,
+    }
+
+
 def read_all(folder: RunFolder, entries: list[dict], n_folds: int) -> dict[str, list[pd.DataFrame]]:
     """Every finished architecture's saved test predictions (those with all ``n_folds``), in ``entries``' order:
     read once for :func:`heldout_transfer` and :func:`heldout_scores`."""

@@ -31,8 +31,10 @@ def read(folder: RunFolder) -> RunResults:
             "predictions made again and the results written in today's format."
         ) from None
     sites = [read_json(path) for path in sorted(folder.sites.glob("*/site.json"))]
+    refits = [read_json(path) for path in sorted(folder.path.glob("*/refit/refit.json"))]
     try:
-        return parse(results, folder, saved["config"], saved["folds"], saved["oof"], {s["name"]: s for s in sites if s})
+        return parse(results, folder, saved["config"], saved["folds"], saved["oof"], {s["name"]: s for s in sites if s},
+                     {r["architecture"]: r for r in refits if r})  # fmt: skip
     except SHAPE_ERRORS as err:
         raise folder.damaged(folder.results, f"an entry is missing or of the wrong kind ({err!r})") from None
 

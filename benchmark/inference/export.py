@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from benchmark.store.files import atomic_path
-from benchmark.store.runfolder import RunFolder, safe_name
+from benchmark.store.runfolder import safe_name
 from benchmark.training.fit import load_fold_model
 
 FORMATS = {"keras": "model.keras", "onnx": "model.onnx", "savedmodel": "savedmodel"}  # --format → file in --out
@@ -31,14 +31,15 @@ def without_augmentation(model: keras.Model, name: str) -> keras.Model:
     return keras.Model(inputs, x, name=name)
 
 
-def ensemble_model(folder: RunFolder, arch: str, folds: list[int]) -> keras.Model:
-    """The fold ensemble of ``arch``: uint8 images (n, size, size, channels) → the mean of the fold models'
-    probabilities, (n, 1) of the positive class or (n, K)."""
-    members = [without_augmentation(load_fold_model(folder.model_path(arch, i)), f"fold_{i}") for i in folds]
+def ensemble_model(models: dict[str, Path], name: str) -> keras.Model:
+    """The saved ``models`` (member name → model file: the fold models, or the refit alone) as one model called
+    ``name``: uint8 images (n, size, size, channels) → the mean of their probabilities, (n, 1) of the positive
+    class or (n, K)."""
+    members = [without_augmentation(load_fold_model(path), member) for member, path in models.items()]
     inputs = keras.Input(members[0].inputs[0].shape[1:], dtype="uint8", name="pixels")
     outputs = [member(inputs) for member in members]
     mean = keras.layers.Average(name="fold_ensemble")(outputs) if len(outputs) > 1 else outputs[0]
-    return keras.Model(inputs, mean, name=f"{safe_name(arch)}_fold_ensemble")
+    return keras.Model(inputs, mean, name=safe_name(name))
 
 
 def save(model: keras.Model, fmt: str, path: Path) -> None:

@@ -16,6 +16,7 @@ report draws them from that file alone.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -156,13 +157,11 @@ def signs_of(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return np.eye(probabilities.shape[1])[probabilities.argmax(axis=1)]
 
 
-def fold_heatmaps(
-    folder: RunFolder, name: str, folds: list[int], pixels: np.ndarray, signs: np.ndarray
-) -> tuple[np.ndarray, str]:
-    """The fold models' Grad-CAM maps of ``pixels`` averaged, (n, H, W) in [0, 1], and the layer they come from."""
+def fold_heatmaps(models: list[Path], pixels: np.ndarray, signs: np.ndarray) -> tuple[np.ndarray, str]:
+    """The saved models' Grad-CAM maps of ``pixels`` averaged, (n, H, W) in [0, 1], and the layer they come from."""
     maps = []
-    for i in folds:
-        preprocess, arch = split_input(load_fold_model(folder.model_path(name, i)))
+    for path in models:
+        preprocess, arch = split_input(load_fold_model(path))
         images = keras.ops.convert_to_numpy(preprocess(pixels, training=False))
         maps.append(heatmaps(arch, images, signs))
     return np.mean(maps, axis=0).astype("float32"), target_layer(arch).name
@@ -197,7 +196,7 @@ def explain_heldout(
         index = np.array([i for i, _ in chosen], dtype=int)
         signs = signs_of(probability[index])
         shown = probability[index] if probability.ndim == 1 else probability[index].max(axis=1)
-        maps, layer = fold_heatmaps(folder, name, list(range(n_folds)), test.pixels[index], signs)
+        maps, layer = fold_heatmaps([folder.model_path(name, i) for i in range(n_folds)], test.pixels[index], signs)
         panel = {
             "pixels": test.pixels[index],
             "heatmaps": maps,

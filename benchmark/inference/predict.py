@@ -44,15 +44,11 @@ def predict_heldout(
             if not model_path.exists() or (out.exists() and (not tta or has_tta)):
                 continue
             model = load_fold_model(model_path)
-            columns = {
-                "path": test.paths,
-                "label": test.labels.astype(int),
-                **probability_columns(model_output(model, test.pixels, batch_size)),
-            }
+            columns = {}
             if tta:
                 views = np.mean([model_output(model, view, batch_size) for view in tta_views(test.pixels)], axis=0)
-                columns |= probability_columns(views, "probability_tta")
-            write_csv(out, pd.DataFrame(columns))
+                columns = probability_columns(views, "probability_tta")
+            write_csv(out, prediction_table(test, model_output(model, test.pixels, batch_size), **columns))
             done += 1
     if done:
         what = "held-out test split" if where is None else "held-out images"
@@ -67,11 +63,18 @@ def model_output(model, pixels: np.ndarray, batch_size: int) -> np.ndarray:
     return p.reshape(-1) if p.shape[1] == 1 else p
 
 
-def fold_outputs(folder: RunFolder, name: str, folds: list[int], pixels: np.ndarray, batch_size: int) -> np.ndarray:
-    """Each saved fold model's :func:`model_output` of ``pixels`` in ``folds``' order: (models, n) or (models, n, K)."""
+def model_outputs(models: list[Path], pixels: np.ndarray, batch_size: int) -> np.ndarray:
+    """Each saved model's :func:`model_output` of ``pixels`` in ``models``' order: (models, n) or (models, n, K)."""
     from benchmark.training.fit import load_fold_model  # here, so that reading saved predictions needs no backend
 
-    return np.stack([model_output(load_fold_model(folder.model_path(name, i)), pixels, batch_size) for i in folds])
+    return np.stack([model_output(load_fold_model(path), pixels, batch_size) for path in models])
+
+
+def prediction_table(images: Images, probabilities: np.ndarray, **columns) -> pd.DataFrame:
+    """A held-out predictions file: path, label, the probability column(s), then ``columns``."""
+    return pd.DataFrame(
+        {"path": images.paths, "label": images.labels.astype(int), **probability_columns(probabilities), **columns}
+    )
 
 
 def saved_folds(folder: RunFolder, name: str, n_folds: int) -> list[int]:

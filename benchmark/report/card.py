@@ -26,18 +26,30 @@ CARD_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc
 CARD_MULTICLASS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 
 
-def model_card(results: RunResults, arch: str) -> str:
-    """The model card of ``arch`` (a finished architecture of ``results``), as markdown."""
+def model_card(results: RunResults, arch: str, model: str = "folds") -> str:
+    """The model card of ``arch`` (a finished architecture of ``results``) as markdown: of its fold ensemble, or
+    (``model`` refit) of its refit on all training images."""
     a, info, config = results.arch(arch), results.info, results.config
     shown = CARD_METRICS if info.binary else CARD_MULTICLASS
     sets = held_out_sets(results)
+    if model == "refit":
+        refit = results.refits[arch]
+        what = (
+            f"The model is the refit: trained once on all {refit['n_images']} cross-validation images for "
+            f"{refit['epochs']} epochs (the median of its {info.n_folds} fold models' best epochs), without early "
+            f"stopping ({weights_used(config, arch)}); the cross-validation figures below are its fold models'."
+        )
+    else:
+        what = (
+            f"The model is the fold ensemble: the mean of the probabilities of {info.n_folds} fold models, each "
+            f"trained on the cross-validation images outside its fold ({weights_used(config, arch)})."
+        )
     sections = [
         Section(
             "Model details",
             [
-                f"{arch} ({source(arch)}): {a.description} {a.params:,} parameters. The model is the fold ensemble: "
-                f"the mean of the probabilities of {info.n_folds} fold models, each trained on the cross-validation "
-                f"images outside its fold ({weights_used(config, arch)}). Classes: {', '.join(info.class_names)}"
+                f"{arch} ({source(arch)}): {a.description} {a.params:,} parameters. {what} Classes: "
+                f"{', '.join(info.class_names)}"
                 + (f"; positive class {info.positive}." if info.binary else "; the most probable class is taken."),
                 f"Run folder {results.folder.path.resolve()}; code commit {config.get('git_commit') or 'unknown'}; "
                 f"ranked {a.rank} of {len(results.ok)} finished architectures by {info.rank_by}.",
@@ -99,12 +111,22 @@ def figures_parts(results: RunResults, arch: str, sets: dict, shown) -> list:
     rows = []
     for where, (scores, _) in sets.items():
         for row in scores.get(arch, {}).get("ensemble", []):
-            cells = [f"{row['metrics'][k]:.3f} [{interval(row['ci'][k])}]" for k in shown]
-            rows.append([where, decision_label(row), *cells])
-    parts: list = [Table(["held-out set", "decision", *shown], rows, caption="The fold ensemble on each held-out "
-                         "set, each metric with its 95 % bootstrap interval over the images.")]  # fmt: skip
+            rows.append([where, "fold ensemble", decision_label(row), *_cells(row, shown)])
+    refit = results.refits.get(arch, {})
+    rows += [["test split", "refit", decision_label(row), *_cells(row, shown)] for row in refit.get("heldout") or []]
+    parts: list = [Table(["held-out set", "model", "decision", *shown], rows, caption="Each held-out set, each "
+                         "metric with its 95 % bootstrap interval over the images.")]  # fmt: skip
     parts += [transfer_sentence(results, t, where) for where, (_, t) in sets.items() if t]
+    if versus := refit.get("against_folds"):
+        parts.append(
+            f"Refit against fold ensemble on the test split, {versus['metric']}: {versus['difference']:+.3f} (95 % "
+            f"paired bootstrap interval {versus['ci'][0]:+.3f} to {versus['ci'][1]:+.3f}): {versus['better']}."
+        )
     return parts
+
+
+def _cells(row: dict, shown) -> list[str]:
+    return [f"{row['metrics'][k]:.3f} [{interval(row['ci'][k])}]" for k in shown]
 
 
 def limits_parts(results: RunResults, arch: str, sets: dict) -> list:
@@ -135,7 +157,7 @@ def _counts(counts: dict) -> str:
     return ", ".join(f"{c} {n}" for c, n in counts.items())
 
 
-def write_card(results: RunResults, arch: str, path: Path) -> None:
+def write_card(results: RunResults, arch: str, path: Path, model: str = "folds") -> None:
     from benchmark.store.files import write_text
 
-    write_text(path, model_card(results, arch))
+    write_text(path, model_card(results, arch, model))

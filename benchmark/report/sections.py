@@ -42,8 +42,8 @@ SUMMARY_SETTINGS = (
 def build_sections(r: RunResults) -> list[Section]:
     """Every section of the report (numbered when rendered), with its figures written under
     ``RUN/report_files/``. The numbers come from results.json (:func:`benchmark.evaluation.results.read`)."""
-    builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, transfer, sites, gradcam,
-                reproduce)  # fmt: skip
+    builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, transfer, refits, sites,
+                gradcam, reproduce)  # fmt: skip
     if not r.ok:  # every architecture failed: the reasons, and how to run again; nothing to plot
         builders = (summary, leaderboard, reproduce)
     built = [build(r) for build in builders]  # a section, None (nothing to show) or a list (one per site)
@@ -505,6 +505,50 @@ def _transfer_parts(r: RunResults, t: dict, where: str) -> list:
 
 
 TRANSFER_TITLE = "Does the ranking transfer?"
+
+
+def refits(r: RunResults) -> Section | None:
+    """After 8, with ``benchmark refit``: each refitted architecture's model on all training images beside its
+    fold ensemble on the test split, and which of the two the test split favours."""
+    if not r.refits:
+        return None
+    shown = HELDOUT_METRICS if r.info.binary else HELDOUT_MULTICLASS
+    parts, rows = [], []
+    for name, refit in r.refits.items():
+        counts = ", ".join(f"{c} {n}" for c, n in refit["counts"].items())
+        best = ", ".join(map(str, refit["best_epochs"]))
+        parts.append(
+            f"{name}: trained once more on all {refit['n_images']} cross-validation images ({counts}) for "
+            f"{refit['epochs']} epochs, the median of its folds' best epochs ({best}), "
+            "with the class weights and output bias of all of them and no early stopping (no image is left to "
+            f"watch); {refit['fit_seconds']:.0f} s."
+        )
+        folds = [row for row in r.heldout.get(name, {}).get("ensemble", []) if not row["tta"]]
+        rows += [[name, "fold ensemble", *_heldout_row(name, row, shown)[1:]] for row in folds]
+        rows += [[name, "refit", *_heldout_row(name, row, shown)[1:]] for row in refit["heldout"] or []]
+        if versus := refit["against_folds"]:
+            verdict = "cannot tell: the interval holds 0" if versus["better"] == "cannot tell" else (
+                f"the {versus['better']} is better on these images")  # fmt: skip
+            parts.append(
+                f"{name} on the test split, {versus['metric']} ({'at 0.5' if r.info.binary else 'argmax'}): refit "
+                f"{versus['refit']:.3f}, fold ensemble {versus['folds']:.3f}, difference {versus['difference']:+.3f} "
+                f"(95 % paired bootstrap interval {_signed_ci(versus['ci'])}, p {versus['p']:.3g}) — {verdict}."
+            )
+    if rows:
+        decision = "threshold" if r.info.binary else "decision"
+        caption = "The test split: the fold ensemble and the refit, each metric with its 95 % bootstrap interval."
+        parts.append(Table(["architecture", "model", decision, *shown], rows, caption=caption))
+    parts.append(REFIT_TEXT)
+    return Section("Refit on all training images", parts)
+
+
+REFIT_TEXT = (
+    "Which to ship: the fold ensemble is what cross-validation measured (its spread over folds is known); the refit "
+    "has seen every training image but was never scored by cross-validation. The refit has no out-of-fold "
+    "predictions of its own, so its thresholds are its fold models' out-of-fold ones; its figures at 0.5 and its "
+    "ROC-AUC and PR-AUC do not depend on them. `benchmark predict` and `benchmark export` take either (--model "
+    "folds or refit)."
+)
 
 
 def sites(r: RunResults) -> list[Section]:

@@ -119,6 +119,7 @@ class RunResults:
     folds: pd.DataFrame = field(default_factory=pd.DataFrame)  # folds.csv: architecture × fold
     oof: pd.DataFrame = field(default_factory=pd.DataFrame)  # oof.csv: out-of-fold probabilities
     sites: dict[str, dict] = field(default_factory=dict)  # `benchmark evaluate`'s sites/<name>/site.json, by name
+    refits: dict[str, dict] = field(default_factory=dict)  # `benchmark refit`'s <arch>/refit/refit.json, by name
 
     @property
     def rank_by(self) -> str:
@@ -141,7 +142,9 @@ class RunResults:
         return next(a for a in self.architectures if a.name == name)
 
 
-def parse(results: dict, folder: RunFolder, config: dict | None = None, folds=None, oof=None, sites=None) -> RunResults:
+def parse(
+    results: dict, folder: RunFolder, config: dict | None = None, folds=None, oof=None, sites=None, refits=None
+) -> RunResults:
     """``results`` (results.json's content, completed where older: see the module) as a :class:`RunResults`.
     Raises KeyError, TypeError or ValueError where its shape is not what ``benchmark run`` writes."""
     return RunResults(
@@ -156,6 +159,7 @@ def parse(results: dict, folder: RunFolder, config: dict | None = None, folds=No
         folds=pd.DataFrame() if folds is None else folds,
         oof=pd.DataFrame() if oof is None else oof,
         sites=sites or {},
+        refits=refits or {},
     )
 
 

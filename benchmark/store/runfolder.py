@@ -10,6 +10,8 @@
     RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras,
                                 test_predictions.csv (the held-out split)
     RUN/<arch>/gradcam.npz      Grad-CAM heat maps of chosen test images (the report's Grad-CAM section)
+    RUN/<arch>/refit/           `benchmark refit`: model.keras, history.csv, test_predictions.csv and
+                                refit.json (written last: the epochs, the images, the held-out scores)
     RUN/folds.csv               one row per architecture × fold
     RUN/oof.csv                 out-of-fold probabilities: arch, fold, path, label, probability
     RUN/results.json            the aggregated, ranked results (the contract reports build on)
@@ -49,6 +51,7 @@ FORMAT = "cnn-benchmark run folder 1"  # config.json's "format": what makes a fo
 RESULTS_FORMAT = 4
 TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?")  # benchmark.store.files.atomic_path's names
 FOLD_FILES = ("history.csv", "predictions.csv", "metrics.json", "model.keras", "test_predictions.csv", "error.txt")
+REFIT_FILES = ("model.keras", "history.csv", "test_predictions.csv", "error.txt", "refit.json")
 
 
 def results_problem(results) -> str | None:
@@ -138,6 +141,14 @@ class RunFolder:
     def test_predictions(self, arch: str, fold: int) -> Path:
         return self.fold_dir(arch, fold) / "test_predictions.csv"
 
+    # An architecture trained once more on every training image (`benchmark refit`).
+    def refit_dir(self, arch: str) -> Path:
+        return self.arch_dir(arch) / "refit"
+
+    def refit_file(self, arch: str, name: str) -> Path:
+        """One of the refit's :data:`REFIT_FILES`."""
+        return self.refit_dir(arch) / name
+
     # Each external site scored after the fact (`benchmark evaluate`).
     sites = property(lambda self: self.path / "sites")
 
@@ -182,7 +193,7 @@ class RunFolder:
 
     def own_files(self) -> list[Path]:
         """Every file this tool writes here that exists: the run's named files, each architecture's fold
-        files and Grad-CAM, the report's figures, TensorBoard's event files, the external sites' scores and
+        files, Grad-CAM and refit, the report's figures, TensorBoard's event files, the external sites' scores and
         predictions, the exported models (``export/``) and the temporary files of interrupted writes. Nothing
         else in the folder is the tool's to delete."""
         named = [self.config, self.files, self.splits, self.folds_table, self.oof, self.results, self.leaderboard,
@@ -191,7 +202,7 @@ class RunFolder:
         found += [*self.sites.glob("*/site.json"), *self.sites.glob("*/*/fold-*.csv")]
         found += [p for p in (self.path / "export").glob("*/**/*") if p.is_file()]  # benchmark export's default
         for arch in (d for d in self.path.iterdir() if d.is_dir() and not d.is_symlink()):
-            found.append(arch / "gradcam.npz")
+            found += [arch / "gradcam.npz", *(arch / "refit" / name for name in REFIT_FILES)]
             for fold in (f for f in arch.iterdir() if re.fullmatch(r"fold-\d+", f.name) and f.is_dir()):
                 found += [fold / name for name in FOLD_FILES]
         found += [p for p in self.path.rglob(".*.tmp*") if TEMPORARY.fullmatch(p.name)]
@@ -225,9 +236,7 @@ class RunFolder:
     ) -> None:
         if model is not None:
             write_bytes(self.model_path(arch, fold), model)
-        frame = pd.DataFrame(history)
-        frame.insert(0, "epoch", range(1, len(frame) + 1))
-        write_csv(self.history(arch, fold), frame)
+        write_csv(self.history(arch, fold), history_table(history))
         write_csv(self.predictions(arch, fold), predictions)
         write_json(self.metrics(arch, fold), record)  # last: marks the fold finished
         self.error(arch, fold).unlink(missing_ok=True)  # an earlier attempt's failure
@@ -333,6 +342,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
+
+
+def history_table(history: dict[str, list[float]]) -> pd.DataFrame:
+    """A history.csv: one row per epoch (1-based ``epoch`` first), one column per logged value."""
+    frame = pd.DataFrame(history)
+    frame.insert(0, "epoch", range(1, len(frame) + 1))
+    return frame
 
 
 def probability_columns(probabilities: np.ndarray, prefix: str = "probability") -> dict[str, np.ndarray]:

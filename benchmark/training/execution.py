@@ -157,7 +157,7 @@ def _record(task: FoldTask, result, settings: TrainSettings, seconds: float) -> 
         "fold": task.fold,
         "class_weight": {str(k): v for k, v in result.class_weight.items()},
         "initial_bias": result.initial_bias,
-        "epochs": len(result.history["val_loss"]),
+        "epochs": len(result.history["loss"]),
         "fit_seconds": result.fit_seconds,
         "predict_seconds": result.predict_seconds,
         "epoch_seconds": result.epoch_seconds,

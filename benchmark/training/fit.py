@@ -3,6 +3,8 @@
 What the model is fitted on decides everything fitted from data: class weights
 and the output bias come from the fold's fit part only; early stopping watches
 the inner validation split; the score fold is only predicted, once, at the end.
+A fold with no validation part and no score part is a refit (``benchmark refit``):
+every image fitted for exactly ``--epochs``, nothing watched, nothing predicted.
 """
 
 from __future__ import annotations
@@ -304,9 +306,9 @@ class EarlyStoppingAcrossPhases(keras.callbacks.EarlyStopping):
             self.begun = True
 
 
-def _callbacks(watch: EpochWatch, stopping: EarlyStoppingAcrossPhases) -> list:
-    """After :class:`Validate` has scored the epoch: early stopping, the epoch watch, NaN."""
-    callbacks = [stopping, watch]
+def _callbacks(watch: EpochWatch, stopping: EarlyStoppingAcrossPhases | None) -> list:
+    """After :class:`Validate` has scored the epoch: early stopping (when validating), the epoch watch, NaN."""
+    callbacks = [stopping, watch] if stopping else [watch]
     if keras.backend.backend() == "tensorflow":
         # TensorFlow keeps its behaviour: Keras's per-step NaN check, which also keeps its callbacks
         # synchronous; without it Keras hands them to a thread, 6 % slower on 2 vCPUs (docs/performance.md).
@@ -508,7 +510,12 @@ def train_fold(
     scope=None,
     name: str | None = None,
 ) -> FoldResult:
-    """Fit a fresh model on ``fold.train``, stop early on ``fold.val``, predict ``fold.score``."""
+    """Fit a fresh model on ``fold.train``, stop early on ``fold.val``, predict ``fold.score``.
+
+    Without a ``fold.val`` the model trains for ``settings.epochs`` with no early stopping, its batch-norm
+    statistics re-estimated once at the end (as each epoch's validation would have); an empty ``fold.score``
+    is not predicted.
+    """
     with own_python_random(seed):
         return _train_fold(build, images, fold, settings, seed, model_path, report, scope, name)
 
@@ -548,8 +555,11 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
     sample = np.random.default_rng(seed).permutation(len(x_fit))[:RECALIBRATION_IMAGES]  # leaves numpy's global RNG
     recalibration = x_fit[np.sort(sample)]
     check_untrained_output(model, recalibration, max(settings.batch_size, 128))
-    validate = Validate(recalibration, x_val, y_val, settings.batch_size)
-    stopping, history, epochs, input_seconds = EarlyStoppingAcrossPhases(settings.patience), {}, {}, None
+    validating = len(fold.val) > 0
+    # Without an inner split (a refit) nothing is watched: the epochs are fixed, the statistics set at the end.
+    validate = [Validate(recalibration, x_val, y_val, settings.batch_size)] if validating else []
+    stopping = EarlyStoppingAcrossPhases(settings.patience) if validating else None
+    history, epochs, input_seconds = {}, {}, None
     start = time.perf_counter()
     for phase, last in phases(settings, pretrained(build, settings.weights)):
         if phase != "train":
@@ -560,7 +570,7 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
         data, batches = _fit_data(x_fit, y_fit, weights, settings)
         first = sum(epochs.values())
         fit = model.fit(
-            **data, initial_epoch=first, epochs=last, callbacks=[validate, *_callbacks(watch, stopping)], verbose=0
+            **data, initial_epoch=first, epochs=last, callbacks=[*validate, *_callbacks(watch, stopping)], verbose=0
         )
         for key, values in fit.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
@@ -569,6 +579,8 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
             input_seconds = (input_seconds or 0.0) + batches.seconds
         if model.stop_training:  # stopped early (or NaN): the later phases are not run
             break
+    if not validating:
+        recalibrate_batchnorm(model, recalibration)
     fit_seconds = time.perf_counter() - start
     if not all(np.isfinite(history.get("loss", [np.nan]))):
         bad = next(i for i, v in enumerate(history["loss"]) if not np.isfinite(v))
@@ -579,7 +591,9 @@ def _train_fold(build, images, fold, settings, seed, model_path, report, scope, 
         )
 
     start = time.perf_counter()
-    probabilities = model.predict(images.pixels[fold.score], batch_size=max(settings.batch_size, 128), verbose=0)
+    probabilities = np.zeros((0,) if k == 2 else (0, k))
+    if len(fold.score):
+        probabilities = model.predict(images.pixels[fold.score], batch_size=max(settings.batch_size, 128), verbose=0)
     predict_seconds = time.perf_counter() - start
     probabilities = np.asarray(probabilities, dtype=np.float64)
     probabilities = probabilities.reshape(-1) if k == 2 else probabilities
