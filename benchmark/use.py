@@ -129,11 +129,17 @@ def choose(run_dir: str | Path, arch: str = "winner", models: bool = True, model
         return Chosen(results, name, [], model)
     folds = saved_folds(results.folder, name, results.info.n_folds)
     if not folds and models:
-        raise UsageError(
-            f"{run_dir}: {name}'s fold models were not saved (--save-models none or --no-save-models), so nothing "
-            f"can predict. Run it again into a new --out with --save-models all (or best) to keep them."
-        )
+        raise not_saved(run_dir, "nothing can predict", name)
     return Chosen(results, name, folds)
+
+
+def not_saved(run_dir, consequence: str, arch: str | None = None) -> UsageError:
+    """The paragraph for a run whose fold models (of ``arch``, or of every architecture) were not kept."""
+    whose = f"{arch}'s fold models were" if arch else "its fold models were"
+    return UsageError(
+        f"{run_dir}: {whose} not saved (--save-models none or --no-save-models), so {consequence}. Run it again "
+        "into a new --out with --save-models all (or best) to keep them, or `benchmark refit` one architecture."
+    )
 
 
 def threshold(chosen: Chosen, rule: str) -> tuple[float | None, str]:
@@ -220,16 +226,16 @@ def write_predictions(frame: pd.DataFrame, out: Path, overwrite: bool = False) -
 def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None, log=print) -> dict:
     """Score every finished architecture's fold ensemble of the run on the labelled folder ``data_dir`` (a new
     site): the held-out tables of the official test split (thresholds chosen on the run's out-of-fold
-    predictions, bootstrap intervals) and whether the CV ranking transfers there. Saved as
-    ``RUN/sites/<name>/`` (``site.json`` and each fold model's predictions) and shown in the report; nothing
-    else of the run changes. A rerun with the same name and data reuses the saved predictions."""
+    predictions, bootstrap intervals) and whether the CV ranking transfers there; each refit (``benchmark refit``)
+    beside its fold ensemble. Saved as ``RUN/sites/<name>/`` (``site.json`` and each model's predictions) and
+    shown in the report; nothing else of the run changes. A rerun with the same name and data reuses the saved
+    predictions."""
     from benchmark.report import write_report  # matplotlib only here
 
     results = read(RunFolder(Path(run_dir)))
     folder, info, settings = results.folder, results.info, results.settings
     site = name or Path(data_dir).resolve().name
-    root, images, split = site_images(results, Path(data_dir))
-    rows = listing(root, images)
+    root, images, split, rows = site_images(results, Path(data_dir))
     data = {"path": str(data_dir), "fingerprint": fingerprint(rows), "files": len(rows), "split": split}
     saved = read_json(folder.site(site))
     if isinstance(saved, dict) and saved.get("data", {}).get("fingerprint") != data["fingerprint"]:
@@ -241,15 +247,24 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
     models = {a.name: saved_folds(folder, a.name, info.n_folds) for a in results.ok}
     models = {n: folds for n, folds in models.items() if folds}
     if not models:
-        raise UsageError(
-            f"{run_dir}: its fold models were not saved (--save-models none or --no-save-models), so nothing can "
-            "be scored. Run it again into a new --out with --save-models all (or best) to keep them."
-        )
+        raise not_saved(run_dir, "nothing can be scored")
     with folder.locked():
         where = lambda arch, fold: folder.site_predictions(site, arch, fold)  # noqa: E731
         predict_heldout(folder, list(models), info.n_folds, decoded, settings.get("batch_size", 64), log, where=where)
         heldout = site_predictions(folder, site, models)
         cv = {a.name: a.metrics[info.rank_by].mean for a in results.ok}
+        refits = {}
+        for arch in results.refits:  # `benchmark refit`'s models too, beside their fold ensembles
+            path = folder.site_predictions(site, arch, "refit")
+            if not path.exists():
+                refit_model = [folder.refit_file(arch, "model.keras")]
+                write_csv(
+                    path,
+                    prediction_table(
+                        decoded, model_outputs(refit_model, decoded.pixels, settings.get("batch_size", 64))[0]
+                    ),
+                )
+            refits[arch] = refit_scores(results, arch, pd.read_csv(path), heldout.get(arch))
         summary = {
             "name": site,
             "data": data,
@@ -258,16 +273,17 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
             "models": models,  # each architecture's fold models that scored the site
             "heldout": heldout_scores(heldout, results.oof),
             "transfer": heldout_transfer(heldout, cv, info.rank_by),
+            "refits": refits,
         }
         write_json(folder.site(site), summary)
         write_report(read(folder))
     return summary
 
 
-def site_images(results: RunResults, data_dir: Path) -> tuple[Path, ImageSet, str]:
-    """(root, images labelled as the run labels them, which images): a folder of class folders gives all its
-    images, a Kaggle layout its test/ split. Its classes must be the run's; none of its images may be one the
-    run cross-validated on (the same file name and size as a training image in files.csv)."""
+def site_images(results: RunResults, data_dir: Path) -> tuple[Path, ImageSet, str, list[tuple]]:
+    """(root, images labelled as the run labels them, which images, their listing): a folder of class folders
+    gives all its images, a Kaggle layout its test/ split. Its classes must be the run's; none of its images may
+    be one the run cross-validated on (the same file name and size as a training image in files.csv)."""
     info, given = results.info, f"evaluate {data_dir}"
     if not data_dir.is_dir():
         raise UsageError(f"{given}: no such folder. Give a folder of class folders named as the run's classes.")
@@ -284,13 +300,14 @@ def site_images(results: RunResults, data_dir: Path) -> tuple[Path, ImageSet, st
     images, split = (dataset.test, "test/ split") if dataset.test is not None else (dataset.train, "all images")
     labels = np.array([info.class_names.index(dataset.classes[c]) for c in images.labels], dtype=np.int8)
     trained = {(Path(p).name, size) for p, size in training_files(results.folder)}
-    seen = [p for p, size, _ in listing(dataset.root, images) if (Path(p).name, size) in trained]
+    rows = listing(dataset.root, images)
+    seen = [p for p, size, _ in rows if (Path(p).name, size) in trained]
     if seen:
         raise UsageError(
             f"{given}: {len(seen)} of its images are images the run cross-validated on (e.g. {seen[0]}, the same "
             "name and size as a training image). External validation needs images the run never trained on."
         )
-    return dataset.root, ImageSet(images.paths, labels), split
+    return dataset.root, ImageSet(images.paths, labels), split, rows
 
 
 def training_files(folder: RunFolder) -> list[tuple[str, int]]:
@@ -359,6 +376,11 @@ def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] 
         folder.refit_file(name, "error.txt").unlink(missing_ok=True)  # an earlier attempt's failure
         write_json(folder.refit_file(name, "refit.json"), record)  # last: marks the refit finished
         write_report(read(folder))
+    for site in results.sites.values():  # the sites evaluated before: scored by the refit too
+        try:
+            evaluate(run_dir, site["data"]["path"], site["name"], log)
+        except UsageError as err:
+            log(f"site {site['name']}: not scored by the refit ({err})")
     return record
 
 
@@ -372,11 +394,14 @@ def refit_epochs(best: list[int]) -> int:
 
 
 def run_config(results: RunResults):
-    """The run's settings (config.json) as a RunConfig; a setting this version no longer knows is left out."""
+    """The run's settings (config.json) that decide how a model is trained, as a RunConfig: the data, folds,
+    training and execution settings; the output and tracking ones (an older run wrote some in an older form)
+    and any this version no longer knows are left at their defaults."""
     from benchmark.config import RunConfig, setting_names
 
-    known = setting_names()
-    return RunConfig.from_flat(**{key: value for key, value in results.settings.items() if key in known})
+    kept = {key for key, group in setting_names().items() if group not in ("output", "tracking")}
+    settings = {key: value for key, value in results.settings.items() if key in kept}
+    return RunConfig.from_flat(**settings, out=results.folder.path)
 
 
 def training_images(results: RunResults, log: Callable[[str], None]):
@@ -404,21 +429,28 @@ def training_images(results: RunResults, log: Callable[[str], None]):
 
 
 def score_refit(chosen: Chosen, test) -> dict:
-    """The refit on the run's test split: its predictions saved, the held-out rows (the fold models' out-of-fold
-    thresholds, bootstrap intervals), and the ranking metric against the fold ensemble on the same images."""
+    """The refit on the run's test split: its predictions saved, then :func:`refit_scores` of them as saved, beside
+    the fold models' saved test predictions (kept even when the fold models are not)."""
     results, folder, name = chosen.results, chosen.folder, chosen.name
-    path = folder.refit_file(name, "model.keras")
-    frame = prediction_table(test, model_outputs([path], test.pixels, results.settings.get("batch_size", 64))[0])
-    write_csv(folder.refit_file(name, "test_predictions.csv"), frame)
+    model, saved = folder.refit_file(name, "model.keras"), folder.refit_file(name, "test_predictions.csv")
+    write_csv(
+        saved, prediction_table(test, model_outputs([model], test.pixels, results.settings.get("batch_size", 64))[0])
+    )
+    return refit_scores(results, name, pd.read_csv(saved), read_heldout(folder, name, results.info.n_folds))
+
+
+def refit_scores(results: RunResults, name: str, frame: pd.DataFrame, fold_runs: list[pd.DataFrame] | None) -> dict:
+    """A refit on one held-out set, from its predictions ``frame``: the held-out rows (at the fold models'
+    out-of-fold thresholds, with bootstrap intervals) and, where the fold models' predictions of the same images
+    are given (``fold_runs``), the ranking metric against the fold ensemble (None otherwise)."""
     scores = {"heldout": heldout_scores({name: [frame]}, results.oof)[name]["ensemble"], "against_folds": None}
-    folds = read_heldout(folder, name, results.info.n_folds)
-    if folds is None:  # the fold ensemble's test predictions are kept even when its models are not
+    if fold_runs is None:
         return scores
-    ensemble = pd.DataFrame(probability_columns(fold_ensemble(folds)), index=folds[0].path).reindex(frame.path)
+    ensemble = pd.DataFrame(probability_columns(fold_ensemble(fold_runs)), index=fold_runs[0].path)
+    ensemble = ensemble.reindex(frame.path)
     if not ensemble.isna().any(axis=None):  # the same images (the data may have changed since the run)
-        against = refit_against_folds(frame.label.to_numpy(), probabilities_of(frame), probabilities_of(ensemble),
-                                      results.rank_by)  # fmt: skip
-        scores["against_folds"] = against
+        labels, refit, folds = frame.label.to_numpy(), probabilities_of(frame), probabilities_of(ensemble)
+        scores["against_folds"] = refit_against_folds(labels, refit, folds, results.rank_by)
     return scores
 
 

@@ -229,9 +229,11 @@ def test_onnx_under_jax_is_refused_with_the_workaround():
 @pytest.fixture(scope="module")
 def refitted(run, tmp_path_factory):
     """A copy of the run in which the winner's two folds were best at epochs 1 and 3 (as results.json records
-    them), refitted twice with Model.fit spied on: the second call finds the refit saved."""
+    them), with its test split evaluated as a site, refitted twice with Model.fit spied on: the second call
+    finds the refit saved."""
     out = tmp_path_factory.mktemp("refit") / "out"
     shutil.copytree(run["out"], out)
+    assert main(["evaluate", str(out), str(run["data"] / "test"), "--name", "official"]) == 0
     saved = json.loads((out / "results.json").read_text())
     winner = saved["architectures"][0]
     winner["curves"]["best_epoch"] = [1, 3]
@@ -285,8 +287,13 @@ def test_the_refit_predicts_exports_and_stands_beside_the_fold_ensemble_in_the_r
     markdown = (out / "report.md").read_text()
     section = markdown[markdown.index("Refit on all training images") :]
     first = refit["heldout"][0]
-    assert f"| {winner} | refit | 0.500 | {first['metrics']['accuracy']:.3f} [" in " ".join(section.split())
+    for where in ("test split", "site official"):
+        assert f"| {winner} | {where} | refit | 0.500 | {first['metrics']['accuracy']:.3f} [" in " ".join(
+            section.split()
+        )
     assert f"difference {versus['difference']:+.3f}" in section
+    # the site evaluated before the refit is scored by it too: the same images as the test split, the same numbers
+    assert results.sites["official"]["refits"][winner] == {k: refit[k] for k in ("heldout", "against_folds")}
     assert main(["export", str(out), "--model", "refit"]) == 0
     description = json.loads((out / "export" / f"{winner}-refit" / "model.json").read_text())
     assert description["model"] == "refit on all training images" and description["check"]["largest_difference"] <= 1e-5

@@ -16,6 +16,7 @@ from benchmark.report.sections import (
     decision_label,
     held_out_sets,
     interval,
+    refit_sets,
     source,
     transfer_sentence,
     weights_used,
@@ -112,16 +113,18 @@ def figures_parts(results: RunResults, arch: str, sets: dict, shown) -> list:
     for where, (scores, _) in sets.items():
         for row in scores.get(arch, {}).get("ensemble", []):
             rows.append([where, "fold ensemble", decision_label(row), *_cells(row, shown)])
-    refit = results.refits.get(arch, {})
-    rows += [["test split", "refit", decision_label(row), *_cells(row, shown)] for row in refit.get("heldout") or []]
+    refits = refit_sets(results, arch) if arch in results.refits else {}
+    for where, (_, refit) in refits.items():
+        rows += [[where, "refit", decision_label(row), *_cells(row, shown)] for row in refit["heldout"]]
     parts: list = [Table(["held-out set", "model", "decision", *shown], rows, caption="Each held-out set, each "
                          "metric with its 95 % bootstrap interval over the images.")]  # fmt: skip
     parts += [transfer_sentence(results, t, where) for where, (_, t) in sets.items() if t]
-    if versus := refit.get("against_folds"):
-        parts.append(
-            f"Refit against fold ensemble on the test split, {versus['metric']}: {versus['difference']:+.3f} (95 % "
-            f"paired bootstrap interval {versus['ci'][0]:+.3f} to {versus['ci'][1]:+.3f}): {versus['better']}."
-        )
+    for where, (_, refit) in refits.items():
+        if versus := refit["against_folds"]:
+            parts.append(
+                f"Refit against fold ensemble on the {where}, {versus['metric']}: {versus['difference']:+.3f} (95 % "
+                f"paired bootstrap interval {versus['ci'][0]:+.3f} to {versus['ci'][1]:+.3f}): {versus['better']}."
+            )
     return parts
 
 

@@ -509,10 +509,11 @@ TRANSFER_TITLE = "Does the ranking transfer?"
 
 def refits(r: RunResults) -> Section | None:
     """After 8, with ``benchmark refit``: each refitted architecture's model on all training images beside its
-    fold ensemble on the test split, and which of the two the test split favours."""
+    fold ensemble on every held-out set, and which of the two each set favours."""
     if not r.refits:
         return None
     shown = HELDOUT_METRICS if r.info.binary else HELDOUT_MULTICLASS
+    decision = "at 0.5" if r.info.binary else "argmax"
     parts, rows = [], []
     for name, refit in r.refits.items():
         counts = ", ".join(f"{c} {n}" for c, n in refit["counts"].items())
@@ -523,23 +524,36 @@ def refits(r: RunResults) -> Section | None:
             "with the class weights and output bias of all of them and no early stopping (no image is left to "
             f"watch); {refit['fit_seconds']:.0f} s."
         )
-        folds = [row for row in r.heldout.get(name, {}).get("ensemble", []) if not row["tta"]]
-        rows += [[name, "fold ensemble", *_heldout_row(name, row, shown)[1:]] for row in folds]
-        rows += [[name, "refit", *_heldout_row(name, row, shown)[1:]] for row in refit["heldout"] or []]
-        if versus := refit["against_folds"]:
-            verdict = "cannot tell: the interval holds 0" if versus["better"] == "cannot tell" else (
-                f"the {versus['better']} is better on these images")  # fmt: skip
-            parts.append(
-                f"{name} on the test split, {versus['metric']} ({'at 0.5' if r.info.binary else 'argmax'}): refit "
-                f"{versus['refit']:.3f}, fold ensemble {versus['folds']:.3f}, difference {versus['difference']:+.3f} "
-                f"(95 % paired bootstrap interval {_signed_ci(versus['ci'])}, p {versus['p']:.3g}) — {verdict}."
-            )
+        for where, (scores, on_set) in refit_sets(r, name).items():
+            folds = [row for row in scores.get(name, {}).get("ensemble", []) if not row["tta"]]
+            rows += [[name, where, "fold ensemble", *_heldout_row(name, row, shown)[1:]] for row in folds]
+            rows += [[name, where, "refit", *_heldout_row(name, row, shown)[1:]] for row in on_set["heldout"]]
+            if versus := on_set["against_folds"]:
+                verdict = "cannot tell: the interval holds 0" if versus["better"] == "cannot tell" else (
+                    f"the {versus['better']} is better on these images")  # fmt: skip
+                parts.append(
+                    f"{name} on the {where}, {versus['metric']} ({decision}): refit {versus['refit']:.3f}, fold "
+                    f"ensemble {versus['folds']:.3f}, difference {versus['difference']:+.3f} (95 % paired bootstrap "
+                    f"interval {_signed_ci(versus['ci'])}, p {versus['p']:.3g}) — {verdict}."
+                )
     if rows:
-        decision = "threshold" if r.info.binary else "decision"
-        caption = "The test split: the fold ensemble and the refit, each metric with its 95 % bootstrap interval."
-        parts.append(Table(["architecture", "model", decision, *shown], rows, caption=caption))
+        caption = "The fold ensemble and the refit on each held-out set, each metric with its 95 % bootstrap interval."
+        parts.append(Table(["architecture", "held-out set", "model", "threshold" if r.info.binary else "decision",
+                            *shown], rows, caption=caption))  # fmt: skip
     parts.append(REFIT_TEXT)
     return Section("Refit on all training images", parts)
+
+
+def refit_sets(r: RunResults, name: str) -> dict[str, tuple[dict, dict]]:
+    """Each held-out set on which ``name``'s refit was scored: where → (every architecture's scores there, the
+    refit's: ``{"heldout", "against_folds"}``)."""
+    refit, found = r.refits[name], {}
+    if r.heldout and refit.get("heldout"):
+        found["test split"] = (r.heldout, refit)
+    for site, scores in r.sites.items():
+        if on_site := scores.get("refits", {}).get(name):
+            found[f"site {site}"] = (scores["heldout"], on_site)
+    return found
 
 
 REFIT_TEXT = (

@@ -20,6 +20,8 @@
     RUN/run.log                 what the backends printed (TensorFlow/JAX start-up messages)
     RUN/tensorboard/            --tensorboard: <arch>/fold-<i>/ curves, <arch>/hparams/ (benchmark.tracking.tensorboard)
     RUN/tracking.json           --track mlflow: the MLflow run ids, so a resumed run continues them
+    RUN/sites/<name>/           `benchmark evaluate`: site.json, <arch>/fold-<i>.csv (and refit.csv)
+    RUN/export/<arch>/          `benchmark export`'s default folder (<arch>-refit/ for --model refit)
 
 :class:`RunFolder` is the one place that spells these names. A fold's ``metrics.json``
 is written last, so its presence marks the fold finished; every file is written
@@ -156,8 +158,9 @@ class RunFolder:
         """A site's summary: its data, and every architecture's scores and ranking transfer there."""
         return self.sites / safe_name(site) / "site.json"
 
-    def site_predictions(self, site: str, arch: str, fold: int) -> Path:
-        return self.sites / safe_name(site) / safe_name(arch) / f"fold-{fold}.csv"
+    def site_predictions(self, site: str, arch: str, fold: int | str) -> Path:
+        """A fold model's predictions of the site (``fold`` refit: the refit's)."""
+        return self.sites / safe_name(site) / safe_name(arch) / ("refit.csv" if fold == "refit" else f"fold-{fold}.csv")
 
     @contextmanager
     def locked(self):
@@ -199,7 +202,11 @@ class RunFolder:
         named = [self.config, self.files, self.splits, self.folds_table, self.oof, self.results, self.leaderboard,
                  self.report_md, self.report_html, self.run_log, self.tracking]  # fmt: skip
         found = [*named, *self.figures.glob("*.png"), *self.tensorboard.rglob("events.out.tfevents.*")]
-        found += [*self.sites.glob("*/site.json"), *self.sites.glob("*/*/fold-*.csv")]
+        found += [
+            *self.sites.glob("*/site.json"),
+            *self.sites.glob("*/*/fold-*.csv"),
+            *self.sites.glob("*/*/refit.csv"),
+        ]
         found += [p for p in (self.path / "export").glob("*/**/*") if p.is_file()]  # benchmark export's default
         for arch in (d for d in self.path.iterdir() if d.is_dir() and not d.is_symlink()):
             found += [arch / "gradcam.npz", *(arch / "refit" / name for name in REFIT_FILES)]
