@@ -255,15 +255,10 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
         cv = {a.name: a.metrics[info.rank_by].mean for a in results.ok}
         refits = {}
         for arch in results.refits:  # `benchmark refit`'s models too, beside their fold ensembles
-            path = folder.site_predictions(site, arch, "refit")
+            path, model = folder.site_predictions(site, arch, "refit"), folder.refit_file(arch, "model.keras")
             if not path.exists():
-                refit_model = [folder.refit_file(arch, "model.keras")]
-                write_csv(
-                    path,
-                    prediction_table(
-                        decoded, model_outputs(refit_model, decoded.pixels, settings.get("batch_size", 64))[0]
-                    ),
-                )
+                outputs = model_outputs([model], decoded.pixels, settings.get("batch_size", 64))[0]
+                write_csv(path, prediction_table(decoded, outputs))
             refits[arch] = refit_scores(results, arch, pd.read_csv(path), heldout.get(arch))
         summary = {
             "name": site,
@@ -353,9 +348,16 @@ def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] 
     )
     log(f"{name}: refit on all {len(images.paths)} training images for {epochs} epochs (the median of its folds' "
         f"best epochs {', '.join(map(str, best))})")  # fmt: skip
-    report = lambda epoch, logs: log(f"{name} refit: epoch {epoch}/{epochs}, loss {logs.get('loss', float('nan')):.4f}")  # noqa: E731
+
+    def report(epoch: int, logs: dict) -> None:
+        log(f"{name} refit: epoch {epoch}/{epochs}, loss {logs.get('loss', float('nan')):.4f}")
+
     with folder.locked():
+        for stale in folder.sites.glob(f"*/{safe_name(name)}/refit.csv"):  # an earlier refit's, at other epochs
+            stale.unlink()
         out = run_fold(task, images, report, backend.model_scope(device))
+        for line in out.log:  # an out-of-memory retry
+            log(line)
         if out.error:
             write_text(folder.refit_file(name, "error.txt"), out.traceback or "")
             return {"architecture": name, "error": f"{out.error} (traceback: {folder.refit_file(name, 'error.txt')})"}

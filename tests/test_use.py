@@ -316,3 +316,21 @@ def test_bad_inputs_to_refit_are_one_paragraph_each(run, tmp_path, capsys):
     assert "not those the run cross-validated on (1 of the run's missing or unreadable, 0 new" in message
     assert not (out / read(RunFolder(out)).ok[0].name / "refit").exists()
     assert "--arch" in refused(capsys, "refit", run["out"], "--arch", "nope")
+
+
+def test_a_refit_that_fails_keeps_its_traceback_and_leaves_no_refit(run, tmp_path, capsys, monkeypatch):
+    from benchmark.training import fit
+
+    out = tmp_path / "out"
+    shutil.copytree(run["out"], out)
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the refit's own failure")
+
+    monkeypatch.setattr(fit, "train_fold", fails)
+    assert main(["refit", str(out)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    winner = read(RunFolder(out)).ok[0].name
+    assert f"error: {winner}: the refit failed: RuntimeError: the refit's own failure (traceback: " in err
+    assert "Traceback (most recent call last)" in (out / winner / "refit" / "error.txt").read_text()
+    assert sorted(p.name for p in (out / winner / "refit").iterdir()) == ["error.txt"]  # no model, no refit.json

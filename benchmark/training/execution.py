@@ -55,7 +55,7 @@ class Setup:
 @dataclass(frozen=True)
 class FoldTask:
     arch: str
-    fold: int
+    fold: int  # -1: not a fold, a refit on every training image (benchmark refit)
     split: Fold
     seed: int
     settings: TrainSettings
@@ -143,7 +143,8 @@ def _train(task: FoldTask, images: Images, model_path, report, scope, log: list[
                 raise
             smaller = replace(settings, batch_size=settings.batch_size // 2)
             log.append(
-                f"{task.arch} fold {task.fold + 1}: out of memory at batch size {settings.batch_size}; "
+                f"{task.arch} {f'fold {task.fold + 1}' if task.fold >= 0 else 'refit'}: out of memory at batch size "
+                f"{settings.batch_size}; "
                 f"retrying once with {smaller.batch_size}"
             )
             keras.backend.clear_session()  # free what the failed attempt held
