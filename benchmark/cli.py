@@ -188,6 +188,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--deterministic", action="store_true", help="deterministic ops (slower)")
     g.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs)")
     g.add_argument("--strategy", default=d.strategy, choices=STRATEGIES, help="multi-GPU data parallelism")
+    g = r.add_argument_group("tuning (nested: each outer fold searches on its inner split)")
+    g.add_argument(
+        "--tune",
+        metavar="SPEC",
+        help="settings to search in every fold, the same trials for every architecture, each judged by its "
+        "inner-validation loss: 'lr=3e-4,1e-3,3e-3 batch_size=32,64' (a grid) or 'lr=log(1e-4,1e-2)' (with --trials)",
+    )
+    g.add_argument("--trials", type=int, metavar="N", help="a seeded sample of N trials of --tune (Optuna)")
     g = r.add_argument_group("execution")
     g.add_argument("--jobs", type=int, default=d.jobs, help="trainings at once, in worker processes")
     g.add_argument("--backend", default=d.backend, choices=BACKENDS, help="where trainings run: here or a Dask cluster")

@@ -1,7 +1,8 @@
 """Run settings, grouped by role, where ``--data`` comes from, and the environment recorded in config.json.
 
-:class:`RunConfig` holds six groups, each checked where it is defined: the data (:class:`DataSettings`),
-the cross-validation (:class:`CVSettings`), training (:class:`~benchmark.training.TrainSettings`),
+:class:`RunConfig` holds seven groups, each checked where it is defined: the data (:class:`DataSettings`),
+the cross-validation (:class:`CVSettings`), training (:class:`~benchmark.training.TrainSettings`), the
+nested tuning (:class:`~benchmark.training.TuningSettings`),
 execution (:class:`~benchmark.training.ExecutionSettings`), the output (:class:`OutputSettings`) and
 tracking (:class:`TrackingSettings`). At the edges the settings are flat, one name per flag of
 ``benchmark run``: :meth:`RunConfig.from_flat` takes them so (the CLI, ``benchmark.run(**settings)``),
@@ -24,7 +25,7 @@ from benchmark import UsageError
 from benchmark.data.images import KAGGLE_HINT, default_cache_dir
 from benchmark.errors import check_finite
 from benchmark.evaluation.metrics import ALL_METRICS
-from benchmark.training import ExecutionSettings, TrainSettings
+from benchmark.training import ExecutionSettings, TrainSettings, TuningSettings
 
 TRACK_MODELS = ("best", "all", "none")  # fold models logged to MLflow
 SAVE_MODELS = ("all", "best", "none")  # fold models kept in the run folder
@@ -52,6 +53,8 @@ RESULT_SETTINGS = (
     "repeats",
     "weights",
     "warmup_epochs",
+    "tune",
+    "trials",
 )
 
 
@@ -145,6 +148,7 @@ class RunConfig:
     output: OutputSettings
     cv: CVSettings = field(default_factory=CVSettings)
     training: TrainSettings = field(default_factory=TrainSettings)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
@@ -190,6 +194,7 @@ GROUPS = {
     "images": DataSettings,
     "cv": CVSettings,
     "training": TrainSettings,
+    "tuning": TuningSettings,
     "execution": ExecutionSettings,
     "output": OutputSettings,
     "tracking": TrackingSettings,

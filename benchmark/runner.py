@@ -61,7 +61,7 @@ from benchmark.evaluation import (
     ranked,
     read_all,
 )
-from benchmark.inference import explain_heldout, predict_heldout
+from benchmark.inference import explain_heldout, model_output, predict_heldout
 from benchmark.progress import Progress
 from benchmark.report import leaderboard_md, leaderboard_text
 from benchmark.store import (
@@ -72,6 +72,7 @@ from benchmark.store import (
     RunResults,
     Status,
     parse,
+    predictions_table,
     probabilities_of,
     read_json,
     write_json,
@@ -81,10 +82,13 @@ from benchmark.training import (
     ArchitectureError,
     ClassCountError,
     DeviceInfo,
+    FoldOutput,
     FoldTask,
     backend,
     build_for,
+    choose_trial,
     execute,
+    load_fold_model,
     setups,
 )
 
@@ -107,6 +111,7 @@ class Run:
     log: Callable[[str], None]
     trackers: list[Tracker] = field(default_factory=list)  # TensorBoard, MLflow
     started: float = field(default_factory=time.perf_counter)
+    trials: list[dict] = field(default_factory=list)  # --tune: each trial's settings, the same for every fold
 
     def outcomes(self, names: list[str], errors: dict[str, str]) -> list[ArchOutcome]:
         return [outcome(n, self.folder, len(self.folds), errors.get(n)) for n in names]
@@ -268,7 +273,8 @@ def start(checked: Checked, folder: RunFolder, interrupted: threading.Event) -> 
                                "device": vars(device), **environment()})  # fmt: skip
     plan = [name for name in checked.names for _ in folds]
     progress = Progress(plan, config.output.quiet, config.cv.rank_by, jobs=execution.jobs, interrupted=interrupted)
-    return Run(config, folder, checked.names, dataset, decoded, folds, device, info, progress, log)
+    trials = config.tuning.trial_settings(config.cv.seed)
+    return Run(config, folder, checked.names, dataset, decoded, folds, device, info, progress, log, trials=trials)
 
 
 def decode(settings: DataSettings, dataset: Dataset, split, log: Callable[[str], None]) -> Images:
@@ -320,9 +326,31 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
     """
     tasks = fold_tasks(ctx)
     pending = Counter(t.arch for t in tasks)
+    trials_left = Counter((t.arch, t.fold) for t in tasks if t.trial is not None)
     errors: dict[str, str] = {}
     execution = ctx.config.execution
     local = execution.backend == "local" and execution.jobs == 1
+
+    def settle(out: FoldOutput) -> None:
+        """Save a finished fold (or its failure) and say so."""
+        arch, i = out.task.arch, out.task.fold
+        if out.error:
+            ctx.folder.write_error(arch, i, out.traceback)
+            where = f" (traceback: {ctx.folder.error(arch, i)})"
+            errors.setdefault(arch, f"fold {i + 1}: {out.error}{where}")
+            ctx.progress.fold_done(arch, i, len(ctx.folds), None, None, note=f"FAILED: {out.error}{where}")
+            if local:  # its remaining folds will be skipped
+                ctx.progress.skip(arch, pending[arch])
+                pending[arch] = 0
+            return
+        out.record = scored(out.record, out.history, out.predictions)
+        ctx.folder.write_fold(arch, i, out.record, out.history, out.predictions, out.model)
+        for tracker in ctx.trackers:
+            tracker.fold(arch, i, out.record, out.history)
+        ctx.progress.fold_done(arch, i, len(ctx.folds), out.record, out.record["task_seconds"])
+
+    for arch, i in tuned_ready(ctx, trials_left):  # every trial saved before a kill: choose now
+        settle(finish_tuned(ctx, arch, i))
     outputs = execute(
         tasks,
         ctx.images,
@@ -334,24 +362,21 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
         scope=backend.model_scope(ctx.device),
     )
     for out in outputs:
-        arch, i = out.task.arch, out.task.fold
+        arch, i, trial = out.task.arch, out.task.fold, out.task.trial
         for line in out.log:
             ctx.log(line)
         pending[arch] -= 1
-        if out.error:
-            ctx.folder.write_error(arch, i, out.traceback)
-            where = f" (traceback: {ctx.folder.error(arch, i)})"
-            errors.setdefault(arch, f"fold {i + 1}: {out.error}{where}")
-            ctx.progress.fold_done(arch, i, len(ctx.folds), None, None, note=f"FAILED: {out.error}{where}")
-            if local:  # its remaining folds will be skipped
-                ctx.progress.skip(arch, pending[arch])
-                pending[arch] = 0
-        else:
-            out.record = scored(out.record, out.history, out.predictions)
-            ctx.folder.write_fold(arch, i, out.record, out.history, out.predictions, out.model)
-            for tracker in ctx.trackers:
-                tracker.fold(arch, i, out.record, out.history)
-            ctx.progress.fold_done(arch, i, len(ctx.folds), out.record, out.record["task_seconds"])
+        if trial is None:
+            settle(out)
+        else:  # a trial: saved, or its failure kept; the fold is settled once its last trial is in
+            if out.error:
+                ctx.folder.write_trial_error(arch, i, trial, out.traceback)
+                ctx.log(f"{arch} fold {i + 1} trial {trial + 1}: FAILED: {out.error}")
+            else:
+                ctx.folder.write_trial(arch, i, trial, out.record, out.history, out.model)
+            trials_left[(arch, i)] -= 1
+            if not trials_left[(arch, i)]:
+                settle(finish_tuned(ctx, arch, i))
         if pending[arch] == 0 and sum(pending.values()):  # the last one is published by the caller
             on_complete([n for n in ctx.names if not pending[n]], errors)
     return errors
@@ -364,7 +389,8 @@ def scored(record: dict, history: dict, predictions: pd.DataFrame) -> dict:
 
 
 def fold_tasks(ctx: Run) -> list[FoldTask]:
-    """The (architecture, fold) pairs still to train, in order; saved ones are counted as done."""
+    """The (architecture, fold) pairs still to train, in order, or with --tune each fold's trials still to
+    train; saved ones are counted as done."""
     config = ctx.config
     settings = dataclasses.replace(config.training, n_classes=len(ctx.dataset.classes))
     each = setups(config.execution, ctx.device.gpus, config.compile_cache)
@@ -377,20 +403,68 @@ def fold_tasks(ctx: Run) -> list[FoldTask]:
                     tracker.fold(name, i, saved[0], saved[1])
                 ctx.progress.fold_done(name, i, len(ctx.folds), saved[0], None, note="(saved) ")
                 continue
-            tasks.append(
-                FoldTask(
-                    arch=name,
-                    fold=i,
-                    split=fold,
-                    seed=config.cv.seed + i,
-                    settings=settings,
-                    save_model=config.output.save_models != "none",
-                    arch_modules=config.cv.arch_modules,
-                    setup=each[len(tasks) % len(each)],
-                    raise_errors=config.execution.raise_errors,
-                )
+            task = FoldTask(
+                arch=name,
+                fold=i,
+                split=fold,
+                seed=config.cv.seed + i,  # every trial of the fold too: trials differ by their settings alone
+                settings=settings,
+                save_model=config.output.save_models != "none",
+                arch_modules=config.cv.arch_modules,
+                setup=each[len(tasks) % len(each)],
+                raise_errors=config.execution.raise_errors,
             )
+            if not ctx.trials:
+                tasks.append(task)
+                continue
+            trial_split = Fold(fold.train, fold.val, np.array([], dtype=np.int64))  # no trial sees the score fold
+            for t, values in enumerate(ctx.trials):
+                if ctx.folder.read_trial(name, i, t) is None:
+                    tasks.append(dataclasses.replace(task, split=trial_split, settings=dataclasses.replace(
+                        settings, **values), save_model=True, trial=t, setup=each[len(tasks) % len(each)]))  # fmt: skip
     return tasks
+
+
+def tuned_ready(ctx: Run, trials_left: Counter) -> list[tuple[str, int]]:
+    """The tuned folds not finished whose every trial is saved (a run killed between its last trial and the
+    fold's choice)."""
+    if not ctx.trials:
+        return []
+    return [(name, i) for name in ctx.names for i in range(len(ctx.folds))
+            if not trials_left[(name, i)] and ctx.folder.read_fold(name, i) is None]  # fmt: skip
+
+
+def finish_tuned(ctx: Run, arch: str, i: int) -> FoldOutput:
+    """A tuned fold from its saved trials: the trial with the lowest inner-validation loss is kept, its model
+    becomes the fold model and predicts the score fold, once (the only time any model of this fold sees it)."""
+    fold, folder = ctx.folds[i], ctx.folder
+    task = FoldTask(arch, i, fold, ctx.config.cv.seed + i, ctx.config.training)
+    saved = {t: folder.read_trial(arch, i, t) for t in range(len(ctx.trials))}
+    done = {t: s for t, s in saved.items() if s is not None}
+    if not done:
+        error = folder.trial_file(arch, i, 0, "error.txt")
+        return FoldOutput(task, error=f"every trial failed (the first's traceback: {error})", traceback=None)
+    losses = {t: float(np.nanmin(history["val_loss"])) for t, (_, history) in done.items()}
+    chosen = choose_trial(losses)
+    record, history = done[chosen]
+    model_path = folder.trial_file(arch, i, chosen, "model.keras")
+    start = time.perf_counter()
+    probabilities = model_output(load_fold_model(model_path), ctx.images.pixels[fold.score], record["batch_size"])
+    predictions = predictions_table([ctx.images.paths[j] for j in fold.score], ctx.images.labels[fold.score],
+                                    probabilities)  # fmt: skip
+    tuning = {
+        "chosen": chosen,
+        "values": ctx.trials[chosen],
+        "trials": ctx.trials,
+        "inner_loss": [losses.get(t) for t in range(len(ctx.trials))],  # None: a failed trial
+        "epochs": [s[0]["epochs"] if s else None for s in saved.values()],
+        "fit_seconds": [s[0]["fit_seconds"] if s else None for s in saved.values()],
+    }
+    record = {**record, "n_score": len(fold.score), "predict_seconds": time.perf_counter() - start, "tuning": tuning}
+    model = model_path.read_bytes() if ctx.config.output.save_models != "none" else None
+    for t in done:  # the chosen one lives on as the fold model; the trials keep their records
+        folder.trial_file(arch, i, t, "model.keras").unlink(missing_ok=True)
+    return FoldOutput(task, record, history, predictions, model)
 
 
 def score_heldout(ctx: Run, outcomes: list[ArchOutcome]) -> None:

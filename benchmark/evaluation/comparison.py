@@ -13,6 +13,7 @@ import pandas as pd
 
 from benchmark.evaluation.metrics import better, clip_to_range, curve_statistics, metric_names
 from benchmark.evaluation.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, holm, mean_ci
+from benchmark.evaluation.tuning import tuning_summary
 from benchmark.store.results import ArchResult, Status
 
 
@@ -76,6 +77,8 @@ def summarise(outcome: ArchOutcome, patience: int) -> dict:
         entry["test_fraction"] = ratio
         entry["fit_seconds"] = [f["fit_seconds"] for f in outcome.folds]
         entry["predict_seconds"] = [f["predict_seconds"] for f in outcome.folds]
+        if tuning := tuning_summary(outcome.folds):
+            entry["tuning"] = tuning
     return entry
 
 
@@ -162,9 +165,17 @@ def folds_table(records: list[dict]) -> pd.DataFrame:
                 "n_fit": r["n_fit"],
                 "n_val": r["n_val"],
                 "n_score": r["n_score"],
+                **tuned_columns(r),
             }
         )
     return pd.DataFrame(rows)
+
+
+def tuned_columns(record: dict) -> dict:
+    """A tuned fold's chosen trial and its settings (``tuned_<name>``) as folds.csv columns; none untuned."""
+    if "tuning" not in record:
+        return {}
+    return {"trial": record["tuning"]["chosen"], **{f"tuned_{k}": v for k, v in record["tuning"]["values"].items()}}
 
 
 def best_fold(entry: ArchResult, rank_by: str) -> int:

@@ -7,6 +7,6 @@ __getattr__, __all__ = attach(
     __name__,
     {
         "gradcam": ["explain_heldout"],
-        "predict": ["predict_heldout"],
+        "predict": ["model_output", "predict_heldout"],
     },
 )

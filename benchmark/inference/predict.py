@@ -14,7 +14,7 @@ import pandas as pd
 
 from benchmark.data.images import Images
 from benchmark.store.files import write_csv
-from benchmark.store.runfolder import RunFolder, probabilities_of, probability_columns
+from benchmark.store.runfolder import RunFolder, predictions_table, probabilities_of, probability_columns
 
 
 def predict_heldout(
@@ -71,10 +71,8 @@ def model_outputs(models: list[Path], pixels: np.ndarray, batch_size: int) -> np
 
 
 def prediction_table(images: Images, probabilities: np.ndarray, **columns) -> pd.DataFrame:
-    """A held-out predictions file: path, label, the probability column(s), then ``columns``."""
-    return pd.DataFrame(
-        {"path": images.paths, "label": images.labels.astype(int), **probability_columns(probabilities), **columns}
-    )
+    """A held-out predictions file of ``images``: path, label, the probability column(s), then ``columns``."""
+    return predictions_table(images.paths, images.labels, probabilities, **columns)
 
 
 def saved_folds(folder: RunFolder, name: str, n_folds: int) -> list[int]:

@@ -108,6 +108,17 @@ def roc_pr_by_class(frame: pd.DataFrame, order: list[str], classes: list[str], p
     return _save(fig, path)
 
 
+def budget_curves(curves: dict[str, list[float]], path: Path) -> Path:
+    """The expected best inner-validation loss against the number of trials, one line per architecture."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    for name, curve in curves.items():
+        ax.plot(range(1, len(curve) + 1), curve, "o-", ms=3, lw=1.1, label=name)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set(xlabel="trials", ylabel="expected best inner-validation loss", title="Tuning budget")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def reliability(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
     """Calibration of the out-of-fold probabilities: observed positive rate per predicted-probability bin;
     with more than two classes, of the top label (its probability against how often it is right)."""

@@ -42,8 +42,8 @@ SUMMARY_SETTINGS = (
 def build_sections(r: RunResults) -> list[Section]:
     """Every section of the report (numbered when rendered), with its figures written under
     ``RUN/report_files/``. The numbers come from results.json (:func:`benchmark.evaluation.results.read`)."""
-    builders = (summary, leaderboard, per_fold, statistics, curves, out_of_fold, heldout, transfer, refits, sites,
-                gradcam, reproduce)  # fmt: skip
+    builders = (summary, leaderboard, per_fold, statistics, curves, tuning, out_of_fold, heldout, transfer, refits,
+                sites, gradcam, reproduce)  # fmt: skip
     if not r.ok:  # every architecture failed: the reasons, and how to run again; nothing to plot
         builders = (summary, leaderboard, reproduce)
     built = [build(r) for build in builders]  # a section, None (nothing to show) or a list (one per site)
@@ -505,6 +505,50 @@ def _transfer_parts(r: RunResults, t: dict, where: str) -> list:
 
 
 TRANSFER_TITLE = "Does the ranking transfer?"
+
+
+def tuning(r: RunResults) -> Section | None:
+    """With --tune: what each fold chose (flagged at an edge of the search), the tuning's cost, the budget curve."""
+    tuned = [e for e in r.ok if e.tuning]
+    if not tuned:
+        return None
+    trials, sample = tuned[0].tuning["trials"], r.settings.get("trials")
+    how = f"a sample of {sample} drawn with seed {r.info.seed}" if sample else "the whole grid"
+    rows = []
+    for e in tuned:
+        t = e.tuning
+        chosen = [in_words(values) + (" (edge)" if edge else "") for values, edge in zip(t["values"], t["edge"],
+                                                                                      strict=True)]  # fmt: skip
+        rows.append([e.name, *chosen, str(t["trainings"]), str(t["epochs"]), f"{t['seconds'] / 60:.1f}"])
+    folds = max(len(e.tuning["values"]) for e in tuned)
+    figure = plots.budget_curves({e.name: e.tuning["budget"] for e in tuned}, r.folder.figure("tuning_budget"))
+    return Section(
+        "Equal tuning",
+        [
+            f"Every outer fold searched {len(trials)} trials of `--tune {r.settings.get('tune')}` ({how}), the same "
+            "trials for every architecture and fold, each trained with the fold's seed. A trial fits the fold's fit "
+            "part and is judged by its loss on the fold's inner validation split (its best epoch's, as early "
+            "stopping watches); the fold keeps the trial with the lowest, whose model is the fold model. No trial "
+            "sees the score fold, which the kept model predicts once: the ranking above is of tuned architectures.",
+            Table(
+                ["architecture", *[f"fold {i + 1}" for i in range(folds)], "trainings", "epochs", "minutes"],
+                rows,
+                caption="Each fold's chosen settings ('edge': the lowest or highest value tried, so the best may lie "
+                "beyond the search) and the tuning's cost: trainings, epochs and minutes of fit over every trial.",
+            ),  # fmt: skip
+            Figure(
+                figure,
+                "Expected best inner-validation loss against the number of trials (Dodge et al. 2019's "
+                "estimator over each fold's trials, averaged over the folds): where a curve is still falling at "
+                "the full budget, more trials would likely help that architecture.",
+            ),  # fmt: skip
+        ],
+    )
+
+
+def in_words(values: dict) -> str:
+    """A trial's settings as a cell: ``lr 0.003, augment light``."""
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
 
 
 def refits(r: RunResults) -> Section | None:

@@ -8,6 +8,6 @@ __getattr__, __all__ = attach(
     {
         "files": ["read_json", "write_json"],
         "results": ["ArchResult", "RunResults", "Status", "parse"],
-        "runfolder": ["FORMAT", "RESULTS_FORMAT", "RunFolder", "probabilities_of"],
+        "runfolder": ["FORMAT", "RESULTS_FORMAT", "RunFolder", "predictions_table", "probabilities_of"],
     },
 )

@@ -58,6 +58,7 @@ class ArchResult:
     test_fraction: float | None = None  # mean n_score / n_fit: the intervals' and t-tests' correction
     fit_seconds: list[float] = field(default_factory=list)
     predict_seconds: list[float] = field(default_factory=list)
+    tuning: dict | None = None  # --tune: evaluation.tuning.tuning_summary (None: not tuned)
 
     @property
     def ok(self) -> bool:
@@ -203,6 +204,7 @@ def _arch(entry: dict) -> ArchResult:
         test_fraction=float(entry["test_fraction"]) if metrics else None,
         fit_seconds=list(entry.get("fit_seconds", [])),
         predict_seconds=list(entry.get("predict_seconds", [])),
+        tuning=entry.get("tuning"),
     )
 
 

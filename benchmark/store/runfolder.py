@@ -9,6 +9,8 @@
     RUN/splits.json             the folds as paths relative to --data
     RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras,
                                 test_predictions.csv (the held-out split)
+    RUN/<arch>/fold-<i>/trials/trial-<t>/   --tune: each trial's record.json (written last), history.csv,
+                                error.txt; its model.keras until the fold keeps the best trial's as its own
     RUN/<arch>/gradcam.npz      Grad-CAM heat maps of chosen test images (the report's Grad-CAM section)
     RUN/<arch>/refit/           `benchmark refit`: model.keras, history.csv, test_predictions.csv and
                                 refit.json (written last: the epochs, the images, the held-out scores)
@@ -53,6 +55,7 @@ FORMAT = "cnn-benchmark run folder 1"  # config.json's "format": what makes a fo
 RESULTS_FORMAT = 4
 TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.\w+)?")  # benchmark.store.files.atomic_path's names
 FOLD_FILES = ("history.csv", "predictions.csv", "metrics.json", "model.keras", "test_predictions.csv", "error.txt")
+TRIAL_FILES = ("record.json", "history.csv", "model.keras", "error.txt")  # fold-<i>/trials/trial-<t>/ (--tune)
 REFIT_FILES = ("model.keras", "history.csv", "test_predictions.csv", "error.txt", "refit.json")
 
 
@@ -143,6 +146,29 @@ class RunFolder:
     def test_predictions(self, arch: str, fold: int) -> Path:
         return self.fold_dir(arch, fold) / "test_predictions.csv"
 
+    # The trials of a tuned fold (--tune).
+    def trial_file(self, arch: str, fold: int, trial: int, name: str) -> Path:
+        """One of a trial's :data:`TRIAL_FILES`."""
+        return self.fold_dir(arch, fold) / "trials" / f"trial-{trial}" / name
+
+    def write_trial(self, arch: str, fold: int, trial: int, record: dict, history: dict, model: bytes) -> None:
+        write_bytes(self.trial_file(arch, fold, trial, "model.keras"), model)
+        write_csv(self.trial_file(arch, fold, trial, "history.csv"), history_table(history))
+        write_json(self.trial_file(arch, fold, trial, "record.json"), record)  # last: marks the trial finished
+        self.trial_file(arch, fold, trial, "error.txt").unlink(missing_ok=True)
+
+    def write_trial_error(self, arch: str, fold: int, trial: int, text: str | None) -> None:
+        write_text(self.trial_file(arch, fold, trial, "error.txt"), text or "")
+
+    def read_trial(self, arch: str, fold: int, trial: int) -> tuple[dict, dict] | None:
+        """(record, history) of a finished trial, or None when it must be (re)done."""
+        record = read_json(self.trial_file(arch, fold, trial, "record.json"))
+        try:
+            history = pd.read_csv(self.trial_file(arch, fold, trial, "history.csv")).drop(columns="epoch")
+        except (OSError, ValueError, KeyError):
+            return None
+        return None if record is None else (record, history.to_dict(orient="list"))
+
     # An architecture trained once more on every training image (`benchmark refit`).
     def refit_dir(self, arch: str) -> Path:
         return self.arch_dir(arch) / "refit"
@@ -212,6 +238,7 @@ class RunFolder:
             found += [arch / "gradcam.npz", *(arch / "refit" / name for name in REFIT_FILES)]
             for fold in (f for f in arch.iterdir() if re.fullmatch(r"fold-\d+", f.name) and f.is_dir()):
                 found += [fold / name for name in FOLD_FILES]
+                found += [trial / name for trial in fold.glob("trials/trial-*") for name in TRIAL_FILES]
         found += [p for p in self.path.rglob(".*.tmp*") if TEMPORARY.fullmatch(p.name)]
         return [p for p in found if p.is_file() or p.is_symlink()]
 
@@ -356,6 +383,14 @@ def history_table(history: dict[str, list[float]]) -> pd.DataFrame:
     frame = pd.DataFrame(history)
     frame.insert(0, "epoch", range(1, len(frame) + 1))
     return frame
+
+
+def predictions_table(paths, labels, probabilities: np.ndarray, **columns) -> pd.DataFrame:
+    """A predictions file (a fold's score part, a held-out set): path, label, the probability column(s), then
+    ``columns``."""
+    return pd.DataFrame(
+        {"path": list(paths), "label": np.asarray(labels).astype(int), **probability_columns(probabilities), **columns}
+    )
 
 
 def probability_columns(probabilities: np.ndarray, prefix: str = "probability") -> dict[str, np.ndarray]:

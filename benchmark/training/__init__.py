@@ -1,8 +1,10 @@
 """Training: model assembly and one fold's fit (:mod:`.fit`), the Keras backend (:mod:`.backend`),
-where folds run (:mod:`.execution`) and a model's forward cost (:mod:`.flops`).
+where folds run (:mod:`.execution`), a model's forward cost (:mod:`.flops`) and the nested search of
+``--tune`` (:mod:`.tuning`).
 
 This file holds the stage's settings, light to import (no Keras), each group checked where it is
-defined: :class:`TrainSettings` (how a fold is trained) and :class:`ExecutionSettings` (where).
+defined: :class:`TrainSettings` (how a fold is trained), :class:`TuningSettings` (what each fold searches)
+and :class:`ExecutionSettings` (where).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ __getattr__, __all__ = attach(
     __name__,
     {
         "backend": ["DeviceInfo"],
-        "execution": ["FoldTask", "execute", "setups"],
-        "fit": ["ArchitectureError", "ClassCountError", "build_for"],
+        "execution": ["FoldOutput", "FoldTask", "execute", "setups"],
+        "fit": ["ArchitectureError", "ClassCountError", "build_for", "load_fold_model"],
+        "tuning": ["choose_trial"],
     },
 )
-__all__ += ["AUGMENTATIONS", "BACKENDS", "STRATEGIES", "ExecutionSettings", "TrainSettings"]
+__all__ += ["AUGMENTATIONS", "BACKENDS", "STRATEGIES", "ExecutionSettings", "TrainSettings", "TuningSettings"]
 DERIVED = {"derived": True}  # a field's metadata: set from the data, not a setting of `benchmark run`
 
 
@@ -76,6 +79,26 @@ class TrainSettings:
                 f"--weights {self.weights}: give none, imagenet (Keras's cache) or a folder holding Keras's weight "
                 "files under their own names."
             )
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """The nested search of every outer fold (``--tune``, ``--trials``): the same trials for every architecture
+    and fold, each judged by its inner-validation loss (:mod:`benchmark.training.tuning`)."""
+
+    tune: str | None = None  # e.g. "lr=3e-4,1e-3,3e-3 batch_size=32,64" or "lr=log(1e-4,1e-2)"
+    trials: int | None = None  # a seeded sample of this many trials (Optuna's RandomSampler); None: the grid
+
+    def __post_init__(self):
+        from benchmark.training.tuning import check_tuning
+
+        check_tuning(self.tune, self.trials)
+
+    def trial_settings(self, seed: int) -> list[dict]:
+        """Every trial's settings (empty without --tune)."""
+        from benchmark.training.tuning import parse_tune, trial_settings
+
+        return trial_settings(parse_tune(self.tune), self.trials, seed) if self.tune else []
 
 
 @dataclass(frozen=True)

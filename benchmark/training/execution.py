@@ -34,7 +34,7 @@ import pandas as pd
 import architectures
 from benchmark.data.images import Images
 from benchmark.data.splits import Fold
-from benchmark.store.runfolder import probability_columns
+from benchmark.store.runfolder import predictions_table
 from benchmark.training import ExecutionSettings, TrainSettings, backend
 from benchmark.training import fit as training
 from benchmark.training.fit import ArchitectureError
@@ -56,13 +56,14 @@ class Setup:
 class FoldTask:
     arch: str
     fold: int  # -1: not a fold, a refit on every training image (benchmark refit)
-    split: Fold
+    split: Fold  # a trial's has no score part: only the fold's chosen model predicts it
     seed: int
-    settings: TrainSettings
+    settings: TrainSettings  # a trial's: with its values of --tune
     save_model: bool = True
     arch_modules: tuple[str, ...] = ()  # files a worker process must load to know the architecture
     setup: Setup = Setup()
     raise_errors: bool = False  # --raise: a failure propagates with its traceback instead of being recorded
+    trial: int | None = None  # --tune: which of the fold's trials (None: the fold itself)
 
 
 @dataclass
@@ -102,13 +103,8 @@ def run_fold(task: FoldTask, images: Images, report: Callable | None = None, sco
                 raise
             return FoldOutput(task, error=failure_reason(err), traceback=traceback.format_exc(), log=tuple(log))
         record = _record(task, result, settings, time.perf_counter() - started)
-        predictions = pd.DataFrame(
-            {
-                "path": [images.paths[j] for j in task.split.score],
-                "label": images.labels[task.split.score].astype(int),
-                **probability_columns(result.probabilities),
-            }
-        )
+        score = task.split.score
+        predictions = predictions_table([images.paths[j] for j in score], images.labels[score], result.probabilities)
         model = model_path.read_bytes() if model_path else None
         return FoldOutput(task, record, result.history, predictions, model, log=tuple(log))
     finally:
