@@ -373,7 +373,9 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
                 ctx.folder.write_trial_error(arch, i, trial, out.traceback)
                 ctx.log(f"{arch} fold {i + 1} trial {trial + 1}: FAILED: {out.error}")
             else:
-                ctx.folder.write_trial(arch, i, trial, out.record, out.history, out.model)
+                saw = {"fit": f"splits.json folds[{i}].train", "inner validation": f"splits.json folds[{i}].val"}
+                record = {**out.record, "trial": trial, "values": ctx.trials[trial], "saw": saw}
+                ctx.folder.write_trial(arch, i, trial, record, out.history, out.model)
             trials_left[(arch, i)] -= 1
             if not trials_left[(arch, i)]:
                 settle(finish_tuned(ctx, arch, i))
@@ -460,7 +462,8 @@ def finish_tuned(ctx: Run, arch: str, i: int) -> FoldOutput:
         "epochs": [s[0]["epochs"] if s else None for s in saved.values()],
         "fit_seconds": [s[0]["fit_seconds"] if s else None for s in saved.values()],
     }
-    record = {**record, "n_score": len(fold.score), "predict_seconds": time.perf_counter() - start, "tuning": tuning}
+    kept = {k: v for k, v in record.items() if k not in ("trial", "values", "saw")}  # the fold's, not a trial's
+    record = {**kept, "n_score": len(fold.score), "predict_seconds": time.perf_counter() - start, "tuning": tuning}
     model = model_path.read_bytes() if ctx.config.output.save_models != "none" else None
     for t in done:  # the chosen one lives on as the fold model; the trials keep their records
         folder.trial_file(arch, i, t, "model.keras").unlink(missing_ok=True)

@@ -1,0 +1,145 @@
+"""--tune on real images: every trial fits the fold's fit part and is judged on its inner split, never on the
+score fold; the fold keeps the trial with the lowest saved inner loss; every architecture gets the same trials;
+a killed run redoes only the trial it was in; a malformed --tune is one paragraph."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import benchmark
+from benchmark.cli import main
+from benchmark.data.images import discover, load_images
+from tests.conftest import link_kaggle_subset
+
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+TUNE = "lr=1e-3,3e-3"  # trial 0 is the default recipe
+SETTINGS = {"folds": 2, "epochs": 2, "image_size": 32, "deterministic": True, "gradcam_archs": "none", "quiet": True}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return link_kaggle_subset(tmp_path_factory.mktemp("tune"), {"NORMAL": 12, "PNEUMONIA": 18}, test_per_class=3)
+
+
+def spied(call, *methods):
+    """Run ``call()`` with ``keras.Model``'s ``methods`` spied on: (its result, each method's calls' x)."""
+    calls, real = {m: [] for m in methods}, {m: getattr(keras.Model, m) for m in methods}
+
+    def spy(method):
+        def wrapped(model, *args, **kwargs):
+            x = kwargs.get("x", args[0] if args else None)
+            calls[method].append(np.asarray(x) if x is not None else None)
+            return real[method](model, *args, **kwargs)
+
+        return wrapped
+
+    with pytest.MonkeyPatch.context() as patch:
+        for m in methods:
+            patch.setattr(keras.Model, m, spy(m))
+        return call(), calls
+
+
+@pytest.fixture(scope="module")
+def tuned(data, tmp_path_factory):
+    base = tmp_path_factory.mktemp("tuned")
+    kwargs = {**SETTINGS, "cache_dir": base / "cache", "archs": "baseline,separable"}
+    results, calls = spied(lambda: benchmark.run(data, base / "out", tune=TUNE, **kwargs), "fit", "evaluate")
+    untuned = benchmark.run(data, base / "untuned", archs="baseline", **{**SETTINGS, "cache_dir": base / "cache"})
+    return {"results": results, "calls": calls, "out": base / "out", "untuned": untuned, "cache": base / "cache"}
+
+
+def pixels_of(data, cache, paths):
+    dataset = discover(data)
+    images = load_images(dataset.root, dataset.train, 32, cache_dir=cache, log=lambda m: None)
+    row = {p: i for i, p in enumerate(images.paths)}
+    return {bytes(images.pixels[row[p]]) for p in paths}
+
+
+def test_no_trial_fits_or_is_judged_on_an_outer_score_fold_image(data, tuned):
+    splits = json.loads((tuned["out"] / "splits.json").read_text())["folds"]
+    fits, evaluations = tuned["calls"]["fit"], tuned["calls"]["evaluate"]
+    assert len(fits) == 2 * 2 * 2  # architectures × folds × trials, in that order; nothing else is fitted
+    for k, x in enumerate(fits):
+        fold = splits[(k // 2) % 2]
+        fit, score = (pixels_of(data, tuned["cache"], fold[part]) for part in ("train", "score"))
+        assert set(map(bytes, x)) == fit and not set(map(bytes, x)) & score
+    assert len(evaluations) == len(fits) * 2  # Validate scores the inner split after each of the 2 epochs
+    for k, x in enumerate(evaluations):
+        fold = splits[(k // 4) % 2]
+        assert set(map(bytes, x)) == pixels_of(data, tuned["cache"], fold["val"])
+
+
+def test_each_fold_keeps_the_trial_with_the_lowest_saved_inner_loss(tuned):
+    out = tuned["out"]
+    for arch in ("baseline", "separable"):
+        for i in range(2):
+            fold = out / arch / f"fold-{i}"
+            losses = [pd.read_csv(fold / "trials" / f"trial-{t}" / "history.csv").val_loss.min() for t in range(2)]
+            record = json.loads((fold / "metrics.json").read_text())
+            assert record["tuning"]["chosen"] == int(np.argmin(losses))
+            assert record["tuning"]["inner_loss"] == pytest.approx(losses)
+            chosen = pd.read_csv(fold / "trials" / f"trial-{record['tuning']['chosen']}" / "history.csv")
+            pd.testing.assert_frame_equal(pd.read_csv(fold / "history.csv"), chosen)  # its model is the fold's
+            assert not list((fold / "trials").glob("*/model.keras"))  # the trials' models are not kept
+
+
+def test_every_architecture_gets_the_same_trials_and_trial_0_is_the_untuned_training(tuned):
+    out = tuned["out"]
+    values = {
+        (arch, i, t): json.loads((out / arch / f"fold-{i}" / "trials" / f"trial-{t}" / "record.json").read_text())
+        for arch in ("baseline", "separable")
+        for i in range(2)
+        for t in range(2)
+    }
+    assert {(k[2], json.dumps(v["values"])) for k, v in values.items()} == {(0, '{"lr": 0.001}'), (1, '{"lr": 0.003}')}
+    assert all(v["saw"] == {"fit": f"splits.json folds[{i}].train", "inner validation": f"splits.json folds[{i}].val"}
+               for (_, i, _), v in values.items())  # fmt: skip
+    for i in range(2):  # the default recipe as a trial trains exactly as the untuned run's fold
+        trial = pd.read_csv(out / "baseline" / f"fold-{i}" / "trials" / "trial-0" / "history.csv")
+        pd.testing.assert_frame_equal(
+            trial, pd.read_csv(tuned["untuned"].path / "baseline" / f"fold-{i}" / "history.csv")
+        )
+    tuning = tuned["results"].architectures[0].tuning
+    assert (
+        tuning["trainings"] == 4 and len(tuning["budget"]) == 2 and tuning["trials"] == [{"lr": 0.001}, {"lr": 0.003}]
+    )
+    report = (out / "report.md").read_text()
+    assert "Equal tuning" in report and "report_files/tuning_budget.png" in report
+
+
+def test_a_run_killed_mid_trial_redoes_only_that_trial(data, tmp_path):
+    epochs = []
+
+    def kill_in_the_last_trial(event):
+        if event["event"] == "epoch":
+            epochs.append(event)
+            if len(epochs) == 7:  # 2 folds × 2 trials × 2 epochs: the last trial's first epoch
+                raise KeyboardInterrupt
+
+    kwargs = {**SETTINGS, "cache_dir": tmp_path / "cache", "archs": "baseline", "tune": TUNE}
+    with pytest.raises(KeyboardInterrupt):
+        benchmark.run(data, tmp_path / "out", progress=kill_in_the_last_trial, **kwargs)
+    fold = tmp_path / "out" / "baseline" / "fold-1"
+    assert (fold / "trials" / "trial-0" / "record.json").exists() and not (fold / "trials" / "trial-1").exists()
+    results, calls = spied(lambda: benchmark.run(data, tmp_path / "out", **kwargs), "fit")
+    assert len(calls["fit"]) == 1 and results.status == 0  # trial 2 of fold 2, and nothing else
+    assert json.loads((fold / "metrics.json").read_text())["tuning"]["inner_loss"][1] is not None
+
+
+@pytest.mark.parametrize(
+    "spec, said",
+    [
+        ("depth=3,4", "'depth' is not a setting --tune searches"),
+        ("lr=", "give one or more different values"),
+        ("lr=log(0,1e-2)", "log(low,high) needs a numeric setting and 0 < low < high"),
+        ("lr=log(1e-4,1e-2)", "add --trials N"),
+    ],
+)
+def test_a_malformed_tune_is_one_paragraph(spec, said, tmp_path, capsys):
+    assert main(["run", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--tune", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 1 and said in " ".join(err.split()) and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
