@@ -45,7 +45,7 @@ def spied(call, *methods):
 @pytest.fixture(scope="module")
 def tuned(data, tmp_path_factory):
     base = tmp_path_factory.mktemp("tuned")
-    kwargs = {**SETTINGS, "cache_dir": base / "cache", "archs": "baseline,separable"}
+    kwargs = {**SETTINGS, "cache_dir": base / "cache", "archs": "baseline,separable", "tensorboard": True}
     results, calls = spied(lambda: benchmark.run(data, base / "out", tune=TUNE, **kwargs), "fit", "evaluate")
     untuned = benchmark.run(data, base / "untuned", archs="baseline", **{**SETTINGS, "cache_dir": base / "cache"})
     return {"results": results, "calls": calls, "out": base / "out", "untuned": untuned, "cache": base / "cache"}
@@ -108,6 +108,8 @@ def test_every_architecture_gets_the_same_trials_and_trial_0_is_the_untuned_trai
     )
     report = (out / "report.md").read_text()
     assert "Equal tuning" in report and "report_files/tuning_budget.png" in report
+    for t in range(2):  # TensorBoard: each trial's curves and HParams session inside its fold's
+        assert list((out / "tensorboard" / "baseline" / "fold-0" / f"trial-{t}").glob("events.out.tfevents.*"))
 
 
 def test_a_run_killed_mid_trial_redoes_only_that_trial(data, tmp_path):

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from benchmark.evaluation.metrics import better, clip_to_range, curve_statistics, metric_names
 from benchmark.evaluation.statistics import bayesian_correlated_ttest, corrected_ttest, friedman, holm, mean_ci
@@ -142,6 +143,21 @@ TESTS = {
     False: "Nadeau–Bengio corrected resampled t-test",
     True: "Bouckaert–Frank corrected repeated k-fold t-test",
 }
+
+
+def ranking_change(base: dict[str, float], other: dict[str, float], metric: str) -> dict:
+    """Whether two runs rank the same architectures alike: each run's order and winner on ``metric`` (CV
+    means, name → mean) and Kendall's τ between the two (NaN where either run ties them all).
+
+    >>> r = ranking_change({"a": 0.9, "b": 0.8, "c": 0.7}, {"a": 0.7, "b": 0.9, "c": 0.6}, "f1")
+    >>> r["order"], round(r["kendall_tau"], 3), r["same_winner"]
+    ([['a', 'b', 'c'], ['b', 'a', 'c']], 0.333, False)
+    """
+    names = list(base)
+    orders = [sorted(names, key=lambda n, run=run: -better(metric) * run[n]) for run in (base, other)]
+    a, b = np.array([base[n] for n in names]), np.array([other[n] for n in names])
+    tau = float(stats.kendalltau(a, b).statistic) if len(names) > 1 and np.ptp(a) and np.ptp(b) else float("nan")
+    return {"order": orders, "kendall_tau": tau, "same_winner": orders[0][0] == orders[1][0]}
 
 
 def folds_table(records: list[dict]) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmark import UsageError
+from benchmark.evaluation.comparison import ranking_change
 from benchmark.evaluation.results import read
 from benchmark.evaluation.statistics import corrected_ttest
 from benchmark.report.render import Figure, Section, Table, to_html, to_markdown
@@ -181,7 +182,31 @@ def paired_parts(runs: list[ComparedRun], names: list[str], metric: str) -> list
                 "(Nadeau–Bengio corrected resampled t-test).",
             )
         )
+        parts.append(ranking_sentence(base, other, names, metric, sum(float(row[-1]) < 0.05 for row in rows)))
     return parts
+
+
+def ranking_sentence(base: ComparedRun, other: ComparedRun, names: list[str], metric: str, significant: int) -> str:
+    """Whether the second run ranks the architectures as the first does (say so where one is tuned and the other
+    not: then it says whether tuning changed the ranking)."""
+    means = [{n: r.results.arch(n).metrics[metric].mean for n in names} for r in (base, other)]
+    change = ranking_change(*means, metric)
+    tuned = [r.label for r in (base, other) if r.settings.get("tune")]
+    what = "Does the ranking change"
+    if len(tuned) == 1:
+        untuned = other.label if tuned[0] == base.label else base.label
+        spec = (base if tuned[0] == base.label else other).settings["tune"]
+        what = f"Did tuning change the ranking ({tuned[0]} is tuned, --tune {spec}; {untuned} is not)"
+    held_out = [f"{r.label} {t['kendall_tau']:.2f}" for r in (base, other) if (t := r.results.transfer)]
+    winner = "the same winner" if change["same_winner"] else f"the winner changes from {change['order'][0][0]} to " \
+        f"{change['order'][1][0]}"  # fmt: skip
+    return (
+        f"{what}? {base.label} ranks {', '.join(change['order'][0])}; {other.label} ranks "
+        f"{', '.join(change['order'][1])}: Kendall's τ = {change['kendall_tau']:.2f} between the two CV rankings, "
+        f"{winner}; {significant} of {len(names)} paired differences above have p < 0.05 (uncorrected for the "
+        f"{len(names)} tests)."
+        + (f" Against the held-out test split, each run's τ: {', '.join(held_out)}." if held_out else "")
+    )
 
 
 def same_folds(a: ComparedRun, b: ComparedRun) -> bool:

@@ -158,9 +158,26 @@ class MLflow:
         metrics = _curves(history) + _metrics(scores)
         for start in range(0, len(metrics), BATCH):  # MLflow takes at most 1000 values per call
             self.client.log_batch(run_id, metrics=metrics[start : start + BATCH])
+        for t, loss in enumerate(record.get("tuning", {}).get("inner_loss", [])):
+            self._trial(arch, fold, t, loss, run_id)
         self.client.set_terminated(run_id)
         self.state["folds"][f"{arch}/{fold}"] = run_id
         self._save()
+
+    def _trial(self, arch: str, fold: int, trial: int, loss: float | None, parent: str) -> None:
+        """One trial of a tuned fold, nested under the fold's run: its settings, curves and inner loss."""
+        saved = self.folder.read_trial(arch, fold, trial)
+        if saved is None:  # a failed trial
+            return
+        record, history = saved
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{arch} fold {fold + 1} trial {trial + 1}",
+            tags={"mlflow.parentRunId": parent, "architecture": arch, "fold": str(fold), "trial": str(trial)},
+        )
+        self.client.log_batch(run.info.run_id, params=_params({**record["values"], "epochs": record["epochs"]}),
+                              metrics=_curves(history) + _metrics({"inner_loss": loss}))  # fmt: skip
+        self.client.set_terminated(run.info.run_id)
 
     def published(self, results: RunResults) -> None:
         if not self.off:

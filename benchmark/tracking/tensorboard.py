@@ -1,7 +1,8 @@
 """Tracking in TensorBoard (``--tensorboard``): the run folder's numbers as event files.
 
-``RUN/tensorboard/<arch>/fold-<i>/`` holds each fold's per-epoch curves and final metrics,
-``RUN/tensorboard/<arch>/hparams/`` the architecture's HParams session (the settings, and the mean
+``RUN/tensorboard/<arch>/fold-<i>/`` holds each fold's per-epoch curves and final metrics (with ``--tune``,
+``trial-<t>/`` inside it each trial's curves and an HParams session: its settings and inner-validation
+loss), ``RUN/tensorboard/<arch>/hparams/`` the architecture's HParams session (the settings, and the mean
 of every metric), so ``tensorboard --logdir RUN/tensorboard`` shows every fold side by side.
 Written with tensorboardX, which needs no TensorFlow.
 """
@@ -30,7 +31,7 @@ class TensorBoard:
                 "pip install tensorboardX), then run again."
             ) from None
         self.writer = SummaryWriter
-        self.root = folder.tensorboard
+        self.folder, self.root = folder, folder.tensorboard
         self.settings = settings
 
     def fold(self, arch: str, fold: int, record: dict, history: dict) -> None:
@@ -45,7 +46,26 @@ class TensorBoard:
                     w.add_scalar(f"epoch/{key}", value, epoch)
             for metric, value in scalars(record["metrics"]).items():
                 w.add_scalar(f"fold/{metric}", value, record["epochs"])
+        if "tuning" in record:
+            self._trials(arch, fold, record["tuning"], tmp)
         os.replace(tmp, target)
+
+    def _trials(self, arch: str, fold: int, tuning: dict, folder) -> None:
+        """Each trial of a tuned fold: its curves and an HParams session (its settings, its inner loss)."""
+        from tensorboardX.summary import hparams
+
+        for t, loss in enumerate(tuning["inner_loss"]):
+            saved = self.folder.read_trial(arch, fold, t)
+            if saved is None:  # a failed trial
+                continue
+            record, history = saved
+            with self.writer(str(folder / f"trial-{t}")) as w:
+                for summary in hparams({k: _plain(v) for k, v in record["values"].items()}, {"inner_loss": loss}):
+                    w.file_writer.add_summary(summary)
+                w.add_scalar("inner_loss", loss)
+                for key, values in history.items():
+                    for epoch, value in enumerate(values, start=1):
+                        w.add_scalar(f"epoch/{key}", value, epoch)
 
     def published(self, results: RunResults) -> None:
         from tensorboardX.summary import hparams
