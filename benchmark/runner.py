@@ -327,6 +327,7 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
     tasks = fold_tasks(ctx)
     pending = Counter(t.arch for t in tasks)
     trials_left = Counter((t.arch, t.fold) for t in tasks if t.trial is not None)
+    unsettled = {(t.arch, t.fold) for t in tasks}  # folds (not trials) still to save: what the progress counts
     errors: dict[str, str] = {}
     execution = ctx.config.execution
     local = execution.backend == "local" and execution.jobs == 1
@@ -334,13 +335,14 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
     def settle(out: FoldOutput) -> None:
         """Save a finished fold (or its failure) and say so."""
         arch, i = out.task.arch, out.task.fold
+        unsettled.discard((arch, i))
         if out.error:
             ctx.folder.write_error(arch, i, out.traceback)
             where = f" (traceback: {ctx.folder.error(arch, i)})"
             errors.setdefault(arch, f"fold {i + 1}: {out.error}{where}")
             ctx.progress.fold_done(arch, i, len(ctx.folds), None, None, note=f"FAILED: {out.error}{where}")
             if local:  # its remaining folds will be skipped
-                ctx.progress.skip(arch, pending[arch])
+                ctx.progress.skip(arch, sum(a == arch for a, _ in unsettled))
                 pending[arch] = 0
             return
         out.record = scored(out.record, out.history, out.predictions)
@@ -463,7 +465,9 @@ def finish_tuned(ctx: Run, arch: str, i: int) -> FoldOutput:
         "fit_seconds": [s[0]["fit_seconds"] if s else None for s in saved.values()],
     }
     kept = {k: v for k, v in record.items() if k not in ("trial", "values", "saw")}  # the fold's, not a trial's
-    record = {**kept, "n_score": len(fold.score), "predict_seconds": time.perf_counter() - start, "tuning": tuning}
+    task_seconds = sum(s[0]["task_seconds"] for s in done.values())  # the fold's whole cost: every trial
+    record = {**kept, "n_score": len(fold.score), "predict_seconds": time.perf_counter() - start,
+              "task_seconds": task_seconds, "tuning": tuning}  # fmt: skip
     model = model_path.read_bytes() if ctx.config.output.save_models != "none" else None
     for t in done:  # the chosen one lives on as the fold model; the trials keep their records
         folder.trial_file(arch, i, t, "model.keras").unlink(missing_ok=True)

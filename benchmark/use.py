@@ -332,6 +332,7 @@ def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] 
         log(f"{name}: refitted already ({folder.refit_dir(name)}); delete that folder to train it again")
         return saved
     config = run_config(results)
+    tuned = refit_values(results.arch(name).tuning)  # a tuned run: the values its folds chose most often
     images, test = training_images(results, log)
     execution, k = config.execution, len(results.info.class_names)
     device = backend.setup(execution.mixed_precision, execution.deterministic, execution.strategy,
@@ -342,7 +343,7 @@ def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] 
         fold=-1,  # not a fold
         split=Fold(np.arange(len(images.paths)), none, none),
         seed=config.cv.seed,
-        settings=replace(config.training, n_classes=k, epochs=epochs),
+        settings=replace(config.training, n_classes=k, epochs=epochs, **tuned),
         arch_modules=config.cv.arch_modules,
         setup=setups(replace(execution, jobs=1, backend="local"), device.gpus, config.compile_cache)[0],
     )
@@ -369,6 +370,7 @@ def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] 
             "best_epochs": best,
             "n_images": len(images.paths),
             "counts": class_counts(results.info.class_names, images.labels),
+            "tuned": tuned,
             **{
                 key: out.record[key]
                 for key in ("seed", "class_weight", "initial_bias", "fit_seconds", "params", "batch_size", "phases")
@@ -384,6 +386,21 @@ def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] 
         except UsageError as err:
             log(f"site {site['name']}: not scored by the refit ({err})")
     return record
+
+
+def refit_values(tuning: dict | None) -> dict:
+    """A tuned architecture's settings for its refit: the trial its folds chose most often (on a tie, the one
+    with the lowest mean inner loss over the folds); nothing for an untuned one.
+
+    >>> refit_values({"trials": [{"lr": 1e-3}, {"lr": 3e-3}], "chosen": [1, 0, 1], "inner_loss": [[.3, .2]] * 3})
+    {'lr': 0.003}
+    """
+    if not tuning:
+        return {}
+    losses = np.array([[np.nan if v is None else v for v in fold] for fold in tuning["inner_loss"]], dtype=float)
+    mean = np.nanmean(losses, axis=0)
+    best = max(set(tuning["chosen"]), key=lambda t: (tuning["chosen"].count(t), -mean[t]))
+    return dict(tuning["trials"][best])
 
 
 def refit_epochs(best: list[int]) -> int:

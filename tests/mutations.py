@@ -706,6 +706,48 @@ REGRESSIONS = [
         "",
         ["tests/test_use.py::test_the_refit_predicts_exports_and_stands_beside_the_fold_ensemble_in_the_report"],
     ),
+    (
+        "every trial predicts the outer score fold",
+        "benchmark/runner.py",
+        "trial_split = Fold(fold.train, fold.val, np.array([], dtype=np.int64))",
+        "trial_split = fold",
+        ["tests/test_tuning.py::test_no_trial_fits_or_is_judged_on_an_outer_score_fold_image"],
+    ),
+    (
+        "a tuned fold keeps the trial with the lowest training loss",
+        "benchmark/runner.py",
+        'losses = {t: float(np.nanmin(history["val_loss"]))',
+        'losses = {t: float(np.nanmin(history["loss"]))',
+        ["tests/test_tuning.py::test_each_fold_keeps_the_trial_with_the_lowest_saved_inner_loss"],
+    ),
+    (
+        "architectures get their trials in different orders",
+        "benchmark/runner.py",
+        "for t, values in enumerate(ctx.trials):",
+        "for t, values in enumerate(ctx.trials if name == ctx.names[0] else ctx.trials[::-1]):",
+        ["tests/test_tuning.py::test_every_architecture_gets_the_same_trials_and_trial_0_is_the_untuned_training"],
+    ),
+    (
+        "a resumed tuned fold trains all its trials again",
+        "benchmark/runner.py",
+        "if ctx.folder.read_trial(name, i, t) is None:",
+        "if True:",
+        ["tests/test_tuning.py::test_a_run_killed_mid_trial_redoes_only_that_trial"],
+    ),
+    (
+        "an empty --tune range accepted",
+        "benchmark/training/tuning.py",
+        "if not values or len(set(values)) != len(values):",
+        "if len(set(values)) != len(values):",
+        ["tests/test_tuning.py::test_a_malformed_tune_is_one_paragraph"],
+    ),
+    (
+        "Dodge's estimator weights every trial alike",
+        "benchmark/evaluation/tuning.py",
+        "weights = ((t - i + 1) / t) ** n - ((t - i) / t) ** n",
+        "weights = np.full(t, 1 / t)",
+        ["benchmark/evaluation/tuning.py::benchmark.evaluation.tuning.expected_best"],
+    ),
 ]
 
 

@@ -45,10 +45,13 @@ def spied(call, *methods):
 @pytest.fixture(scope="module")
 def tuned(data, tmp_path_factory):
     base = tmp_path_factory.mktemp("tuned")
-    kwargs = {**SETTINGS, "cache_dir": base / "cache", "archs": "baseline,separable", "tensorboard": True}
-    results, calls = spied(lambda: benchmark.run(data, base / "out", tune=TUNE, **kwargs), "fit", "evaluate")
+    tracking = {"tensorboard": True, "track": "mlflow", "tracking_uri": f"sqlite:///{base / 'mlflow.db'}"}
+    kwargs = {**SETTINGS, "cache_dir": base / "cache", "archs": "baseline,baseline_dropout", **tracking}
+    run = lambda: benchmark.run(data, base / "out", tune=TUNE, **kwargs)  # noqa: E731
+    results, calls = spied(run, "fit", "evaluate", "predict")
     untuned = benchmark.run(data, base / "untuned", archs="baseline", **{**SETTINGS, "cache_dir": base / "cache"})
-    return {"results": results, "calls": calls, "out": base / "out", "untuned": untuned, "cache": base / "cache"}
+    return {"results": results, "calls": calls, "out": base / "out", "untuned": untuned, "cache": base / "cache",
+            "mlflow": tracking["tracking_uri"]}  # fmt: skip
 
 
 def pixels_of(data, cache, paths):
@@ -70,11 +73,14 @@ def test_no_trial_fits_or_is_judged_on_an_outer_score_fold_image(data, tuned):
     for k, x in enumerate(evaluations):
         fold = splits[(k // 4) % 2]
         assert set(map(bytes, x)) == pixels_of(data, tuned["cache"], fold["val"])
+    for fold in splits:  # the score fold is predicted once per architecture: by the kept trial's model
+        score = pixels_of(data, tuned["cache"], fold["score"])
+        assert sum(set(map(bytes, x)) == score for x in tuned["calls"]["predict"]) == 2
 
 
 def test_each_fold_keeps_the_trial_with_the_lowest_saved_inner_loss(tuned):
     out = tuned["out"]
-    for arch in ("baseline", "separable"):
+    for arch in ("baseline", "baseline_dropout"):
         for i in range(2):
             fold = out / arch / f"fold-{i}"
             losses = [pd.read_csv(fold / "trials" / f"trial-{t}" / "history.csv").val_loss.min() for t in range(2)]
@@ -90,7 +96,7 @@ def test_every_architecture_gets_the_same_trials_and_trial_0_is_the_untuned_trai
     out = tuned["out"]
     values = {
         (arch, i, t): json.loads((out / arch / f"fold-{i}" / "trials" / f"trial-{t}" / "record.json").read_text())
-        for arch in ("baseline", "separable")
+        for arch in ("baseline", "baseline_dropout")
         for i in range(2)
         for t in range(2)
     }
@@ -110,6 +116,22 @@ def test_every_architecture_gets_the_same_trials_and_trial_0_is_the_untuned_trai
     assert "Equal tuning" in report and "report_files/tuning_budget.png" in report
     for t in range(2):  # TensorBoard: each trial's curves and HParams session inside its fold's
         assert list((out / "tensorboard" / "baseline" / "fold-0" / f"trial-{t}").glob("events.out.tfevents.*"))
+
+
+def test_mlflow_nests_each_trial_under_its_fold(tuned):
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(tracking_uri=tuned["mlflow"])
+    state = json.loads((tuned["out"] / "tracking.json").read_text())
+    runs = client.search_runs([client.get_experiment_by_name("cnn-benchmark").experiment_id], "tags.trial = '1'")
+    assert len(runs) == 2 * 2  # architectures × folds
+    for run in runs:
+        arch, fold = run.data.tags["architecture"], int(run.data.tags["fold"])
+        assert run.data.tags["mlflow.parentRunId"] == state["folds"][f"{arch}/{fold}"]
+        record = json.loads((tuned["out"] / arch / f"fold-{fold}" / "metrics.json").read_text())
+        assert run.data.params["lr"] == "0.003" and run.data.metrics["inner_loss"] == pytest.approx(
+            record["tuning"]["inner_loss"][1]
+        )
 
 
 def test_a_run_killed_mid_trial_redoes_only_that_trial(data, tmp_path):
@@ -145,3 +167,24 @@ def test_a_malformed_tune_is_one_paragraph(spec, said, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("error: ") == 1 and said in " ".join(err.split()) and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_trial_is_recorded_and_the_fold_keeps_the_best_of_the_others(data, tmp_path, monkeypatch):
+    from benchmark.training import fit
+
+    real = fit.train_fold
+
+    def fails_at_the_high_rate(build, images, fold, settings, *args, **kwargs):
+        if settings.lr == 3e-3:
+            raise RuntimeError("this trial's own failure")
+        return real(build, images, fold, settings, *args, **kwargs)
+
+    monkeypatch.setattr(fit, "train_fold", fails_at_the_high_rate)
+    kwargs = {**SETTINGS, "cache_dir": tmp_path / "cache", "archs": "baseline", "tune": TUNE, "epochs": 1}
+    results = benchmark.run(data, tmp_path / "out", **kwargs)
+    assert results.status == 0 and results.architectures[0].tuning["chosen"] == [0, 0]
+    for i in range(2):
+        trials = tmp_path / "out" / "baseline" / f"fold-{i}" / "trials"
+        assert "RuntimeError: this trial's own failure" in (trials / "trial-1" / "error.txt").read_text()
+        record = json.loads((trials.parent / "metrics.json").read_text())
+        assert record["tuning"]["inner_loss"][1] is None and record["tuning"]["inner_loss"][0] > 0

@@ -197,7 +197,11 @@ def ranking_sentence(base: ComparedRun, other: ComparedRun, names: list[str], me
         untuned = other.label if tuned[0] == base.label else base.label
         spec = (base if tuned[0] == base.label else other).settings["tune"]
         what = f"Did tuning change the ranking ({tuned[0]} is tuned, --tune {spec}; {untuned} is not)"
-    held_out = [f"{r.label} {t['kendall_tau']:.2f}" for r in (base, other) if (t := r.results.transfer)]
+    held_out = []  # each run's CV ranking against its own held-out figures, over these architectures
+    for r, cv in zip((base, other), means, strict=True):
+        test = {n: r.held_out(n, metric) for n in names}
+        if all(v is not None for v in test.values()):
+            held_out.append(f"{r.label} {ranking_change(cv, test, metric)['kendall_tau']:.2f}")
     winner = "the same winner" if change["same_winner"] else f"the winner changes from {change['order'][0][0]} to " \
         f"{change['order'][1][0]}"  # fmt: skip
     return (
@@ -205,7 +209,12 @@ def ranking_sentence(base: ComparedRun, other: ComparedRun, names: list[str], me
         f"{', '.join(change['order'][1])}: Kendall's τ = {change['kendall_tau']:.2f} between the two CV rankings, "
         f"{winner}; {significant} of {len(names)} paired differences above have p < 0.05 (uncorrected for the "
         f"{len(names)} tests)."
-        + (f" Against the held-out test split, each run's τ: {', '.join(held_out)}." if held_out else "")
+        + (
+            f" Kendall's τ between each run's CV ranking and its test-split figures, over these {len(names)}: "
+            f"{', '.join(held_out)}."
+            if held_out
+            else ""
+        )  # fmt: skip
     )
 
 

@@ -565,7 +565,12 @@ def refits(r: RunResults) -> Section | None:
         parts.append(
             f"{name}: trained once more on all {refit['n_images']} cross-validation images ({counts}) for "
             f"{refit['epochs']} epochs, the median of its folds' best epochs ({best}), "
-            "with the class weights and output bias of all of them and no early stopping (no image is left to "
+            + (
+                f"with the tuned values its folds chose most often ({in_words(refit['tuned'])}), "
+                if refit.get("tuned")
+                else ""
+            )  # fmt: skip
+            + "with the class weights and output bias of all of them and no early stopping (no image is left to "
             f"watch); {refit['fit_seconds']:.0f} s."
         )
         for where, (scores, on_set) in refit_sets(r, name).items():

@@ -87,6 +87,11 @@ def trial_settings(spaces: tuple[Space, ...], trials: int | None, seed: int) -> 
 
     >>> trial_settings(parse_tune("lr=1e-3,3e-3 batch_size=32,64"), None, 0)[:2]
     [{'lr': 0.001, 'batch_size': 32}, {'lr': 0.001, 'batch_size': 64}]
+    >>> sample = trial_settings(parse_tune("lr=log(1e-4,1e-2) batch_size=32,64"), 3, seed=7)
+    >>> sample == trial_settings(parse_tune("lr=log(1e-4,1e-2) batch_size=32,64"), 3, seed=7), len(sample)
+    (True, 3)
+    >>> all(1e-4 <= t["lr"] <= 1e-2 and t["batch_size"] in (32, 64) for t in sample)
+    True
     """
     if trials is None:
         return [dict(zip([s.name for s in spaces], combo, strict=True)) for combo in
