@@ -48,7 +48,9 @@ def tuned(data, tmp_path_factory):
     tracking = {"tensorboard": True, "track": "mlflow", "tracking_uri": f"sqlite:///{base / 'mlflow.db'}"}
     kwargs = {**SETTINGS, "cache_dir": base / "cache", "archs": "baseline,baseline_dropout", **tracking}
     run = lambda: benchmark.run(data, base / "out", tune=TUNE, **kwargs)  # noqa: E731
-    results, calls = spied(run, "fit", "evaluate", "predict")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(base)  # MLflow's SQLite store keeps its artifacts in ./mlruns
+        results, calls = spied(run, "fit", "evaluate", "predict")
     untuned = benchmark.run(data, base / "untuned", archs="baseline", **{**SETTINGS, "cache_dir": base / "cache"})
     return {"results": results, "calls": calls, "out": base / "out", "untuned": untuned, "cache": base / "cache",
             "mlflow": tracking["tracking_uri"]}  # fmt: skip
