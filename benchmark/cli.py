@@ -24,6 +24,15 @@ from benchmark.training import AUGMENTATIONS, BACKENDS, STRATEGIES
 DEFAULTS = SimpleNamespace(**defaults())  # each flag's default, from the settings' groups
 
 
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Each flag's default after its help, unless there is none to show or the help already says it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="benchmark", description="Cross-validation benchmark of CNN image classifiers."
@@ -95,9 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     _model(cd)
     cd.add_argument("--out", type=Path, help="write it to this file (default: print it)")
 
-    r = sub.add_parser(
-        "run", help="cross-validate architectures and rank them", formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    r = sub.add_parser("run", help="cross-validate architectures and rank them", formatter_class=DefaultsHelp)
     d = DEFAULTS
     g = r.add_argument_group("data")
     g.add_argument(
@@ -129,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="load architectures from FILE too",
     )
-    g.add_argument("--folds", type=int, default=d.folds)
+    g.add_argument("--folds", type=int, default=d.folds, help="k of the stratified k-fold cross-validation")
     g.add_argument("--repeats", type=int, default=d.repeats, help="repeated CV: the k folds drawn this many times")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument(

@@ -99,12 +99,13 @@ class Progress:
         if record:
             m = record["metrics"]
             detail = (
-                f"{record['epochs']} epochs (best {record['best_epoch']})  "
+                f"{record['epochs']} epoch{'s' * (record['epochs'] != 1)} (best {record['best_epoch']})  "
                 f"{self.metric} {m[self.metric]:.3f}  roc_auc {m['roc_auc']:.3f}  {record['fit_seconds']:.0f} s"
             )
         else:
             detail = ""
-        line = f"{prefix}  {note}{detail}  {self._eta()}"
+        eta = self._eta() if self.seconds else ""  # nothing measured yet (a resume of saved folds): no ETA to give
+        line = f"{prefix}  {note}{detail}  {eta}".rstrip()
         print(f"\r{line}\033[K" if self.stream.isatty() else line, file=self.stream, flush=True)
 
     def _emit(self, event: dict) -> None:

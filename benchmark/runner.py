@@ -279,7 +279,9 @@ def start(checked: Checked, folder: RunFolder, interrupted: threading.Event) -> 
 
 def decode(settings: DataSettings, dataset: Dataset, split, log: Callable[[str], None]) -> Images:
     """A split of ``dataset`` decoded (or read from the cache) at the run's size; unreadable files said."""
-    images = load_images(dataset.root, split, settings.image_size, settings.channels, settings.cache_dir, log=log)
+    what = "test images" if split is dataset.test else "training images"
+    images = load_images(dataset.root, split, settings.image_size, settings.channels, settings.cache_dir, log=log,
+                         what=what)  # fmt: skip
     warn_skipped(images.skipped, settings.strict)
     return images
 

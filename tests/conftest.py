@@ -44,6 +44,26 @@ def link_kaggle_subset(dest: Path, per_class: dict[str, int], test_per_class: in
     return dest
 
 
+def spied(call, *methods: str):
+    """Run ``call()`` with ``keras.Model``'s ``methods`` (fit, evaluate, predict) spied on where they act:
+    (its result, each method's calls, each a dict of its keyword arguments with ``x`` however it was given)."""
+    import keras
+
+    calls, real = {m: [] for m in methods}, {m: getattr(keras.Model, m) for m in methods}
+
+    def spy(method):
+        def wrapped(model, *args, **kwargs):
+            calls[method].append({**kwargs, "x": kwargs.get("x", args[0] if args else None)})
+            return real[method](model, *args, **kwargs)
+
+        return wrapped
+
+    with pytest.MonkeyPatch.context() as patch:
+        for m in methods:
+            patch.setattr(keras.Model, m, spy(m))
+        return call(), calls
+
+
 def write_image(path: Path, size: int = 20, mode: str = "L", value: int | None = None, seed: int = 0) -> Path:
     """A small synthetic image file (random pixels unless ``value`` is given)."""
     rng = np.random.default_rng(seed)

@@ -100,3 +100,40 @@ def test_an_architecture_that_cannot_serve_k_classes_stops_the_run_before_traini
     assert code == 2 and "Traceback" not in err
     assert "--archs zz_no_dense_end: cannot serve 3 classes: it ends in Activation" in " ".join(err.split())
     assert not (tmp_path / "run").exists()  # nothing trained
+
+
+def test_run_help_gives_every_flag_words_and_no_empty_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: the user cache folder)" in text
+    assert "--folds FOLDS k of the stratified k-fold cross-validation (default: 5)" in text
+
+
+def test_progress_lines_say_one_epoch_and_no_eta_before_anything_is_measured():
+    import io
+
+    from benchmark.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress(["a", "a"], stream=stream)
+    record = {"epochs": 1, "best_epoch": 1, "fit_seconds": 3.0, "metrics": {"f1": 0.5, "roc_auc": 0.6}}
+    progress.fold_done("a", 0, 2, record, None, note="(saved) ")  # a resumed fold: nothing measured
+    progress.fold_done("a", 1, 2, record, 3.0)
+    first, second = stream.getvalue().splitlines()
+    assert first.endswith("1 epoch (best 1)  f1 0.500  roc_auc 0.600  3 s") and "ETA" not in first
+    assert "ETA 0 s" in second
+
+
+def test_the_decoding_line_says_which_images(synthetic_folder, tmp_path):
+    from benchmark.config import DataSettings
+    from benchmark.data import discover
+    from benchmark.runner import decode
+
+    root = synthetic_folder({"A": 3, "B": 3})
+    synthetic_folder({"A": 2, "B": 2}, split="test")
+    dataset, said = discover(root), []
+    settings = DataSettings(root, image_size=16, cache_dir=tmp_path / "cache")
+    for split in (dataset.train, dataset.test):
+        decode(settings, dataset, split, said.append)
+    assert [line.split(" at ")[0] for line in said] == ["decoding 6 training images", "decoding 4 test images"]

@@ -4,14 +4,13 @@ scikit-learn on the saved predictions, and what fit received."""
 
 import json
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
 from benchmark.cli import main
-from tests.conftest import link_kaggle_subset
+from tests.conftest import link_kaggle_subset, spied
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
@@ -26,16 +25,8 @@ def run(tmp_path_factory):
     argv = ["run", "--data", str(data), "--out", str(base / "out"), "--cache-dir", str(base / "cache"),
             "--label-from", "_(bacteria|virus)_", "--archs", "baseline,pyramid_up", "--folds", "3",
             "--epochs", "2", "--image-size", "32", "-q"]  # fmt: skip
-    fits, real_fit = [], keras.Model.fit
-
-    def spy(model, *args, **kwargs):
-        fits.append(kwargs)
-        return real_fit(model, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keras.Model, "fit", spy)
-        code = main(argv)
-    return {"code": code, "out": base / "out", "fits": fits}
+    code, calls = spied(lambda: main(argv), "fit")
+    return {"code": code, "out": base / "out", "fits": calls["fit"]}
 
 
 def read(path):

@@ -4,7 +4,6 @@ a killed run redoes only the trial it was in; a malformed --tune is one paragrap
 
 import json
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +11,7 @@ import pytest
 import benchmark
 from benchmark.cli import main
 from benchmark.data.images import discover, load_images
-from tests.conftest import link_kaggle_subset
+from tests.conftest import link_kaggle_subset, spied
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 TUNE = "lr=1e-3,3e-3"  # trial 0 is the default recipe
@@ -22,24 +21,6 @@ SETTINGS = {"folds": 2, "epochs": 2, "image_size": 32, "deterministic": True, "g
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return link_kaggle_subset(tmp_path_factory.mktemp("tune"), {"NORMAL": 12, "PNEUMONIA": 18}, test_per_class=3)
-
-
-def spied(call, *methods):
-    """Run ``call()`` with ``keras.Model``'s ``methods`` spied on: (its result, each method's calls' x)."""
-    calls, real = {m: [] for m in methods}, {m: getattr(keras.Model, m) for m in methods}
-
-    def spy(method):
-        def wrapped(model, *args, **kwargs):
-            x = kwargs.get("x", args[0] if args else None)
-            calls[method].append(np.asarray(x) if x is not None else None)
-            return real[method](model, *args, **kwargs)
-
-        return wrapped
-
-    with pytest.MonkeyPatch.context() as patch:
-        for m in methods:
-            patch.setattr(keras.Model, m, spy(m))
-        return call(), calls
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +46,7 @@ def pixels_of(data, cache, paths):
 
 def test_no_trial_fits_or_is_judged_on_an_outer_score_fold_image(data, tuned):
     splits = json.loads((tuned["out"] / "splits.json").read_text())["folds"]
-    fits, evaluations = tuned["calls"]["fit"], tuned["calls"]["evaluate"]
+    fits, evaluations = ([np.asarray(c["x"]) for c in tuned["calls"][m]] for m in ("fit", "evaluate"))
     assert len(fits) == 2 * 2 * 2  # architectures × folds × trials, in that order; nothing else is fitted
     for k, x in enumerate(fits):
         fold = splits[(k // 2) % 2]
@@ -77,7 +58,7 @@ def test_no_trial_fits_or_is_judged_on_an_outer_score_fold_image(data, tuned):
         assert set(map(bytes, x)) == pixels_of(data, tuned["cache"], fold["val"])
     for fold in splits:  # the score fold is predicted once per architecture: by the kept trial's model
         score = pixels_of(data, tuned["cache"], fold["score"])
-        assert sum(set(map(bytes, x)) == score for x in tuned["calls"]["predict"]) == 2
+        assert sum(set(map(bytes, np.asarray(c["x"]))) == score for c in tuned["calls"]["predict"]) == 2
 
 
 def test_each_fold_keeps_the_trial_with_the_lowest_saved_inner_loss(tuned):

@@ -17,7 +17,7 @@ from benchmark.cli import main
 from benchmark.data.images import discover, load_images
 from benchmark.evaluation import read
 from benchmark.store import RunFolder
-from tests.conftest import link_kaggle_subset
+from tests.conftest import link_kaggle_subset, spied
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
@@ -238,16 +238,8 @@ def refitted(run, tmp_path_factory):
     winner = saved["architectures"][0]
     winner["curves"]["best_epoch"] = [1, 3]
     (out / "results.json").write_text(json.dumps(saved))
-    fits, real_fit = [], keras.Model.fit
-
-    def spy(model, *args, **kwargs):
-        fits.append(kwargs)
-        return real_fit(model, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keras.Model, "fit", spy)
-        codes = [main(["refit", str(out)]) for _ in range(2)]
-    return {"out": out, "winner": winner["name"], "fits": fits, "codes": codes}
+    codes, calls = spied(lambda: [main(["refit", str(out)]) for _ in range(2)], "fit")
+    return {"out": out, "winner": winner["name"], "fits": calls["fit"], "codes": codes}
 
 
 def test_refit_trains_once_for_the_median_best_epoch_on_every_training_image(run, refitted):

@@ -428,8 +428,10 @@ def load_images(
     cache_dir: Path | None = None,
     workers: int | None = None,
     log=print,
+    what: str = "images",
 ) -> Images:
-    """Decode ``images`` (or reuse the cache) and return them memory-mapped.
+    """Decode ``images`` (or reuse the cache) and return them memory-mapped; ``what`` names them in the
+    progress line (``training images``, ``test images``).
 
     Files whose content is unreadable, and names that are not regular files, are left out
     and listed in ``Images.skipped``. Runs that share ``cache_dir`` decode a file list once:
@@ -447,7 +449,7 @@ def load_images(
             if cached is not None:
                 return _images(images, *cached)
             _check_space(cache_dir, len(images), image_size, channels)
-            log(f"decoding {len(images)} images at {image_size} px into the cache {cache_dir} (once) ...")
+            log(f"decoding {len(images)} {what} at {image_size} px into the cache {cache_dir} (once) ...")
             meta = _decode_into(npy, root, images, image_size, channels, workers)
             meta["sha256"] = _file_hash(npy)
             write_json(meta_path, meta)  # last: its presence means the .npy is complete
