@@ -378,7 +378,8 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
                 ctx.log(f"{arch} fold {i + 1} trial {trial + 1}: FAILED: {out.error}")
             else:
                 saw = {"fit": f"splits.json folds[{i}].train", "inner validation": f"splits.json folds[{i}].val"}
-                record = {**out.record, "trial": trial, "values": ctx.trials[trial], "saw": saw}
+                values = {k: getattr(out.task.settings, k) for k in ctx.trials[trial]}  # what it trained with
+                record = {**out.record, "trial": trial, "values": values, "saw": saw}
                 ctx.folder.write_trial(arch, i, trial, record, out.history, out.model)
             trials_left[(arch, i)] -= 1
             if not trials_left[(arch, i)]:
