@@ -42,7 +42,7 @@ def test_a_run_from_python_returns_its_results(data, tmp_path, caplog):
     assert [e["done"] for e in folds] == [1, 2, 3, 4] and folds[-1]["eta_seconds"] == 0
     assert all(e["record"]["metrics"]["f1"] == r for e, r in zip(folds, results.folds.f1, strict=True))
     assert {e["event"] for e in events} == {"epoch", "fold"}
-    assert any(r.name == "benchmark" and "decoding 24 images" in r.getMessage() for r in caplog.records)
+    assert any(r.name == "benchmark" and "decoding 24 training images" in r.getMessage() for r in caplog.records)
     again = benchmark.load(tmp_path / "out")
     assert again.leaderboard.equals(board) and again.comparison == results.comparison
 
@@ -70,7 +70,7 @@ def test_the_first_screen_is_the_tools_own_and_the_backends_talk_goes_to_run_log
     quiet = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     first = quiet.stderr.splitlines()[0]
-    assert first.startswith("decoding 24 images at 32 px"), quiet.stderr[:500]
+    assert first.startswith("decoding 24 training images at 32 px"), quiet.stderr[:500]
     for noise in ("absl", "cuInit", "oneDNN", "cuda", "WARNING", "Warning"):
         assert noise not in quiet.stderr, noise
     log = (tmp_path / "out" / "run.log").read_text()

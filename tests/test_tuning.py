@@ -15,7 +15,7 @@ from tests.conftest import link_kaggle_subset, spied
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 TUNE = "lr=1e-3,3e-3"  # trial 0 is the default recipe
-SETTINGS = {"folds": 2, "epochs": 2, "image_size": 32, "deterministic": True, "gradcam_archs": "none", "quiet": True}
+SETTINGS = {"folds": 2, "epochs": 1, "image_size": 32, "deterministic": True, "gradcam_archs": "none", "quiet": True}
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,9 @@ def test_no_trial_fits_or_is_judged_on_an_outer_score_fold_image(data, tuned):
         fold = splits[(k // 2) % 2]
         fit, score = (pixels_of(data, tuned["cache"], fold[part]) for part in ("train", "score"))
         assert set(map(bytes, x)) == fit and not set(map(bytes, x)) & score
-    assert len(evaluations) == len(fits) * 2  # Validate scores the inner split after each of the 2 epochs
+    assert len(evaluations) == len(fits)  # Validate scores the inner split after the (one) epoch
     for k, x in enumerate(evaluations):
-        fold = splits[(k // 4) % 2]
+        fold = splits[(k // 2) % 2]
         assert set(map(bytes, x)) == pixels_of(data, tuned["cache"], fold["val"])
     for fold in splits:  # the score fold is predicted once per architecture: by the kept trial's model
         score = pixels_of(data, tuned["cache"], fold["score"])
@@ -123,7 +123,7 @@ def test_a_run_killed_mid_trial_redoes_only_that_trial(data, tmp_path):
     def kill_in_the_last_trial(event):
         if event["event"] == "epoch":
             epochs.append(event)
-            if len(epochs) == 7:  # 2 folds × 2 trials × 2 epochs: the last trial's first epoch
+            if len(epochs) == 4:  # 2 folds × 2 trials × 1 epoch: the last trial's epoch
                 raise KeyboardInterrupt
 
     kwargs = {**SETTINGS, "cache_dir": tmp_path / "cache", "archs": "baseline", "tune": TUNE}
@@ -163,7 +163,7 @@ def test_a_failing_trial_is_recorded_and_the_fold_keeps_the_best_of_the_others(d
         return real(build, images, fold, settings, *args, **kwargs)
 
     monkeypatch.setattr(fit, "train_fold", fails_at_the_high_rate)
-    kwargs = {**SETTINGS, "cache_dir": tmp_path / "cache", "archs": "baseline", "tune": TUNE, "epochs": 1}
+    kwargs = {**SETTINGS, "cache_dir": tmp_path / "cache", "archs": "baseline", "tune": TUNE}
     results = benchmark.run(data, tmp_path / "out", **kwargs)
     assert results.status == 0 and results.architectures[0].tuning["chosen"] == [0, 0]
     for i in range(2):
