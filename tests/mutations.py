@@ -732,7 +732,7 @@ REGRESSIONS = [
         "benchmark/runner.py",
         "if ctx.folder.read_trial(name, i, t) is None:",
         "if True:",
-        ["tests/test_tuning.py::test_a_run_killed_mid_trial_redoes_only_that_trial"],
+        ["tests/test_tuning.py::test_a_run_killed_mid_trial_redoes_only_that_trial_and_a_failing_trial_is_recorded"],
     ),
     (
         "an empty --tune range accepted",

@@ -117,7 +117,11 @@ def test_mlflow_nests_each_trial_under_its_fold(tuned):
         )
 
 
-def test_a_run_killed_mid_trial_redoes_only_that_trial(data, tmp_path):
+def test_a_run_killed_mid_trial_redoes_only_that_trial_and_a_failing_trial_is_recorded(data, tmp_path, monkeypatch):
+    """Killed in the last trial, the rerun trains that trial alone; when it fails there, its traceback is kept
+    and the fold keeps the best of the others."""
+    from benchmark.training import fit
+
     epochs = []
 
     def kill_in_the_last_trial(event):
@@ -129,11 +133,21 @@ def test_a_run_killed_mid_trial_redoes_only_that_trial(data, tmp_path):
     kwargs = {**SETTINGS, "cache_dir": tmp_path / "cache", "archs": "baseline", "tune": TUNE}
     with pytest.raises(KeyboardInterrupt):
         benchmark.run(data, tmp_path / "out", progress=kill_in_the_last_trial, **kwargs)
-    fold = tmp_path / "out" / "baseline" / "fold-1"
-    assert (fold / "trials" / "trial-0" / "record.json").exists() and not (fold / "trials" / "trial-1").exists()
-    results, calls = spied(lambda: benchmark.run(data, tmp_path / "out", **kwargs), "fit")
-    assert len(calls["fit"]) == 1 and results.status == 0  # trial 2 of fold 2, and nothing else
-    assert json.loads((fold / "metrics.json").read_text())["tuning"]["inner_loss"][1] is not None
+    trials = tmp_path / "out" / "baseline" / "fold-1" / "trials"
+    assert (trials / "trial-0" / "record.json").exists() and not (trials / "trial-1").exists()
+    attempts = []
+
+    def fails(build, images, fold, settings, *args, **kwargs):
+        attempts.append((len(fold.train), settings.lr))
+        raise RuntimeError("this trial's own failure")
+
+    monkeypatch.setattr(fit, "train_fold", fails)
+    results = benchmark.run(data, tmp_path / "out", **kwargs)
+    splits = json.loads((tmp_path / "out" / "splits.json").read_text())["folds"]
+    assert attempts == [(len(splits[1]["train"]), 3e-3)]  # trial 2 of fold 2, and nothing else
+    assert "RuntimeError: this trial's own failure" in (trials / "trial-1" / "error.txt").read_text()
+    record = json.loads((trials.parent / "metrics.json").read_text())
+    assert results.status == 0 and record["tuning"]["chosen"] == 0 and record["tuning"]["inner_loss"][1] is None
 
 
 @pytest.mark.parametrize(
@@ -150,24 +164,3 @@ def test_a_malformed_tune_is_one_paragraph(spec, said, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("error: ") == 1 and said in " ".join(err.split()) and "Traceback" not in err
     assert not (tmp_path / "out").exists()
-
-
-def test_a_failing_trial_is_recorded_and_the_fold_keeps_the_best_of_the_others(data, tmp_path, monkeypatch):
-    from benchmark.training import fit
-
-    real = fit.train_fold
-
-    def fails_at_the_high_rate(build, images, fold, settings, *args, **kwargs):
-        if settings.lr == 3e-3:
-            raise RuntimeError("this trial's own failure")
-        return real(build, images, fold, settings, *args, **kwargs)
-
-    monkeypatch.setattr(fit, "train_fold", fails_at_the_high_rate)
-    kwargs = {**SETTINGS, "cache_dir": tmp_path / "cache", "archs": "baseline", "tune": TUNE}
-    results = benchmark.run(data, tmp_path / "out", **kwargs)
-    assert results.status == 0 and results.architectures[0].tuning["chosen"] == [0, 0]
-    for i in range(2):
-        trials = tmp_path / "out" / "baseline" / f"fold-{i}" / "trials"
-        assert "RuntimeError: this trial's own failure" in (trials / "trial-1" / "error.txt").read_text()
-        record = json.loads((trials.parent / "metrics.json").read_text())
-        assert record["tuning"]["inner_loss"][1] is None and record["tuning"]["inner_loss"][0] > 0
