@@ -98,11 +98,12 @@ class Chosen:
         return list(runs[0].path), fold_ensemble(runs)
 
 
-def decode_as_run(results: RunResults, root: Path, images: ImageSet, log: Callable[[str], None]):
-    """``images`` (paths under ``root``) decoded as the run decoded its own: its size and channels, its cache."""
+def decode_as_run(results: RunResults, root: Path, images: ImageSet, log: Callable[[str], None], what="images"):
+    """``images`` (paths under ``root``) decoded as the run decoded its own: its size and channels, its cache;
+    ``what`` names them in the progress line."""
     settings = results.settings
     size, channels, cache = settings["image_size"], settings["channels"], settings.get("cache_dir")
-    return load_images(root, images, size, channels, cache and Path(cache), log=log)
+    return load_images(root, images, size, channels, cache and Path(cache), log=log, what=what)
 
 
 def choose(run_dir: str | Path, arch: str = "winner", models: bool = True, model: str = "folds") -> Chosen:
@@ -433,7 +434,7 @@ def training_images(results: RunResults, log: Callable[[str], None]):
             f"{settings['data']}: its classes are now {', '.join(dataset.classes)}; the run's were "
             f"{', '.join(results.info.class_names)}. Refit trains on the run's images: restore the data as it was."
         )
-    images = decode_as_run(results, dataset.root, dataset.train, log)
+    images = decode_as_run(results, dataset.root, dataset.train, log, "training images")
     fold = (read_json(folder.splits) or {"folds": [{}]})["folds"][0]
     cross_validated = {p for part in ("train", "val", "score") for p in fold.get(part, ())}
     if cross_validated != set(images.paths):
@@ -443,7 +444,7 @@ def training_images(results: RunResults, log: Callable[[str], None]):
             f"run's missing or unreadable, {new} new; splits.json lists them). Refit trains on exactly the run's "
             "images: restore the data as it was, or run the benchmark again on the data as it is now."
         )
-    test = decode_as_run(results, dataset.root, dataset.test, log) if dataset.test is not None else None
+    test = None if dataset.test is None else decode_as_run(results, dataset.root, dataset.test, log, "test images")
     return images, test
 
 

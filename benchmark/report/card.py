@@ -13,6 +13,7 @@ from benchmark.report.leaderboard import runner_up_verdict
 from benchmark.report.render import Section, Table, to_markdown
 from benchmark.report.sections import (
     GAP_FLAG,
+    against_folds_sentence,
     decision_label,
     held_out_sets,
     interval,
@@ -119,12 +120,9 @@ def figures_parts(results: RunResults, arch: str, sets: dict, shown) -> list:
     parts: list = [Table(["held-out set", "model", "decision", *shown], rows, caption="Each held-out set, each "
                          "metric with its 95 % bootstrap interval over the images.")]  # fmt: skip
     parts += [transfer_sentence(results, t, where) for where, (_, t) in sets.items() if t]
-    for where, (_, refit) in refits.items():
-        if versus := refit["against_folds"]:
-            parts.append(
-                f"Refit against fold ensemble on the {where}, {versus['metric']}: {versus['difference']:+.3f} (95 % "
-                f"paired bootstrap interval {versus['ci'][0]:+.3f} to {versus['ci'][1]:+.3f}): {versus['better']}."
-            )
+    decision = "at 0.5" if results.info.binary else "argmax"
+    parts += [against_folds_sentence(arch, where, refit["against_folds"], decision)
+              for where, (_, refit) in refits.items() if refit["against_folds"]]  # fmt: skip
     return parts
 
 

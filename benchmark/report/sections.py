@@ -578,19 +578,24 @@ def refits(r: RunResults) -> Section | None:
             rows += [[name, where, "fold ensemble", *_heldout_row(name, row, shown)[1:]] for row in folds]
             rows += [[name, where, "refit", *_heldout_row(name, row, shown)[1:]] for row in on_set["heldout"]]
             if versus := on_set["against_folds"]:
-                verdict = "cannot tell: the interval holds 0" if versus["better"] == "cannot tell" else (
-                    f"the {versus['better']} is better on these images")  # fmt: skip
-                parts.append(
-                    f"{name} on the {where}, {versus['metric']} ({decision}): refit {versus['refit']:.3f}, fold "
-                    f"ensemble {versus['folds']:.3f}, difference {versus['difference']:+.3f} (95 % paired bootstrap "
-                    f"interval {_signed_ci(versus['ci'])}, p {versus['p']:.3g}) — {verdict}."
-                )
+                parts.append(against_folds_sentence(name, where, versus, decision))
     if rows:
         caption = "The fold ensemble and the refit on each held-out set, each metric with its 95 % bootstrap interval."
         parts.append(Table(["architecture", "held-out set", "model", "threshold" if r.info.binary else "decision",
                             *shown], rows, caption=caption))  # fmt: skip
     parts.append(REFIT_TEXT)
     return Section("Refit on all training images", parts)
+
+
+def against_folds_sentence(name: str, where: str, versus: dict, decision: str) -> str:
+    """The refit against its fold ensemble on one held-out set (``refit_against_folds``), in one sentence."""
+    verdict = "cannot tell: the interval holds 0" if versus["better"] == "cannot tell" else (
+        f"the {versus['better']} is better on these images")  # fmt: skip
+    return (
+        f"{name} on the {where}, {versus['metric']} ({decision}): refit {versus['refit']:.3f}, fold "
+        f"ensemble {versus['folds']:.3f}, difference {versus['difference']:+.3f} (95 % paired bootstrap "
+        f"interval {_signed_ci(versus['ci'])}, p {versus['p']:.3g}) — {verdict}."
+    )
 
 
 def refit_sets(r: RunResults, name: str) -> dict[str, tuple[dict, dict]]:
