@@ -303,7 +303,7 @@ def test_reports_are_written_self_contained_and_escaped(run):
     for link in [f"report_files/{f}.png" for f in figures] + [f"report_files/gradcam-{winner['name']}.png"]:
         assert f"]({link})" in markdown and (run["out"] / link).stat().st_size > 10_000
     assert f"Winner on roc_auc: {winner['name']}" in markdown
-    assert "P(practically equal)" in markdown  # baycomp is a test dependency
+    assert "P(practically equal)" in markdown  # scipy alone: no optional package needed
     assert "critical-difference diagram need three or more architectures" in markdown
 
 

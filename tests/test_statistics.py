@@ -1,3 +1,4 @@
+import baycomp
 import numpy as np
 import pytest
 from scipy import stats
@@ -91,6 +92,14 @@ def test_bayesian_correlated_ttest_is_the_corrected_student_posterior():
     # For a loss, lower is better: the same numbers read the other way round.
     flipped = bayesian_correlated_ttest(a, b, rope=0.01, higher_is_better=False)
     assert (flipped.better, flipped.worse) == pytest.approx((r.worse, r.better))
+    # baycomp (its authors' group) gives the same posterior: ρ/(1 − ρ) = 1/(k − 1) = n_test/n_train for equal folds.
+    assert baycomp.two_on_single(np.array(a), np.array(b), rope=0.01) == pytest.approx(
+        (r.better, r.equivalent, r.worse), abs=1e-12
+    )
+    # With unequal folds it takes the measured n_test/n_train, as the t-tests do.
+    wide = bayesian_correlated_ttest(a, b, test_fraction=0.5, rope=0.01)
+    scale = np.sqrt((1 / 5 + 0.5) * d.var(ddof=1))
+    assert wide.better == pytest.approx(stats.t(4, loc=d.mean(), scale=scale).sf(0.01), rel=1e-9)
 
 
 def test_critical_difference_groups():
@@ -101,7 +110,7 @@ def test_critical_difference_groups():
 
 def test_repeated_cv_statistics_by_hand():
     """Bouckaert & Frank (2004): over the k·r folds of r repeats, t = mean(d) / sqrt((1/(k·r) + n2/n1) · σ̂²)
-    with k·r − 1 degrees of freedom; baycomp's correlated t-test gets runs = r (ρ = 1/k)."""
+    with k·r − 1 degrees of freedom; the Bayesian correlated t-test has the same scale (baycomp's runs = r, ρ = 1/k)."""
     d = np.array([0.02, 0.01, 0.03, 0.00, 0.02, 0.01, 0.02, 0.03, 0.01, 0.00])  # k = 5 folds × r = 2 repeats
     b = np.full(10, 0.90)
     a = b + d
@@ -117,11 +126,14 @@ def test_repeated_cv_statistics_by_hand():
     comp = pairwise_comparison(entries, [{"n_fit": 400, "n_score": 100}], "f1", repeats=2)
     assert comp["test"] == "Bouckaert–Frank corrected repeated k-fold t-test" and comp["repeats"] == 2
     assert comp["best_vs"]["b"]["t"] == pytest.approx(t)
-    # baycomp with runs=2: the posterior's scale uses ρ = 1/k = 1/5 for the n = 10 differences.
-    posterior = stats.t(9, loc=0.015, scale=np.sqrt((1 / 10 + 0.2 / 0.8) * variance))
+    # The posterior's scale uses n_test/n_train = 1/4 (baycomp with runs=2: ρ/(1 − ρ) = 1/(k − 1), k = 5).
+    posterior = stats.t(9, loc=0.015, scale=np.sqrt((1 / 10 + 1 / 4) * variance))
     bayes = comp["bayesian"]["b"]
     assert bayes["worse"] == pytest.approx(posterior.cdf(-0.01), rel=1e-6)
     assert bayes["better"] == pytest.approx(posterior.sf(0.01), rel=1e-6)
+    assert baycomp.two_on_single(a, b, rope=0.01, runs=2) == pytest.approx(
+        (bayes["better"], bayes["equivalent"], bayes["worse"]), abs=1e-12
+    )
 
 
 def test_the_leaderboard_interval_carries_the_same_correction_by_hand():

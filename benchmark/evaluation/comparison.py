@@ -109,7 +109,7 @@ def pairwise_comparison(entries: list[dict], records: list[dict], metric: str, r
     from the saved fold sizes (Nadeau–Bengio; over the folds of all ``repeats``, Bouckaert–Frank)
     and Holm's adjustment over all pairs; Friedman's test with average ranks and the Nemenyi
     critical difference (descriptive: folds of one data set are not independent blocks); the
-    Bayesian correlated t-test of the best against each other when baycomp is installed.
+    Bayesian correlated t-test of the best against each other, with the t-tests' correction.
     """
     ok = [e for e in entries if e["status"] == Status.OK]  # in rank order
     if len(ok) < 2:
@@ -130,11 +130,10 @@ def pairwise_comparison(entries: list[dict], records: list[dict], metric: str, r
         "p_values": p,
         "p_values_holm": {a: {b: adjusted[tuple(sorted((a, b)))] for b in folds if b != a} for a in folds},
         "friedman": asdict(friedman(folds, higher_is_better=higher)),
-        "bayesian": {  # absent when the optional baycomp is not installed
-            b: asdict(test)
+        "bayesian": {
+            b: asdict(bayesian_correlated_ttest(folds[best], folds[b], ratio, higher_is_better=higher))
             for b in folds
             if b != best
-            and (test := bayesian_correlated_ttest(folds[best], folds[b], higher_is_better=higher, runs=repeats))
         },
     }
 
