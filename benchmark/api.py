@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from benchmark.store import ArchResult, RunFolder, RunResults
 LOG = logging.getLogger("benchmark")
 
 
-@dataclass
+@dataclass(repr=False)
 class Results:
     """A finished (or partial) run, read back from its run folder (its typed results) with a leaderboard frame."""
 
@@ -89,8 +90,23 @@ class Results:
     sites = property(lambda self: self.results.sites)  # `evaluate`'s sites, by name
     refits = property(lambda self: self.results.refits)  # `refit`'s models, by architecture
 
+    def summary(self) -> pd.DataFrame:
+        """The leaderboard's main columns (the ranking metric, ROC-AUC, size and cost), errors only where one failed."""
+        metric = self.run.rank_by
+        columns = ["rank", "architecture", "status", metric, f"{metric}_std", "roc_auc", "params", "fit_seconds"]
+        board = self.leaderboard
+        shown = board[[c for c in dict.fromkeys(columns) if c in board]]
+        if board["error"].notna().any():
+            shown = shown.assign(error=board["error"].fillna(""))
+        return shown
+
+    def __repr__(self) -> str:  # short, like a DataFrame's: where the run is and how it ranked
+        table = self.summary().to_string(index=False, float_format="%.3f", na_rep="")
+        return f"Results of {self.path} (status {self.status})\n{table}"
+
     def _repr_html_(self) -> str:  # a notebook shows the leaderboard
-        return f"<p>{self.path}</p>" + self.leaderboard.to_html(index=False, float_format="%.3f", na_rep="")
+        table = self.summary().to_html(index=False, float_format="%.3f", na_rep="")
+        return f"<p>Results of {html.escape(str(self.path))} (status {self.status})</p>{table}"
 
 
 def run(
@@ -105,8 +121,11 @@ def run(
     ``settings`` are ``benchmark run``'s flags by their names (``folds=5, archs="all",
     image_size=56, groups="kermany", ...``) with the same defaults and checks; ``data``
     defaults as ``--data`` does, ``out`` to ``reports/<timestamp>``. ``progress`` receives
-    each epoch and fold as a dict; messages also go to the ``benchmark`` logger.
+    each epoch and fold as a dict; messages also go to the ``benchmark`` logger, and to standard
+    error unless ``quiet=True``. The backends' own output goes to the run folder's ``run.log``, as
+    the command line's does; the leaderboard is the returned :class:`Results`, not printed.
     """
+    from benchmark.console import Console
     from benchmark.runner import run as run_benchmark  # the backend is imported only when a run starts
 
     if isinstance(settings.get("arch_modules"), str | Path):
@@ -114,7 +133,9 @@ def run(
     out = Path(out) if out else Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
     data = Path(data) if data else default_data_dir()
     try:
-        status = run_benchmark(RunConfig.from_flat(data=data, out=out, **settings), callback=progress)
+        with Console() as console:
+            config = RunConfig.from_flat(data=data, out=out, **settings)
+            status = run_benchmark(config, callback=progress, console=console, table=False)
     except UsageError as err:  # named as it was typed here: val_fraction=1.5, not --val-fraction 1.5
         raise err.in_python({**defaults(), **settings, "data": data, "out": out}) from None
     return load(out, status)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -18,8 +19,10 @@ import textwrap
 import warnings
 from pathlib import Path
 
-# Python warnings that come from the libraries' internals, not from anything the user gave.
-LIBRARY_WARNINGS = ("keras", "tensorflow", "jax", "absl", "torch", "google", "seaborn", "matplotlib", "optree")
+# Python warnings that come from the libraries' internals, not from anything the user gave: kept in the log
+# (joblib's loky: "A worker stopped while some jobs were given to the executor" when it replaces a worker).
+LIBRARY_WARNINGS = ("keras", "tensorflow", "jax", "absl", "torch", "google", "seaborn", "matplotlib", "optree", "joblib")
+LIBRARY_FILE = re.compile(rf"[/\\]({'|'.join(LIBRARY_WARNINGS)})[/\\]")
 # Their loggers warn on the terminal through Python's sys.stderr (TensorFlow's "tf.function retracing" each
 # time another fold model predicts): errors only, unless -v.
 LIBRARY_LOGGERS = ("tensorflow", "absl", "jax")
@@ -45,8 +48,7 @@ class Console:
         self._redirect(Path(name))
         self._filters = warnings.catch_warnings()
         self._filters.__enter__()
-        for module in LIBRARY_WARNINGS:
-            warnings.filterwarnings("ignore", module=rf"{module}(\.|$)")
+        warnings.showwarning = _show_warning
         self._levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
         for name in LIBRARY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -82,6 +84,15 @@ class Console:
             sys.stderr = self._stderr
         if self.log is not None and self.log.parent == Path(tempfile.gettempdir()):
             self.log.unlink(missing_ok=True)  # never moved into a run folder: nothing to keep
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning into the log (file descriptor 2), any other on the terminal as Python shows it."""
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    if LIBRARY_FILE.search(filename):
+        os.write(2, text.encode("utf-8", "replace"))
+    else:
+        sys.stderr.write(text)
 
 
 def _on_fd2(stream) -> bool:

@@ -149,12 +149,15 @@ def check(config: RunConfig) -> Checked:
     return Checked(config, names, dataset, splitter, group_of, file_table(dataset))
 
 
-def run(config: RunConfig, interrupted: threading.Event | None = None, callback=None, console=None) -> int:
+def run(
+    config: RunConfig, interrupted: threading.Event | None = None, callback=None, console=None, table: bool = True
+) -> int:
     """Run the benchmark; return the exit status (0, or 1 when an architecture failed).
 
     ``interrupted`` is set by a Ctrl-C handler: the run stops at the next epoch or fold.
     ``callback`` receives each progress event as a dict (:class:`benchmark.progress.Progress`);
     ``console`` (:class:`benchmark.console.Console`) keeps the backends' chatter in ``run.log``.
+    ``table``: print the leaderboard when done (the command line; the Python API returns it instead).
     """
     checked = check(config)
     config = checked.config
@@ -172,12 +175,13 @@ def run(config: RunConfig, interrupted: threading.Event | None = None, callback=
         errors = cross_validate(ctx, on_complete=lambda done, errors: publish(ctx, ctx.outcomes(done, errors)))
         outcomes = ctx.outcomes(ctx.names, errors)
         score_heldout(ctx, outcomes)
-        results, table = publish(ctx, outcomes)
+        results, board = publish(ctx, outcomes)
         for tracker in ctx.trackers:
             tracker.finish()
         keep_models(folder, results.architectures, len(ctx.folds), ctx.config)
-    print(table if config.output.quiet else f"\n{table}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
-    if not results.ok:
+    if table:
+        print(board if config.output.quiet else f"\n{board}\n\nRun folder: {folder.path}\nReport: {folder.report_html}")
+    if not results.ok and (table or not config.output.quiet):
         print(error_paragraph(nothing_trained(results.architectures, folder)), file=sys.stderr)
     return results.status
 

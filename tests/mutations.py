@@ -755,6 +755,27 @@ REGRESSIONS = [
         "bayesian_correlated_ttest(folds[best], folds[b], higher_is_better=higher)",
         ["tests/test_statistics.py::test_repeated_cv_statistics_by_hand"],
     ),
+    (
+        "the held-out τ interval warns when τ is undefined",
+        "benchmark/evaluation/heldout.py",
+        "return np.percentile(finite, [2.5, 97.5]).tolist() if len(finite) else [float(\"nan\"), float(\"nan\")]",
+        "return np.nanpercentile(values, [2.5, 97.5]).tolist()",
+        ["tests/test_statistics.py::test_rank_agreement_on_constructed_cases"],
+    ),
+    (
+        "library warnings shown on the terminal",
+        "benchmark/console.py",
+        "if LIBRARY_FILE.search(filename):",
+        "if False:",
+        ["tests/test_cli.py::test_a_librarys_warning_goes_to_the_log_and_the_users_own_to_the_terminal"],
+    ),
+    (
+        "the Python API leaves the backends' output on the notebook",
+        "benchmark/api.py",
+        "with Console() as console:",
+        "with Console(verbose=True) as console:",
+        ["tests/test_api.py::test_a_quiet_run_in_a_jupyter_kernel_prints_nothing_and_shows_a_short_leaderboard"],
+    ),
 ]
 
 

@@ -78,3 +78,27 @@ def test_the_first_screen_is_the_tools_own_and_the_backends_talk_goes_to_run_log
     verbose = subprocess.run([*args, "--out", str(tmp_path / "v"), "-v"], cwd=ROOT, capture_output=True, text=True,
                              timeout=300, env=env)  # fmt: skip
     assert verbose.returncode == 0 and ("absl" in verbose.stderr or "cuda" in verbose.stderr.lower())
+
+
+def test_a_quiet_run_in_a_jupyter_kernel_prints_nothing_and_shows_a_short_leaderboard(data, tmp_path):
+    """A real kernel (nbclient): with quiet=True the cell has no output at all (the backends' start-up lines
+    go to run.log, the leaderboard is the returned Results), whose reprs are a short table."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    out = tmp_path / "out"
+    run = (
+        "import benchmark\n"
+        f"results = benchmark.run({str(data)!r}, {str(out)!r}, archs='baseline', folds=2, epochs=1, image_size=32, "
+        f"cache_dir={str(tmp_path / 'cache')!r}, save_models='none', quiet=True)"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(run), nbformat.v4.new_code_cell("results")])
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's kernel has it
+    client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3")
+    client.execute(cwd=str(ROOT), env=env)
+    assert notebook.cells[0].outputs == []  # nothing on stdout or stderr
+    shown = notebook.cells[1].outputs[0]["data"]
+    plain, page = shown["text/plain"], shown["text/html"]
+    assert plain.startswith(f"Results of {out} (status 0)") and len(plain.splitlines()) == 3 and len(plain) < 400
+    assert "baseline" in page and "None" not in page and page.count("<tr") == 2
+    log = (out / "run.log").read_text()
+    assert "absl" in log or "cuda" in log.lower()  # TensorFlow's start-up messages, kept there

@@ -137,3 +137,20 @@ def test_the_decoding_line_says_which_images(synthetic_folder, tmp_path):
     for split in (dataset.train, dataset.test):
         decode(settings, dataset, split, said.append)
     assert [line.split(" at ")[0] for line in said] == ["decoding 6 training images", "decoding 4 test images"]
+
+
+def test_a_librarys_warning_goes_to_the_log_and_the_users_own_to_the_terminal(capsys):
+    """joblib's loky warns "A worker stopped while some jobs were given to the executor" when it replaces a
+    worker: kept in run.log, not on the user's screen; a warning from the user's own code still shows."""
+    from benchmark.console import Console
+
+    def warn_from(filename: str, message: str) -> None:
+        exec(compile(f"import warnings; warnings.warn({message!r}, UserWarning)", filename, "exec"), {})
+
+    with Console() as console:
+        warn_from("/venv/lib/site-packages/joblib/externals/loky/process_executor.py", "A worker stopped")
+        warn_from("/home/me/analysis.py", "my own warning")
+        log = console.log.read_text()
+    assert "A worker stopped" in log and "my own warning" not in log
+    err = capsys.readouterr().err
+    assert "my own warning" in err and "A worker stopped" not in err
