@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cmp = sub.add_parser("compare", help="compare run folders: settings, the ranking metric, paired tests")
     cmp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="two or more run folders")
-    cmp.add_argument("--out", type=Path, default=Path("."), help="where compare.html is written (default: here)")
+    cmp.add_argument("--out", type=Path, help="where compare.html is written (default: reports/compare-<runs>)")
 
     pr = sub.add_parser("predict", help="the chosen architecture's fold ensemble on new images")
     _run_folder(pr)

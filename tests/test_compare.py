@@ -4,6 +4,7 @@ cannot set side by side and damaged run folders refused in one paragraph, never 
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,11 @@ def common(base) -> list[str]:
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("compare")
     link_kaggle_subset(base / "data", {"NORMAL": 12, "PNEUMONIA": 12}, test_per_class=4, wrapper=False)
-    variants = {"a": ["--image-size", "32"], "b": ["--image-size", "40"], "c": ["--image-size", "32", "--seed", "7"]}
+    variants = {
+        "a": ["--image-size", "32"],
+        "b": ["--image-size", "40", "--tensorboard"],  # a setting that changes no number
+        "c": ["--image-size", "32", "--seed", "7"],
+    }
     for name, extra in variants.items():
         assert main(["run", *common(base), "--archs", "baseline", "--out", str(base / name), *extra]) == 0
     return base
@@ -61,6 +66,9 @@ def test_compare_tests_runs_on_the_same_folds_and_says_when_it_cannot(runs, caps
     markdown = capsys.readouterr().out
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines() if line.startswith("| ")]
     assert ["image_size", "32", "40", "32"] in rows and ["seed", "42", "42", "7"] in rows
+    assert not any(row[0] == "tensorboard" for row in rows)  # listed apart: it changes no number
+    assert "Differ too, but change no number (what the runs mirrored or drew): tensorboard (A False, B True, " \
+        "C False)." in markdown  # fmt: skip
     folds = [json.loads((runs / r / "results.json").read_text())["architectures"][0] for r in ("a", "b")]
     test = corrected_ttest(folds[1]["metrics"]["f1"]["folds"], folds[0]["metrics"]["f1"]["folds"],
                            folds[0]["test_fraction"])  # fmt: skip
@@ -73,6 +81,15 @@ def test_compare_tests_runs_on_the_same_folds_and_says_when_it_cannot(runs, caps
     assert "http://" not in page and "https://" not in page
     first_section = page.split("<h2>1. Runs and what differs</h2>")[1]
     assert first_section.lstrip().startswith("<figure><img")  # the forest plot opens the page
+
+
+def test_compare_without_out_writes_a_folder_named_after_the_runs_and_says_where(runs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(runs / "a"), str(runs / "c")]) == 0
+    written = tmp_path / "reports" / "compare-a-c"
+    assert capsys.readouterr().err.strip() == f"wrote {Path('reports/compare-a-c/compare.html')}"
+    assert (written / "compare.html").is_file() and (written / "compare_files" / "forest.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]  # nothing else in the current folder
 
 
 def test_compare_needs_two_run_folders(runs, tmp_path, capsys):

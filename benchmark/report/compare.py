@@ -9,10 +9,11 @@ as markdown (printed) and as one self-contained ``compare.html`` that opens with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from benchmark import UsageError
+from benchmark.config import TrackingSettings
 from benchmark.evaluation.comparison import ranking_change
 from benchmark.evaluation.results import read
 from benchmark.evaluation.statistics import corrected_ttest
@@ -21,7 +22,10 @@ from benchmark.store.files import read_json, write_text
 from benchmark.store.results import RunResults
 from benchmark.store.runfolder import RunFolder
 
-IGNORED_SETTINGS = {"out", "overwrite", "quiet", "jobs", "backend", "scheduler", "cache_dir", "arch_modules"}
+# Where and how a run ran: never listed.
+IGNORED_SETTINGS = {"out", "overwrite", "quiet", "jobs", "backend", "scheduler", "cache_dir", "arch_modules", "raise_errors"}
+# What a run mirrors or draws besides its numbers: listed apart, as changing no number.
+NO_NUMBER_SETTINGS = {f.name for f in fields(TrackingSettings)} | {"gradcam_archs"}
 
 
 @dataclass
@@ -112,7 +116,7 @@ def compare_sections(runs: list[ComparedRun], figure: Path) -> list[Section]:
             "corrected 95 % interval; the diamond is the held-out test split where the run has one.",
         ),  # fmt: skip
         Table(["run", "folder", "classes"], [[r.label, str(r.folder.path), ", ".join(r.classes)] for r in runs]),
-        settings_table(runs),
+        *settings_parts(runs),
     ]
     return [
         Section("Runs and what differs", intro),
@@ -137,12 +141,19 @@ def notes(runs: list[ComparedRun], names: list[str]) -> list[str]:
     return parts
 
 
-def settings_table(runs: list[ComparedRun]) -> Table:
+def settings_parts(runs: list[ComparedRun]) -> list:
+    """The settings that differ between the runs: a table of those that can change a number, then a sentence
+    naming those that cannot (tracking, TensorBoard, which Grad-CAM figures are drawn)."""
     keys = sorted({k for r in runs for k in r.settings} - IGNORED_SETTINGS)
     differing = [k for k in keys if len({repr(r.settings.get(k)) for r in runs}) > 1]
-    rows = [[k, *(str(r.settings.get(k, "—")) for r in runs)] for k in differing]
+    rows = [[k, *(str(r.settings.get(k, "—")) for r in runs)] for k in differing if k not in NO_NUMBER_SETTINGS]
     caption = "Settings that differ between the runs." if rows else "The runs have the same settings."
-    return Table(["setting", *(r.label for r in runs)], rows, caption=caption)
+    parts: list = [Table(["setting", *(r.label for r in runs)], rows, caption=caption)]
+    apart = [f"{k} ({', '.join(f'{r.label} {r.settings.get(k, chr(8212))}' for r in runs)})"
+             for k in differing if k in NO_NUMBER_SETTINGS]  # fmt: skip
+    if apart:
+        parts.append(f"Differ too, but change no number (what the runs mirrored or drew): {'; '.join(apart)}.")
+    return parts
 
 
 def metric_table(runs: list[ComparedRun], names: list[str], metric: str) -> Table:
@@ -222,14 +233,15 @@ def same_folds(a: ComparedRun, b: ComparedRun) -> bool:
     return a.splits is not None and a.splits == b.splits
 
 
-def write_compare(paths: list[Path], out: Path) -> tuple[str, Path]:
-    """Compare the runs; write ``out/compare.html`` (and its figure under ``out/compare_files``)."""
-    out = Path(out)
+def write_compare(paths: list[Path], out: Path | None = None) -> tuple[str, Path]:
+    """Compare the runs; write ``out/compare.html`` (and its figure under ``out/compare_files``); ``out`` by
+    default ``reports/compare-<run>-<run>...``, named after the run folders."""
+    runs = load_runs(paths)
+    out = Path(out) if out else Path("reports") / "-".join(["compare", *(r.folder.path.resolve().name for r in runs)])
     if out.exists() and not out.is_dir():
         raise UsageError(
             f"compare --out {out}: a file, not a folder. Give a folder for compare.html (made if missing)."
         )
-    runs = load_runs(paths)
     figures = out / "compare_files"
     title = "CNN benchmark comparison — " + ", ".join(r.folder.path.name for r in runs)
     page = out / "compare.html"
