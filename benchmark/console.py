@@ -21,7 +21,9 @@ from pathlib import Path
 
 # Python warnings that come from the libraries' internals, not from anything the user gave: kept in the log
 # (joblib's loky: "A worker stopped while some jobs were given to the executor" when it replaces a worker).
-LIBRARY_WARNINGS = ("keras", "tensorflow", "jax", "absl", "torch", "google", "seaborn", "matplotlib", "optree", "joblib")
+LIBRARY_WARNINGS = (
+    *("keras", "tensorflow", "jax", "absl", "torch", "google", "seaborn", "matplotlib", "optree", "joblib"),
+)
 LIBRARY_FILE = re.compile(rf"[/\\]({'|'.join(LIBRARY_WARNINGS)})[/\\]")
 # Their loggers warn on the terminal through Python's sys.stderr (TensorFlow's "tf.function retracing" each
 # time another fold model predicts): errors only, unless -v.

@@ -40,6 +40,7 @@ from benchmark.data import (
     fingerprint,
     load_images,
     load_splits,
+    same_bytes,
     save_splits,
     straddling,
     table_diff,
@@ -104,6 +105,7 @@ class Run:
     names: list[str]  # the architectures, in --archs order
     dataset: Dataset
     images: Images  # the decoded cross-validation images
+    test_images: Images | None  # the decoded held-out split: only held-out scoring reads its pixels
     folds: list[Fold]
     device: DeviceInfo
     info: dict  # the ``run`` part of results.json
@@ -161,16 +163,17 @@ def run(
     """
     checked = check(config)
     config = checked.config
-    folder = open_folder(config, checked.files)
+    folder = open_folder(config, checked.files, checked.dataset.root)
     with folder.locked():
         if config.output.overwrite:
             folder.clear()
         folder.mark(config.to_dict(), data_record(config, checked.files))
         if console is not None:
             console.keep_in(folder.run_log)
-        folder.write_files(checked.files)
         followers = trackers(config, folder)  # an unreachable tracking server stops the run here
         ctx = start(checked, folder, interrupted or threading.Event())
+        read = [ctx.images, *([ctx.test_images] if ctx.test_images else [])]
+        folder.write_files(checked.files, {path: digest for images in read for path, digest in images.content.items()})
         ctx.progress.callback, ctx.trackers = callback, followers
         errors = cross_validate(ctx, on_complete=lambda done, errors: publish(ctx, ctx.outcomes(done, errors)))
         outcomes = ctx.outcomes(ctx.names, errors)
@@ -268,6 +271,7 @@ def start(checked: Checked, folder: RunFolder, interrupted: threading.Event) -> 
     execution, shape = config.execution, (images.image_size, images.image_size, images.channels)
     log = logger(config.output.quiet)
     decoded = decode(images, dataset, dataset.train, log)
+    test = dataset.test and decode(images, dataset, dataset.test, log)  # decoded now for its files' digests
     device = backend.setup(execution.mixed_precision, execution.deterministic, execution.strategy, config.compile_cache)
     folds, groups = make_folds(config, folder, decoded, checked.splitter, checked.group_of)
     info = run_info(config, dataset, decoded, device, groups)
@@ -278,7 +282,7 @@ def start(checked: Checked, folder: RunFolder, interrupted: threading.Event) -> 
     plan = [name for name in checked.names for _ in folds]
     progress = Progress(plan, config.output.quiet, config.cv.rank_by, jobs=execution.jobs, interrupted=interrupted)
     trials = config.tuning.trial_settings(config.cv.seed)
-    return Run(config, folder, checked.names, dataset, decoded, folds, device, info, progress, log, trials=trials)
+    return Run(config, folder, checked.names, dataset, decoded, test, folds, device, info, progress, log, trials=trials)
 
 
 def decode(settings: DataSettings, dataset: Dataset, split, log: Callable[[str], None]) -> Images:
@@ -484,10 +488,9 @@ def finish_tuned(ctx: Run, arch: str, i: int) -> FoldOutput:
 def score_heldout(ctx: Run, outcomes: list[ArchOutcome]) -> None:
     """The held-out test split, scored once by the saved fold models after all training and ranking;
     Grad-CAM explains the chosen architectures on it."""
-    config, output, test_set = ctx.config, ctx.config.output, ctx.dataset.test
-    if test_set is None or output.save_models == "none":
+    config, output, test = ctx.config, ctx.config.output, ctx.test_images
+    if test is None or output.save_models == "none":
         return
-    test = decode(config.images, ctx.dataset, test_set, ctx.log)
     ranking = ranked(outcomes, config.cv.rank_by, config.training.patience)
     names = [e["name"] for e in ranking if e["status"] == Status.OK]
     explained = gradcam_names(output.gradcam_archs, names)
@@ -544,12 +547,12 @@ def data_record(config: RunConfig, files: list[tuple]) -> dict:
     return {"path": str(config.images.data), "fingerprint": fingerprint(files), "files": len(files)}
 
 
-def open_folder(config: RunConfig, files: list[tuple]) -> RunFolder:
+def open_folder(config: RunConfig, files: list[tuple], root: Path) -> RunFolder:
     """The run folder, created. Refused before anything is written: a folder inside ``--data`` (or
     holding it), a non-empty folder that is not a run folder, and a run with other settings or data."""
     folder = RunFolder(Path(config.output.out))
     check_out(folder, config)
-    check_resume(folder, config, files)
+    check_resume(folder, config, files, root)
     try:
         folder.path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -590,8 +593,9 @@ def check_out(folder: RunFolder, config: RunConfig) -> None:
         )
 
 
-def check_resume(folder: RunFolder, config: RunConfig, files: list[tuple]) -> None:
-    """Refuse to resume a run made with other settings or other data (compared by content)."""
+def check_resume(folder: RunFolder, config: RunConfig, files: list[tuple], root: Path) -> None:
+    """Refuse to resume a run made with other settings or other data (compared by content: files whose
+    modification time alone changed are compared by the digest of their bytes, under the data's ``root``)."""
     saved = read_json(folder.config)
     if saved is None or config.output.overwrite:
         return
@@ -604,9 +608,16 @@ def check_resume(folder: RunFolder, config: RunConfig, files: list[tuple]) -> No
             raise UsageError(f"--out {folder.path} holds a run on other data ({saved['settings']['data']}). {fix}")
         return
     saved_files = folder.read_files()
-    if saved["data"]["fingerprint"] == fingerprint(files) or saved_files == files:
+    saved_table = saved_files and [row[:-1] for row in saved_files]  # without the digests
+    if saved["data"]["fingerprint"] == fingerprint(files) or saved_table == files:
         return
-    changes = table_diff(saved_files or [], files)
+    changes = table_diff(saved_table or [], files)
+    if saved_files:  # a file whose time alone changed (same class and size) is compared by its bytes
+        before, now = {r[0]: r[1:3] for r in saved_table}, {r[0]: r[1:3] for r in files}
+        same = set(same_bytes(root, saved_files, [p for p in changes["changed"] if before[p] == now[p]]))
+        changes["changed"] = [p for p in changes["changed"] if p not in same]
+        if not any(changes.values()):
+            return  # a copy that kept the bytes, not the modification times
     counts = ", ".join(f"{len(v)} {k}" for k, v in changes.items()) if saved_files is not None else "unknown"
     example = next((f" (e.g. {k}: {v[0]})" for k, v in changes.items() if v), "")
     raise UsageError(

@@ -237,14 +237,17 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
     folder, info, settings = results.folder, results.info, results.settings
     site = name or Path(data_dir).resolve().name
     root, images, split, rows = site_images(results, Path(data_dir))
-    data = {"path": str(data_dir), "fingerprint": fingerprint(rows), "files": len(rows), "split": split}
+    decoded = decode_as_run(results, root, images, log)
+    content = fingerprint(sorted(decoded.content.items()))  # a copy without its modification times is the same
+    data = {"path": str(data_dir), "fingerprint": fingerprint(rows), "content": content, "files": len(rows),
+            "split": split}  # fmt: skip
     saved = read_json(folder.site(site))
-    if isinstance(saved, dict) and saved.get("data", {}).get("fingerprint") != data["fingerprint"]:
+    if isinstance(saved, dict) and saved.get("data", {}).get("fingerprint") != data["fingerprint"] \
+            and saved.get("data", {}).get("content") != content:  # fmt: skip
         raise UsageError(
             f"--name {site}: the run folder already holds an evaluation of {saved.get('data', {}).get('path')} "
             f"under that name, on other images. Choose another --name for {data_dir}."
         )
-    decoded = decode_as_run(results, root, images, log)
     models = {a.name: saved_folds(folder, a.name, info.n_folds) for a in results.ok}
     models = {n: folds for n, folds in models.items() if folds}
     if not models:
@@ -309,7 +312,7 @@ def site_images(results: RunResults, data_dir: Path) -> tuple[Path, ImageSet, st
 def training_files(folder: RunFolder) -> list[tuple[str, int]]:
     """(path, size) of the run's cross-validation images: files.csv's rows outside a test/ folder."""
     rows = folder.read_files() or []
-    return [(path, size) for path, _, size, _ in rows if "test" not in (p.lower() for p in Path(path).parts[:-1])]
+    return [(path, size) for path, _, size, *_ in rows if "test" not in (p.lower() for p in Path(path).parts[:-1])]
 
 
 def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] = print) -> dict:

@@ -758,7 +758,7 @@ REGRESSIONS = [
     (
         "the held-out τ interval warns when τ is undefined",
         "benchmark/evaluation/heldout.py",
-        "return np.percentile(finite, [2.5, 97.5]).tolist() if len(finite) else [float(\"nan\"), float(\"nan\")]",
+        'return np.percentile(finite, [2.5, 97.5]).tolist() if len(finite) else [float("nan"), float("nan")]',
         "return np.nanpercentile(values, [2.5, 97.5]).tolist()",
         ["tests/test_statistics.py::test_rank_agreement_on_constructed_cases"],
     ),
@@ -775,6 +775,20 @@ REGRESSIONS = [
         "with Console() as console:",
         "with Console(verbose=True) as console:",
         ["tests/test_api.py::test_a_quiet_run_in_a_jupyter_kernel_prints_nothing_and_shows_a_short_leaderboard"],
+    ),
+    (
+        "a resume trusts a changed modification time without reading the bytes",
+        "benchmark/data/images.py",
+        "return bool(digests.get(path)) and content_digest((root / path).read_bytes()) == digests[path]",
+        "return True",
+        ["tests/test_reliability.py::test_resume_follows_the_data_not_its_spelling"],
+    ),
+    (
+        "a copied data set without its modification times refused",
+        "benchmark/runner.py",
+        "        if not any(changes.values()):\n            return  # a copy",
+        "        if False:\n            return  # a copy",
+        ["tests/test_reliability.py::test_resume_follows_the_data_not_its_spelling"],
     ),
 ]
 

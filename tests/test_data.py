@@ -195,9 +195,9 @@ def test_an_image_size_whose_cache_cannot_fit_is_refused_before_decoding(tmp_pat
 
 
 def failing_reads(monkeypatch, fail: dict[str, int], error=FileNotFoundError):
-    """Make ``decode`` fail for the files named in ``fail`` (file name → how many first attempts fail,
+    """Make reading fail for the files named in ``fail`` (file name → how many first attempts fail,
     -1: always) with a file-system error, as a vanished folder or a flaky disk would."""
-    real = data_module.decode
+    real = data_module.read_file
     calls = {}
 
     def flaky(path, *args):
@@ -208,7 +208,7 @@ def failing_reads(monkeypatch, fail: dict[str, int], error=FileNotFoundError):
             raise error(code, os.strerror(code), str(path))
         return real(path, *args)
 
-    monkeypatch.setattr(data_module, "decode", flaky)
+    monkeypatch.setattr(data_module, "read_file", flaky)
     monkeypatch.setattr(data_module, "RETRY_SECONDS", (0.0, 0.0, 0.0))
     return calls
 

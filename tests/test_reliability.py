@@ -6,6 +6,7 @@ out of memory), odd folder and file names, the data folder left untouched, bad -
 import errno
 import json
 import os
+import shutil
 import textwrap
 
 import numpy as np
@@ -271,6 +272,20 @@ def test_resume_follows_the_data_not_its_spelling(tmp_path, monkeypatch, capsys)
         assert main([a for a in args if a != "-q"]) == 0, capsys.readouterr().err
         assert capsys.readouterr().err.count("(saved)") == 2  # resumed: both folds loaded, none retrained
 
+    # A copy that keeps the bytes but not the modification times (cp without -p): resumed, by content.
+    copy = shutil.copytree(tmp_path / "moved" / "data", tmp_path / "copy", copy_function=shutil.copyfile)
+    args[args.index("--data") + 1] = "copy"
+    assert main([a for a in args if a != "-q"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().err.count("(saved)") == 2
+    # The same size and a new time, but other bytes: refused.
+    first = copy / "train" / "NORMAL" / real_files("train", "NORMAL", 1)[0].name
+    changed = bytearray(first.read_bytes())
+    changed[len(changed) // 2] ^= 0xFF
+    first.write_bytes(bytes(changed))
+    assert main(args) == 2
+    assert "0 added, 0 removed, 1 changed file(s)" in " ".join(capsys.readouterr().err.split())
+
+    args[args.index("--data") + 1] = "moved/data"
     moved = tmp_path / "moved" / "data"
     (moved / "train" / "NORMAL" / real_files("train", "NORMAL", 1)[0].name).unlink()
     (moved / "train" / "NORMAL" / "new.jpeg").symlink_to(real_files("train", "NORMAL", 13)[-1])

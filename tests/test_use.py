@@ -143,6 +143,9 @@ def test_bad_inputs_to_evaluate_are_one_paragraph_each(run, tmp_path, capsys, sy
     assert message.startswith(f"error: evaluate {tmp_path / 'nothing'}: no images found") and "--data" not in message
     assert main(["evaluate", str(out), str(run["data"]), "--name", "kaggle"]) == 0  # a Kaggle layout: its test/
     assert read(RunFolder(out)).sites["kaggle"]["data"]["split"] == "test/ split"
+    # a copy that keeps the bytes, not the modification times: the same site, by content
+    copy = shutil.copytree(run["data"], tmp_path / "copied", copy_function=shutil.copyfile)
+    assert main(["evaluate", str(out), str(copy), "--name", "kaggle"]) == 0
     fewer = tmp_path / "fewer"
     for cls in ("NORMAL", "PNEUMONIA"):
         (fewer / cls).mkdir(parents=True)

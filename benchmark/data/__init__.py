@@ -13,6 +13,7 @@ __getattr__, __all__ = attach(
             "file_table",
             "fingerprint",
             "load_images",
+            "same_bytes",
             "table_diff",
             "warn_skipped",
         ],

@@ -17,12 +17,15 @@ stays bounded whatever the number of images. Only content errors (not an image,
 truncated, too large, not a regular file) are cached as unreadable; a file-system
 error (a vanished file, a permission, a failing disk) is retried and, if it persists,
 stops the run with nothing cached. The cache's metadata holds a checksum of its
-``.npy``, checked on every read: a cache changed on disk is decoded again.
+``.npy``, checked on every read: a cache changed on disk is decoded again, and a digest of
+each file's bytes, taken while decoding (:attr:`Images.content`): a copy of the data that
+keeps the bytes but not the modification times is recognised by it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -46,7 +49,7 @@ JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 JUNK_DIRS = {"__macosx"}
 DEFAULT_POSITIVE = "PNEUMONIA"
 MAX_CLASSES = 127  # labels are int8
-CACHE_FORMAT = 3  # bump when decoding, the cache key or its metadata change, so old caches are not reused
+CACHE_FORMAT = 4  # bump when decoding, the cache key or its metadata change, so old caches are not reused
 CHUNK = 256  # images decoded per batch of work: bounds the decoded pixels held in memory
 RETRY_SECONDS = (0.5, 2.0, 5.0)  # back-off before each retry of files that failed with a file-system error
 HASH_BLOCK = 1 << 24  # bytes read at a time when checksumming a cache file
@@ -93,18 +96,19 @@ class Images:
     labels: np.ndarray
     paths: tuple[str, ...]
     skipped: dict[str, str] = field(default_factory=dict)  # path → reason
+    content: dict[str, str] = field(default_factory=dict)  # path → digest of the file's bytes (every file read)
 
     def __reduce__(self):
         # Sent to a worker process (joblib, Dask), a memory-mapped cache travels as its path and the
         # worker maps the same file: no copy of the pixels, and workers read the data from a shared path.
         filename = getattr(self.pixels, "filename", None)
         if filename is None:
-            return Images, (self.pixels, self.labels, self.paths, self.skipped)
-        return _mapped_images, (str(filename), self.labels, self.paths, self.skipped)
+            return Images, (self.pixels, self.labels, self.paths, self.skipped, self.content)
+        return _mapped_images, (str(filename), self.labels, self.paths, self.skipped, self.content)
 
 
-def _mapped_images(filename: str, labels: np.ndarray, paths: tuple[str, ...], skipped: dict) -> Images:
-    return Images(np.load(filename, mmap_mode="r"), labels, paths, skipped)
+def _mapped_images(filename: str, labels: np.ndarray, paths: tuple[str, ...], skipped: dict, content: dict) -> Images:
+    return Images(np.load(filename, mmap_mode="r"), labels, paths, skipped, content)
 
 
 def _is_junk(name: str) -> bool:
@@ -320,11 +324,13 @@ def _check_regular(path: str | Path) -> None:
         raise NotARegularFile(f"{kind}, not a regular file; only regular files are read")
 
 
-def decode(path: str | Path, image_size: int, channels: int = 1) -> np.ndarray:
-    """One image as uint8 ``image_size × image_size × channels``, squashed (no crop) like the Kaggle 224 px copy."""
-    _check_regular(path)
+def decode(source: str | Path | bytes, image_size: int, channels: int = 1) -> np.ndarray:
+    """One image (a file, or its bytes) as uint8 ``image_size × image_size × channels``, squashed (no crop) like
+    the Kaggle 224 px copy."""
+    if not isinstance(source, bytes):
+        _check_regular(source)
     mode = "L" if channels == 1 else "RGB"
-    with Image.open(path) as img:
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
         img.draft(mode, (image_size, image_size))  # JPEG: let libjpeg decode at a reduced scale
         if img.mode.startswith("I"):  # 16/32-bit integer greyscale: scale the 16-bit range to 8 bits
             img = Image.fromarray((np.asarray(img, dtype=np.float32) / 257.0).clip(0, 255).astype(np.uint8))
@@ -336,19 +342,34 @@ class ReadFailure(Exception):
     """A file that could not be read for a reason outside it (vanished, permission, I/O error)."""
 
 
-def _try_decode(path: Path, image_size: int, channels: int) -> np.ndarray | str | ReadFailure:
-    """The pixels; the reason (a string) when the file's content is not a readable image; or a
-    ReadFailure when the file system failed, which says nothing about the image and is retried."""
+def _try_decode(path: Path, image_size: int, channels: int) -> tuple[np.ndarray | str, str | None] | ReadFailure:
+    """(The pixels, or the reason (a string) when the file's content is not a readable image; the digest of its
+    bytes, None when none were read); or a ReadFailure when the file system failed, which says nothing about
+    the image and is retried. The bytes are read once, for both."""
+    digest = None
     try:
-        return decode(path, image_size, channels)
+        data = read_file(path)
+        digest = content_digest(data)
+        return decode(data, image_size, channels), digest
     except OSError as err:
         # The file system reports with an errno (ENOENT, EACCES, EIO, ...); Pillow's content errors
         # (unidentified, truncated) are OSErrors without one.
         if err.errno is not None:
             return ReadFailure(f"{type(err).__name__}: {err.strerror or err}")
-        return f"{type(err).__name__}: {err}"
+        return f"{type(err).__name__}: {err}", digest
     except (SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        return f"{type(err).__name__}: {err}"
+        return f"{type(err).__name__}: {err}", digest
+
+
+def read_file(path: Path) -> bytes:
+    """A regular file's bytes (NotARegularFile for a FIFO, a socket, a device: reading a FIFO waits forever)."""
+    _check_regular(path)
+    return path.read_bytes()
+
+
+def content_digest(data: bytes) -> str:
+    """A digest of a file's bytes (BLAKE2b, 16 bytes: fast, and no two different images share one in practice)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def listing(root: Path, images: ImageSet) -> list[tuple[str, int, int]]:
@@ -404,6 +425,21 @@ def table_diff(saved: list[tuple], current: list[tuple]) -> dict[str, list[str]]
         "removed": sorted(before.keys() - after.keys()),
         "changed": sorted(p for p in before.keys() & after.keys() if before[p] != after[p]),
     }
+
+
+def same_bytes(root: Path, saved: list[tuple], paths: list[str]) -> list[str]:
+    """Those of ``paths`` that still have the bytes whose digest ``saved`` (files.csv's rows, the digest last)
+    holds, read now: where only the modification times changed (a copy made without ``cp -p``, a re-provisioned
+    share). A file without a saved digest, or unreadable now, is not among them."""
+    digests = {row[0]: row[-1] for row in saved}
+
+    def same(path: str) -> bool:
+        try:
+            return bool(digests.get(path)) and content_digest((root / path).read_bytes()) == digests[path]
+        except OSError:
+            return False
+
+    return [p for p in paths if same(p)]
 
 
 def _digest(*parts) -> str:
@@ -511,12 +547,13 @@ def _decode_into(npy: Path, root: Path, images: ImageSet, image_size: int, chann
     """
     shape = (image_size, image_size, channels)
     skipped: dict[str, str] = {}
+    content: dict[str, str] = {}
     with atomic_path(npy) as tmp, ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         out = _new_memmap(tmp, (len(images), *shape))
         pending = list(range(len(images)))
         for pause in (0.0, *RETRY_SECONDS):  # a moment's outage (a remount, an NFS hiccup) passes
             time.sleep(pause)
-            failed = _decode_chunks(pool, root, images, pending, out, skipped)
+            failed = _decode_chunks(pool, root, images, pending, out, skipped, content)
             pending = sorted(failed)
             if not pending:
                 break
@@ -536,7 +573,7 @@ def _decode_into(npy: Path, root: Path, images: ImageSet, image_size: int, chann
                 for start in range(0, len(kept), CHUNK):
                     compact[start : start + CHUNK] = out[kept[start : start + CHUNK]]
                 compact.flush()
-    return {"kept": kept, "skipped": skipped, "image_size": image_size, "channels": channels}
+    return {"kept": kept, "skipped": skipped, "image_size": image_size, "channels": channels, "content": content}
 
 
 def _new_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -549,9 +586,11 @@ def _new_memmap(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _decode_chunks(pool, root: Path, images: ImageSet, indices: list[int], out: np.ndarray, skipped: dict) -> dict:
-    """Decode ``images.paths[indices]`` into ``out``, CHUNK at a time; add content errors to ``skipped``.
-    Returns the file-system failures by index."""
+def _decode_chunks(
+    pool, root: Path, images: ImageSet, indices: list[int], out: np.ndarray, skipped: dict, content: dict
+) -> dict:
+    """Decode ``images.paths[indices]`` into ``out``, CHUNK at a time; add content errors to ``skipped`` and each
+    file's digest to ``content``. Returns the file-system failures by index."""
     _, size, _, channels = out.shape
     failed = {}
     for start in range(0, len(indices), CHUNK):
@@ -561,10 +600,14 @@ def _decode_chunks(pool, root: Path, images: ImageSet, indices: list[int], out: 
         for i, got in zip(chunk, decoded, strict=True):
             if isinstance(got, ReadFailure):
                 failed[i] = got
-            elif isinstance(got, str):
-                skipped[images.paths[i]] = got
+                continue
+            pixels, digest = got
+            if digest is not None:
+                content[images.paths[i]] = digest
+            if isinstance(pixels, str):
+                skipped[images.paths[i]] = pixels
             else:
-                out[i] = got
+                out[i] = pixels
     return failed
 
 
@@ -575,6 +618,7 @@ def _images(images: ImageSet, pixels: np.ndarray, meta: dict) -> Images:
         labels=images.labels[kept],
         paths=tuple(images.paths[i] for i in kept),
         skipped=dict(meta["skipped"]),
+        content=dict(meta["content"]),
     )
 
 

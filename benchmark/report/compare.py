@@ -23,7 +23,8 @@ from benchmark.store.results import RunResults
 from benchmark.store.runfolder import RunFolder
 
 # Where and how a run ran: never listed.
-IGNORED_SETTINGS = {"out", "overwrite", "quiet", "jobs", "backend", "scheduler", "cache_dir", "arch_modules", "raise_errors"}
+IGNORED_SETTINGS = {"out", "overwrite", "quiet", "jobs", "backend", "scheduler", "cache_dir", "arch_modules"}
+IGNORED_SETTINGS |= {"raise_errors"}
 # What a run mirrors or draws besides its numbers: listed apart, as changing no number.
 NO_NUMBER_SETTINGS = {f.name for f in fields(TrackingSettings)} | {"gradcam_archs"}
 

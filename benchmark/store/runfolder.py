@@ -5,7 +5,8 @@
     RUN/config.json             every setting, versions, machine, git commit, backend, devices,
                                 the data's path and fingerprint; its ``format`` field marks the
                                 folder as a run folder (written before anything else)
-    RUN/files.csv               every image: path (relative to --data), class, size, modification time
+    RUN/files.csv               every image: path (relative to --data), class, size, modification time, a
+                                digest of its bytes (taken while decoding)
     RUN/splits.json             the folds as paths relative to --data
     RUN/<arch>/fold-<i>/        history.csv, predictions.csv, metrics.json, model.keras,
                                 test_predictions.csv (the held-out split)
@@ -46,7 +47,7 @@ from benchmark import UsageError
 from benchmark.store.files import atomic_path, read_json, write_bytes, write_csv, write_json, write_text
 from benchmark.store.results import Status
 
-FILE_COLUMNS = ["path", "class", "size", "mtime_ns"]
+FILE_COLUMNS = ["path", "class", "size", "mtime_ns", "content"]  # content: a digest of the bytes read
 OOF_COLUMNS = ["arch", "fold", "path", "label"]  # then one probability column per class (one for two classes)
 FORMAT = "cnn-benchmark run folder 1"  # config.json's "format": what makes a folder a run folder
 # results.json's "format": 2 adds "heldout" and "oof_scores", 3 each metric's interval "ci", 4 the held-out
@@ -256,14 +257,18 @@ class RunFolder:
         run is still recognised as one (``start`` completes config.json)."""
         write_json(self.config, {"format": FORMAT, "settings": settings, "data": data})
 
-    def write_files(self, rows: list[tuple]) -> None:
-        write_csv(self.files, pd.DataFrame(rows, columns=FILE_COLUMNS))
+    def write_files(self, rows: list[tuple], content: dict[str, str]) -> None:
+        """files.csv: each file's (path, class, size, modification time) and the digest of its bytes as
+        decoded (``content``, by path; empty for a file never read)."""
+        write_csv(self.files, pd.DataFrame([(*r, content.get(r[0], "")) for r in rows], columns=FILE_COLUMNS))
 
     def read_files(self) -> list[tuple] | None:
+        """files.csv's rows, the digest last (empty where none was saved)."""
         try:
-            return sorted(pd.read_csv(self.files, keep_default_na=False).itertuples(index=False, name=None))
+            table = pd.read_csv(self.files, keep_default_na=False, dtype={"content": str})
         except (OSError, ValueError):
             return None
+        return sorted(table.reindex(columns=FILE_COLUMNS, fill_value="").itertuples(index=False, name=None))
 
     def write_fold(
         self, arch: str, fold: int, record: dict, history: dict, predictions: pd.DataFrame, model: bytes | None = None
