@@ -244,6 +244,9 @@ def _parser() -> argparse.ArgumentParser:
         "--track", choices=("mlflow",), help="log the run to MLflow: a run per benchmark, architecture, fold"
     )
     g.add_argument("--tracking-uri", metavar="URI", help="MLflow server (default $MLFLOW_TRACKING_URI, else local)")
+    g.add_argument(
+        "--experiment", metavar="NAME", help="MLflow experiment (default $MLFLOW_EXPERIMENT_NAME, else cnn-benchmark)"
+    )
     g.add_argument("--track-optional", action="store_true", help="an unreachable tracking server: warn and go on")
     g.add_argument("--track-models", default=d.track_models, choices=TRACK_MODELS, help="fold models logged to MLflow")
     for command in sub.choices.values():  # every command

@@ -132,6 +132,7 @@ class TrackingSettings:
     tracking_uri: str | None = None  # else MLFLOW_TRACKING_URI, else MLflow's default local store
     track_optional: bool = False  # an unreachable tracking server: warn and go on
     track_models: str = "best"  # models logged to MLflow: the best fold's, all, or none
+    experiment: str | None = None  # else MLFLOW_EXPERIMENT_NAME, else cnn-benchmark
 
     def __post_init__(self):
         if self.track not in (None, "mlflow"):

@@ -370,7 +370,7 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
         execution.backend,
         execution.scheduler,
         skip=lambda task: task.arch in errors,  # an architecture stops at its first failure
-        report=lambda t: ctx.progress.epoch(t.arch, t.fold, len(ctx.folds), ctx.config.training.epochs),
+        report=lambda t: starting(ctx, t),
         scope=backend.model_scope(ctx.device),
     )
     for out in outputs:
@@ -395,6 +395,13 @@ def cross_validate(ctx: Run, on_complete: Callable[[list[str], dict[str, str]], 
         if pending[arch] == 0 and sum(pending.values()):  # the last one is published by the caller
             on_complete([n for n in ctx.names if not pending[n]], errors)
     return errors
+
+
+def starting(ctx: Run, task: FoldTask):
+    """A task starts in this process: the trackers hear of its fold; its per-epoch progress callback."""
+    for tracker in ctx.trackers:
+        tracker.started(task.arch, task.fold)
+    return ctx.progress.epoch(task.arch, task.fold, len(ctx.folds), ctx.config.training.epochs)
 
 
 def scored(record: dict, history: dict, predictions: pd.DataFrame) -> dict:

@@ -318,6 +318,36 @@ REGRESSIONS = [
         ["tests/test_tracking.py::test_with_track_optional_a_server_lost_mid_run_is_a_warning_and_the_run_goes_on"],
     ),
     (
+        "MLflow fold runs opened only when the fold ends",
+        "benchmark/tracking/mlflow_tracking.py",
+        'self.state["open"][key] = self._open_fold(arch, fold, start_time=None)',
+        "pass",
+        [
+            "tests/test_tracking.py::"
+            "test_mlflows_default_local_store_the_experiment_from_the_environment_and_fold_runs_open_while_they_train"
+        ],
+    ),
+    (
+        "MLFLOW_EXPERIMENT_NAME ignored",
+        "benchmark/tracking/mlflow_tracking.py",
+        'config.tracking.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT',
+        "config.tracking.experiment or EXPERIMENT",
+        [
+            "tests/test_tracking.py::"
+            "test_mlflows_default_local_store_the_experiment_from_the_environment_and_fold_runs_open_while_they_train"
+        ],
+    ),
+    (
+        "MLflow's View run lines printed on the progress line",
+        "benchmark/tracking/mlflow_tracking.py",
+        "(SHORT_RETRIES | QUIET_URLS)",
+        "SHORT_RETRIES",
+        [
+            "tests/test_tracking.py::"
+            "test_a_server_lost_mid_run_stops_it_in_seconds_with_one_paragraph_and_the_resume_catches_up"
+        ],
+    ),
+    (
         "SIGTERM not handled as Ctrl-C",
         "benchmark/cli.py",
         "for s in (signal.SIGINT, signal.SIGTERM)}",

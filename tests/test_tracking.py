@@ -15,11 +15,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
+import benchmark
 from benchmark.cli import main
 from benchmark.config import RunConfig
+from benchmark.data.images import decode
 from benchmark.store.results import parse
 from benchmark.store.runfolder import RunFolder
 from benchmark.tracking.mlflow_tracking import MLflow
@@ -78,9 +81,15 @@ def data(tmp_path_factory):
 def tracked(data, server, tmp_path_factory):
     base = tmp_path_factory.mktemp("tracked")
     argv = ["run", "--data", str(data), "--out", str(base / "out"), "--cache-dir", str(base / "cache"), *SMALL,
-            "--tensorboard", "--track", "mlflow", "--tracking-uri", server, "-q"]  # fmt: skip
+            "--tensorboard", "--track", "mlflow", "--tracking-uri", server, "--experiment", "chest-xray",
+            "-q"]  # fmt: skip
     assert main(argv) == 0
-    return {"out": base / "out", "argv": argv, "client": mlflow.tracking.MlflowClient(tracking_uri=server)}
+    return {
+        "out": base / "out",
+        "argv": argv,
+        "client": mlflow.tracking.MlflowClient(tracking_uri=server),
+        "data": data,
+    }
 
 
 def events(folder) -> dict[str, list[tuple[int, float]]]:
@@ -103,7 +112,9 @@ def test_tensorboard_holds_every_folds_curves_and_each_architectures_hparams(tra
     results = json.loads((out / "results.json").read_text())
     for arch in ("baseline", "pyramid_up"):
         for i in range(2):
-            scalars = events(out / "tensorboard" / arch / f"fold-{i}")
+            scalars = events(
+                out / "tensorboard" / arch / f"fold-{i + 1}"
+            )  # numbered from 1, as everywhere a user reads
             history = pd.read_csv(out / arch / f"fold-{i}" / "history.csv")
             assert [s for s, _ in scalars["epoch/val_loss"]] == list(history.epoch)
             assert [v for _, v in scalars["epoch/val_loss"]] == pytest.approx(list(history.val_loss), rel=1e-6)
@@ -115,10 +126,10 @@ def test_tensorboard_holds_every_folds_curves_and_each_architectures_hparams(tra
         assert session["cv/f1"][0][1] == pytest.approx(entry["metrics"]["f1"]["mean"], rel=1e-6)
 
 
-def test_mlflow_has_a_parent_a_child_per_architecture_and_a_grandchild_per_fold(tracked):
+def test_mlflow_has_a_parent_a_child_per_architecture_and_a_grandchild_per_fold(tracked, tmp_path):
     client, out = tracked["client"], tracked["out"]
     ids = json.loads((out / "tracking.json").read_text())
-    experiment = client.get_experiment_by_name("cnn-benchmark")
+    experiment = client.get_experiment_by_name("chest-xray")  # --experiment
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     by_id = {r.info.run_id: r for r in runs}
     parent = by_id[ids["parent"]]
@@ -132,12 +143,24 @@ def test_mlflow_has_a_parent_a_child_per_architecture_and_a_grandchild_per_fold(
         assert child.data.metrics["f1_mean"] == pytest.approx(entry["metrics"]["f1"]["mean"])
         assert child.data.metrics["roc_auc_std"] == pytest.approx(entry["metrics"]["roc_auc"]["std"])
         f1 = entry["metrics"]["f1"]["folds"]
-        assert [a.path for a in client.list_artifacts(child.info.run_id)] == [f"fold-{f1.index(max(f1))}"]  # the best
+        best = f1.index(max(f1))
+        assert [a.path for a in client.list_artifacts(child.info.run_id)] == [f"fold-{best + 1}"]  # the best
+        # an MLflow Model with its signature: MLflow's pyfunc loads it and gives the run's own test predictions
+        model = client.download_artifacts(child.info.run_id, f"fold-{best + 1}/model", str(tmp_path))
+        served = mlflow.pyfunc.load_model(model)
+        assert served.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 32, 32, 1)
+        saved = pd.read_csv(out / arch / f"fold-{best}" / "test_predictions.csv")
+        pixels = np.stack([decode(tracked["data"] / p, 32) for p in saved.path]).astype(np.float32)  # 0–255
+        assert served.predict(pixels).ravel() == pytest.approx(saved.probability.to_numpy(), abs=1e-5)
         folds = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == child.info.run_id),
                        key=lambda r: r.data.tags["fold"])  # fmt: skip
-        assert len(folds) == 2
+        assert [(r.data.tags["fold"], r.info.run_name) for r in folds] == [
+            ("1", f"{arch} fold 1"),
+            ("2", f"{arch} fold 2"),
+        ]
         for i, run in enumerate(folds):
             record = json.loads((out / arch / f"fold-{i}" / "metrics.json").read_text())
+            assert (run.info.end_time - run.info.start_time) / 1000 >= record["fit_seconds"]  # open while it trained
             assert run.data.metrics["fold/f1"] == pytest.approx(record["metrics"]["f1"])
             assert run.data.params["n_fit"] == str(record["n_fit"]) and run.data.params["seed"] == str(record["seed"])
             history = client.get_metric_history(run.info.run_id, "epoch/val_loss")
@@ -164,7 +187,8 @@ def test_every_number_mlflow_shows_is_the_run_folders(tracked):
         logged = client.get_run(run_id).data.metrics
         scores = {f"fold/{k}": v for k, v in flat_scores(record["metrics"]).items()}
         curves = [f"epoch/{c}" for c in history.columns if c != "epoch"]
-        assert set(logged) == set(scores) | set(curves)
+        assert set(logged) == set(scores) | set(curves) | {"fit_seconds"}
+        assert logged["fit_seconds"] == pytest.approx(record["fit_seconds"], rel=1e-6)
         assert {k: logged[k] for k in scores} == pytest.approx(scores, rel=1e-6)
         assert "accuracy" in history.columns and logged["fold/accuracy"] == pytest.approx(record["metrics"]["accuracy"])
         for name in curves:
@@ -201,7 +225,7 @@ def test_an_architectures_rank_is_updated_as_the_others_finish(tracked, server, 
 
 def test_a_resumed_run_continues_the_same_mlflow_runs_and_logs_nothing_twice(tracked):
     client = tracked["client"]
-    experiment = client.get_experiment_by_name("cnn-benchmark")
+    experiment = client.get_experiment_by_name("chest-xray")
     before = {r.info.run_id: dict(r.data.metrics) for r in client.search_runs([experiment.experiment_id])}
     files = sorted(glob.glob(str(tracked["out"] / "tensorboard" / "*" / "fold-*" / "*")))
     assert main(tracked["argv"]) == 0
@@ -213,17 +237,30 @@ def test_a_resumed_run_continues_the_same_mlflow_runs_and_logs_nothing_twice(tra
     assert fold_run != parent and len(client.get_metric_history(fold_run, "epoch/val_loss")) == 2  # two epochs
 
 
-def test_mlflows_default_local_store(data, tmp_path, monkeypatch):
+def test_mlflows_default_local_store_the_experiment_from_the_environment_and_fold_runs_open_while_they_train(
+    data, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    args = ["run", "--data", str(data), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
-            "--archs", "baseline", "--folds", "2", "--epochs", "1", "--image-size", "32", "--no-save-models",
-            "--track", "mlflow", "-q"]  # fmt: skip
-    assert main(args) == 0
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
     client = mlflow.tracking.MlflowClient()  # the same default, from the same folder
-    runs = client.search_runs([client.get_experiment_by_name("cnn-benchmark").experiment_id])
-    assert len(runs) == 1 + 1 + 2  # the benchmark, its architecture, two folds
+    running = []
+
+    def at_each_epoch(event):  # while a fold trains, its MLflow run is there, running
+        if event["event"] == "epoch":
+            experiment = client.get_experiment_by_name("from-env")
+            runs = client.search_runs(
+                [experiment.experiment_id], f"attributes.run_name = 'baseline fold {event['fold'] + 1}'"
+            )
+            running.append([r.info.status for r in runs])
+
+    benchmark.run(data, tmp_path / "out", cache_dir=tmp_path / "cache", archs="baseline", folds=2, epochs=1,
+                  image_size=32, save_models="none", track="mlflow", progress=at_each_epoch)  # fmt: skip
+    assert running == [["RUNNING"], ["RUNNING"]]
+    runs = client.search_runs([client.get_experiment_by_name("from-env").experiment_id])
+    assert len(runs) == 1 + 1 + 2 and {r.info.status for r in runs} == {"FINISHED"}  # benchmark, architecture, folds
     assert any(p.name.startswith("mlflow") or p.name == "mlruns" for p in tmp_path.iterdir())
+    assert "MLflow: experiment 'from-env', run 'out'" in capsys.readouterr().err
 
 
 def test_an_unreachable_server_stops_before_training_unless_optional(data, tmp_path, capsys):
@@ -271,7 +308,9 @@ def test_a_server_lost_mid_run_stops_it_in_seconds_with_one_paragraph_and_the_re
     args = lost_run_args(data, tmp_path, uri)
     assert main(args) == 2
     assert time.time() - killed_after_the_first_fold["killed"] < 60  # not MLflow's 4 minutes of retries
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "View run" not in captured.out  # MLflow's own lines (one per finished run) are not printed
     paragraph = " ".join(err.split())
     assert f"error: --track mlflow: the tracking server at {uri} failed while logging baseline fold 2" in paragraph
     out = tmp_path / "out"
@@ -279,7 +318,8 @@ def test_a_server_lost_mid_run_stops_it_in_seconds_with_one_paragraph_and_the_re
     assert err.splitlines()[-1] == f"  {shlex.join(['benchmark', *args])}"  # the resume command
     lines = err.splitlines()  # one paragraph (its lines indented under "error: "), then the command
     assert lines[0].startswith("error: ") and all(line.startswith(" " * 7) for line in lines[1:-1])
-    assert [p.parent.name for p in sorted(out.glob("baseline/fold-*/metrics.json"))] == ["fold-0", "fold-1"]
+    # stopped as the second fold started (its MLflow run is opened then): no training is lost to the tracking
+    assert [p.parent.name for p in sorted(out.glob("baseline/fold-*/metrics.json"))] == ["fold-0"]
     assert not list(out.glob(".lock*"))
     # The server back (same store, same address): the resume logs the saved fold MLflow missed, then the rest.
     proc, _ = start_server(base, port=int(uri.rsplit(":", 1)[1]))
@@ -305,6 +345,7 @@ def test_with_track_optional_a_server_lost_mid_run_is_a_warning_and_the_run_goes
     captured = capsys.readouterr()
     warning = " ".join(captured.err.split())
     assert f"warning: MLflow at {uri} failed while logging baseline fold 2" in warning
+    assert captured.out == "" or "warning" not in captured.out and "View run" not in captured.out  # on stderr only
     assert "the run goes on without tracking" in warning and "Traceback" not in captured.err
     assert warning.count("warning: MLflow") == 1  # said once, not at every fold
     results = json.loads((tmp_path / "out" / "results.json").read_text())

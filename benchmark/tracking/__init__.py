@@ -1,10 +1,10 @@
 """Tracking: the run folder mirrored as TensorBoard event files (:mod:`.tensorboard`) and MLflow runs
 (:mod:`.mlflow_tracking`) of the same numbers.
 
-A tracker hears of every finished fold (``fold``; saved folds too, when a run resumes, so a
-tracker added later catches up), of every publication of the results (``published``) and of the
-run's end (``finish``). Each keeps track of what it has already written, so a resumed run writes
-nothing twice.
+A tracker hears of every fold that starts training in this process (``started``), of every finished
+fold (``fold``; saved folds too, when a run resumes, so a tracker added later catches up), of every
+publication of the results (``published``) and of the run's end (``finish``). Each keeps track of
+what it has already written, so a resumed run writes nothing twice.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from benchmark.store.results import RunResults
 
 
 class Tracker(Protocol):
+    def started(self, arch: str, fold: int) -> None: ...
+
     def fold(self, arch: str, fold: int, record: dict, history: dict) -> None: ...
 
     def published(self, results: RunResults) -> None: ...

@@ -6,15 +6,21 @@ per architecture, a grandchild per fold.
 - architecture: its description and parameter count as parameters, the mean and std of every
   metric (``f1_mean``, ``f1_std`` ...) once all its folds are done, and its ``rank`` as a tag,
   updated at every publication (a rank changes as other architectures finish); the best fold's
-  model (``--track-models best``) or every fold's (``all``);
-- fold: its sizes, seed, class weights and output bias as parameters, every epoch's curves as
-  ``epoch/loss``, ``epoch/val_loss`` ... (the epoch as step) and the fold's scores as
-  ``fold/f1``, ``fold/class_<c>/recall`` ...: the names TensorBoard shows, and never the same
-  name for a training curve and a score.
+  model (``--track-models best``) or every fold's (``all``) as an MLflow Model with a signature
+  (``fold-<n>/model``: ``mlflow models serve`` and the model registry take it);
+- fold: opened when the fold starts (one training at a time; with --jobs, its start time is
+  the fold's own), its sizes, seed, class weights and output bias as parameters, every epoch's
+  curves as ``epoch/loss``, ``epoch/val_loss`` ... (the epoch as step), ``fit_seconds`` and the
+  fold's scores as ``fold/f1``, ``fold/class_<c>/recall`` ...: the names TensorBoard shows, and
+  never the same name for a training curve and a score.
 
-The run ids are kept in ``RUN/tracking.json``; a resumed run continues the same MLflow runs and
-logs each fold and each architecture's summary once. The tracking server comes from
-``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else MLflow's default local store.
+Folds (and trials) are numbered from 1 in everything MLflow shows — run names, the ``fold`` tag,
+artifact paths — as on the console and in the report. The run ids are kept in
+``RUN/tracking.json``; a resumed run continues the same MLflow runs and logs each fold and each
+architecture's summary once. The tracking server comes from ``--tracking-uri``, else
+``MLFLOW_TRACKING_URI``, else MLflow's default local store; the experiment from ``--experiment``,
+else ``MLFLOW_EXPERIMENT_NAME``, else ``cnn-benchmark``. MLflow's own "View run" lines are
+replaced by one line naming the benchmark's run.
 
 A server lost mid-run fails fast (a few short retries, unless ``MLFLOW_HTTP_REQUEST_*`` are set)
 and stops the run with :class:`TrackingLost` (the folds finished so far are saved, and a resumed
@@ -27,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 
@@ -42,6 +49,9 @@ EXPERIMENT = "cnn-benchmark"
 # A variable the user has set is kept.
 SHORT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}  # fmt: skip
+# MLflow prints "View run ... at: ..." on standard output at every finished run (9 for a small benchmark),
+# into the progress line: the tool says where its runs are once instead.
+QUIET_URLS = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 BATCH = 1000
 
 
@@ -67,11 +77,12 @@ class MLflow:
             raise UsageError("--track mlflow needs MLflow: pip install -e '.[mlflow]', then run again.") from None
         uri = config.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
         where = uri or "MLflow's default local store"
+        name = config.tracking.experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
         client = MlflowClient(tracking_uri=uri)
         try:
             with _environment(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
-                experiment = client.get_experiment_by_name(EXPERIMENT)
-                experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+                experiment = client.get_experiment_by_name(name)
+                experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
         except Exception as err:  # unreachable, refused, wrong scheme: MLflow raises many kinds
             if config.tracking.track_optional:
                 print(f"warning: MLflow at {where} cannot be reached ({_reason(err)}); going on without tracking.",
@@ -84,7 +95,10 @@ class MLflow:
         state = read_json(folder.tracking) or {"folds": {}, "archs": {}}
         tracker = cls(client, experiment_id, folder, config, state, where)
         with tracker._calls("the benchmark's run"):
-            tracker._parent()
+            parent = tracker._parent()
+        if not config.output.quiet and not tracker.off:
+            print(f"MLflow: experiment {name!r}, run {tracker.folder.path.name!r}{_url(uri, experiment_id, parent)}",
+                  file=sys.stderr)  # fmt: skip
         return None if tracker.off else tracker
 
     @contextmanager
@@ -94,7 +108,7 @@ class MLflow:
         from mlflow.exceptions import MlflowException
         from requests import RequestException
 
-        with _environment(**{k: v for k, v in SHORT_RETRIES.items() if k not in os.environ}):
+        with _environment(**{k: v for k, v in (SHORT_RETRIES | QUIET_URLS).items() if k not in os.environ}):
             try:
                 yield
             except (MlflowException, RequestException, OSError) as err:  # OSError: a local store
@@ -136,6 +150,24 @@ class MLflow:
             self._save()
         return self.state["archs"][arch]["id"]
 
+    def started(self, arch: str, fold: int) -> None:
+        """A fold starts training here: its run is opened now, so a long fold shows (running) in MLflow."""
+        key = f"{arch}/{fold}"
+        if self.off or key in self.state["folds"] or key in self.state.setdefault("open", {}):
+            return
+        with self._calls(f"{arch} fold {fold + 1}"):
+            self.state["open"][key] = self._open_fold(arch, fold, start_time=None)
+            self._save()
+
+    def _open_fold(self, arch: str, fold: int, start_time: int | None) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            start_time=start_time,
+            run_name=f"{arch} fold {fold + 1}",
+            tags={"mlflow.parentRunId": self._arch(arch), "architecture": arch, "fold": str(fold + 1)},
+        )
+        return run.info.run_id
+
     def fold(self, arch: str, fold: int, record: dict, history: dict) -> None:
         key = f"{arch}/{fold}"
         if self.off or key in self.state["folds"]:
@@ -144,24 +176,23 @@ class MLflow:
             self._fold(arch, fold, record, history)
 
     def _fold(self, arch: str, fold: int, record: dict, history: dict) -> None:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"{arch} fold {fold + 1}",
-            tags={"mlflow.parentRunId": self._arch(arch), "architecture": arch, "fold": str(fold)},
-        )
-        run_id = run.info.run_id
+        key = f"{arch}/{fold}"
+        run_id = self.state.setdefault("open", {}).pop(key, None)  # opened when the fold started here
+        if run_id is None:  # trained in a worker, or by an earlier invocation: its start is its training's
+            seconds = record.get("task_seconds") or 0
+            run_id = self._open_fold(arch, fold, start_time=int((time.time() - seconds) * 1000))
         params = {k: record[k] for k in ("seed", "batch_size", "n_fit", "n_val", "n_score", "epochs", "best_epoch")}
         params |= {f"class_weight_{c}": w for c, w in record["class_weight"].items()}
         params["initial_bias"] = record["initial_bias"]
         scores = {f"fold/{k}": v for k, v in scalars(record["metrics"]).items()}
         self.client.log_batch(run_id, params=_params(params))
-        metrics = _curves(history) + _metrics(scores)
+        metrics = _curves(history) + _metrics({**scores, "fit_seconds": record["fit_seconds"]})
         for start in range(0, len(metrics), BATCH):  # MLflow takes at most 1000 values per call
             self.client.log_batch(run_id, metrics=metrics[start : start + BATCH])
         for t, loss in enumerate(record.get("tuning", {}).get("inner_loss", [])):
             self._trial(arch, fold, t, loss, run_id)
         self.client.set_terminated(run_id)
-        self.state["folds"][f"{arch}/{fold}"] = run_id
+        self.state["folds"][key] = run_id
         self._save()
 
     def _trial(self, arch: str, fold: int, trial: int, loss: float | None, parent: str) -> None:
@@ -173,7 +204,7 @@ class MLflow:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"{arch} fold {fold + 1} trial {trial + 1}",
-            tags={"mlflow.parentRunId": parent, "architecture": arch, "fold": str(fold), "trial": str(trial)},
+            tags={"mlflow.parentRunId": parent, "architecture": arch, "fold": str(fold + 1), "trial": str(trial + 1)},
         )
         self.client.log_batch(run.info.run_id, params=_params({**record["values"], "epochs": record["epochs"]}),
                               metrics=_curves(history) + _metrics({"inner_loss": loss}))  # fmt: skip
@@ -212,7 +243,29 @@ class MLflow:
         for i in chosen:
             path = self.folder.model_path(entry.name, i)
             if path.exists():
-                self.client.log_artifact(run_id, str(path), artifact_path=f"fold-{i}")
+                self._model(path, run_id, f"fold-{i + 1}/model")
+
+    def _model(self, path, run_id: str, artifact_path: str) -> None:
+        """A saved fold model as an MLflow Model (the Keras flavour, with its signature: the pixels as the run
+        feeds them in, the model's probabilities out), logged to ``run_id`` under ``artifact_path``."""
+        import keras
+        import mlflow.keras
+        import numpy as np
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        from benchmark.training.fit import load_fold_model
+
+        model = load_fold_model(path)
+        shape, outputs = model.input_shape[1:], model.output_shape[-1]
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(model.inputs[0].dtype), (-1, *shape), "pixels")]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, outputs), "probabilities")]),
+        )
+        requirements = [f"keras=={keras.__version__}", f"{keras.backend.backend()}"]  # no slow inference of them
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.keras.save_model(model, f"{tmp}/model", signature=signature, pip_requirements=requirements)
+            self.client.log_artifacts(run_id, f"{tmp}/model", artifact_path=artifact_path)
 
     def finish(self) -> None:
         """At the end of a run: the report, leaderboard and results as the parent's artifacts."""
@@ -224,6 +277,13 @@ class MLflow:
                 if path.exists():
                     self.client.log_artifact(parent, str(path))
             self.client.set_terminated(parent)
+
+
+def _url(uri: str | None, experiment_id: str, run_id: str) -> str:
+    """Where a server shows the run, in words (nothing for a local store: `mlflow ui` shows it)."""
+    if not uri or not uri.startswith(("http://", "https://")):
+        return ""
+    return f" at {uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _reason(err: Exception) -> str:

@@ -1,8 +1,9 @@
 """Tracking in TensorBoard (``--tensorboard``): the run folder's numbers as event files.
 
-``RUN/tensorboard/<arch>/fold-<i>/`` holds each fold's per-epoch curves and final metrics (with ``--tune``,
+``RUN/tensorboard/<arch>/fold-<n>/`` holds each fold's per-epoch curves and final metrics (with ``--tune``,
 ``trial-<t>/`` inside it each trial's curves and an HParams session: its settings and inner-validation
-loss), ``RUN/tensorboard/<arch>/hparams/`` the architecture's HParams session (the settings, and the mean
+loss; folds and trials numbered from 1, as on the console, in the report and in MLflow),
+``RUN/tensorboard/<arch>/hparams/`` the architecture's HParams session (the settings, and the mean
 of every metric), so ``tensorboard --logdir RUN/tensorboard`` shows every fold side by side.
 Written with tensorboardX, which needs no TensorFlow.
 """
@@ -34,8 +35,11 @@ class TensorBoard:
         self.folder, self.root = folder, folder.tensorboard
         self.settings = settings
 
+    def started(self, arch: str, fold: int) -> None:
+        pass  # event files are written when the fold is saved
+
     def fold(self, arch: str, fold: int, record: dict, history: dict) -> None:
-        target = self.root / safe_name(arch) / f"fold-{fold}"
+        target = self.root / safe_name(arch) / f"fold-{fold + 1}"
         if target.exists():
             return  # written by an earlier invocation
         tmp = target.with_name(f".{target.name}.tmp")
@@ -59,7 +63,7 @@ class TensorBoard:
             if saved is None:  # a failed trial
                 continue
             record, history = saved
-            with self.writer(str(folder / f"trial-{t}")) as w:
+            with self.writer(str(folder / f"trial-{t + 1}")) as w:
                 for summary in hparams({k: _plain(v) for k, v in record["values"].items()}, {"inner_loss": loss}):
                     w.file_writer.add_summary(summary)
                 w.add_scalar("inner_loss", loss)
