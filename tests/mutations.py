@@ -348,6 +348,27 @@ REGRESSIONS = [
         ],
     ),
     (
+        "loss curves label fractional epochs",
+        "benchmark/report/plots.py",
+        "        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole\n",
+        "",
+        ["tests/test_figures.py::test_the_reports_and_compares_figures_fit_at_any_count[2]"],
+    ),
+    (
+        "a bar chart of zeros shows nothing",
+        "benchmark/report/plots.py",
+        '        ax.plot(values, rows, "o", color=color, ms=4)',
+        "        pass",
+        ["tests/test_figures.py::test_a_panel_whose_values_are_all_zero_still_shows_them"],
+    ),
+    (
+        "legends back in the plots' corners",
+        "benchmark/report/plots.py",
+        'loc="upper left", bbox_to_anchor=(1.02, 1.0)',
+        'loc="best"',
+        ["tests/test_figures.py::test_the_reports_and_compares_figures_fit_at_any_count[30]"],
+    ),
+    (
         "SIGTERM not handled as Ctrl-C",
         "benchmark/cli.py",
         "for s in (signal.SIGINT, signal.SIGTERM)}",

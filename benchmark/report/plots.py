@@ -26,6 +26,31 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _legend_beside(ax, handles=None) -> None:
+    """The legend right of ``ax``, off the data, in :func:`_columns` columns of at most 20 entries (each
+    needs about 1.8 inches of figure width)."""
+    handles = handles or ax.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+              ncol=_columns(handles), frameon=False)  # fmt: skip
+
+
+def _legend_above(ax, handles) -> None:
+    """A short legend above ``ax``, in one row: the rows of a forest plot leave no free corner."""
+    ax.legend(handles=handles, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.01), borderaxespad=0,
+              ncol=min(len(handles), 4), frameon=False)  # fmt: skip
+
+
+def _rows_inside(ax, n: int) -> None:
+    """Rows 0 … n − 1 of a horizontal chart half a row from the frame, markers clear of the sides."""
+    ax.set_ylim(-0.6, n - 0.4)
+    ax.margins(x=0.06)
+
+
+def _columns(names) -> int:
+    """How many columns :func:`_legend_beside` gives ``names``' legend."""
+    return 1 + (len(names) - 1) // 20
+
+
 def _panels(n: int, width: float, height: float, cols: int = 3):
     """A figure with ``n`` panels, at most ``cols`` a row; unused grid cells are hidden."""
     cols = min(cols, max(1, n))
@@ -40,7 +65,7 @@ def fold_boxplots(folds: pd.DataFrame, order: list[str], path: Path) -> Path:
     """One panel per metric: a box per architecture and a dot per fold."""
     metrics = [m for m in ALL_METRICS if m in folds]  # the task's metrics
     long = folds[folds.arch.isin(order)].melt(id_vars=["arch", "fold"], value_vars=metrics, var_name="metric")
-    fig, axes = _panels(len(metrics), 4.4, 3.2)
+    fig, axes = _panels(len(metrics), 4.4, max(3.2, 0.6 + 0.22 * len(order)))  # a name's height per row
     for ax, metric in zip(axes, metrics, strict=True):
         part = long[long.metric == metric]
         sns.boxplot(data=part, x="value", y="arch", order=order, ax=ax, color="#dde6f0", fliersize=0)
@@ -71,12 +96,13 @@ def loss_curves(histories: dict[str, list[pd.DataFrame]], path: Path) -> Path:
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs are whole
     return _save(fig, path)
 
 
 def roc_pr(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
     """ROC and precision-recall curves of every architecture's out-of-fold probabilities."""
-    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(10 + 1.8 * _columns(order), 4.5))
     for name in order:
         part = oof[oof.arch == name]
         fpr, tpr, _ = roc_curve(part.label, part.probability)
@@ -86,13 +112,13 @@ def roc_pr(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
     roc_ax.plot([0, 1], [0, 1], ":", color="grey")
     roc_ax.set(xlabel="false positive rate (1 − specificity)", ylabel="true positive rate (recall)", title="ROC")
     pr_ax.set(xlabel="recall", ylabel="precision", title="Precision–recall")
-    roc_ax.legend(fontsize=8, loc="lower right")
+    _legend_beside(pr_ax)
     return _save(fig, path)
 
 
 def roc_pr_by_class(frame: pd.DataFrame, order: list[str], classes: list[str], path: Path) -> Path:
     """One-vs-rest ROC and precision-recall curves of K-class probabilities: a pair of panels per class."""
-    fig, axes = plt.subplots(len(classes), 2, figsize=(11, 3.6 * len(classes)), squeeze=False)
+    fig, axes = plt.subplots(len(classes), 2, figsize=(10 + 1.8 * _columns(order), 3.6 * len(classes)), squeeze=False)
     for c, (roc_ax, pr_ax) in enumerate(axes):
         for name in order:
             part = frame[frame.arch == name]
@@ -104,25 +130,25 @@ def roc_pr_by_class(frame: pd.DataFrame, order: list[str], classes: list[str], p
         roc_ax.plot([0, 1], [0, 1], ":", color="grey")
         roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {classes[c]} vs the rest")
         pr_ax.set(xlabel="recall", ylabel="precision", title=f"Precision–recall: {classes[c]}")
-        roc_ax.legend(fontsize=8, loc="lower right")
+    _legend_beside(axes[0][1])
     return _save(fig, path)
 
 
 def budget_curves(curves: dict[str, list[float]], path: Path) -> Path:
     """The expected best inner-validation loss against the number of trials, one line per architecture."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    fig, ax = plt.subplots(figsize=(5.5 + 1.8 * _columns(curves), 4.0))
     for name, curve in curves.items():
         ax.plot(range(1, len(curve) + 1), curve, "o-", ms=3, lw=1.1, label=name)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set(xlabel="trials", ylabel="expected best inner-validation loss", title="Tuning budget")
-    ax.legend(fontsize=8)
+    _legend_beside(ax)
     return _save(fig, path)
 
 
 def reliability(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
     """Calibration of the out-of-fold probabilities: observed positive rate per predicted-probability bin;
     with more than two classes, of the top label (its probability against how often it is right)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = plt.subplots(figsize=(5.5 + 1.8 * _columns(order), 4.5))
     binary = "probability" in oof
     for name in order:
         part = oof[oof.arch == name]
@@ -136,14 +162,14 @@ def reliability(oof: pd.DataFrame, order: list[str], path: Path) -> Path:
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ylabel = "observed positive rate" if binary else "share right"
     ax.set(xlabel="mean predicted probability", ylabel=ylabel, title="Reliability")
-    ax.legend(fontsize=8, loc="upper left")
+    _legend_beside(ax)
     return _save(fig, path)
 
 
 def forest(rows: list[tuple[str, float, float, float, float | None]], metric: str, path: Path) -> Path:
     """The ranking metric per architecture, best on top: the CV mean with its 95 % interval, and the
     held-out figure beside it where there is one. ``rows``: (name, mean, low, high, held-out or None)."""
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.42 * len(rows)))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.42 * len(rows)))
     y = np.arange(len(rows))[::-1]
     for yi, (_, mean, low, high, test) in zip(y, rows, strict=True):
         ax.errorbar(mean, yi, xerr=[[mean - low], [high - mean]], fmt="o", color="#1f4e79", capsize=3, ms=6)
@@ -154,7 +180,8 @@ def forest(rows: list[tuple[str, float, float, float, float | None]], metric: st
     handles = [plt.Line2D([], [], marker="o", color="#1f4e79", ls="", label="cross-validation mean, 95 % interval")]
     if any(r[4] is not None for r in rows):
         handles.append(plt.Line2D([], [], marker="D", color="#c55a11", ls="", label="held-out test split"))
-    ax.legend(handles=handles, fontsize=8, loc="best")
+    _legend_above(ax, handles)
+    _rows_inside(ax, len(rows))
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
@@ -164,7 +191,7 @@ def forest_runs(rows: list[tuple], metric: str, path: Path) -> Path:
     one colour per run, the runs of an architecture side by side."""
     names = list(dict.fromkeys(r[0] for r in rows))
     runs = list(dict.fromkeys(r[1] for r in rows))
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.42 * len(rows)))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.42 * len(rows)))
     for row in rows:
         name, run, mean, low, high, test = row
         y = (len(names) - 1 - names.index(name)) * (len(runs) + 1) + (len(runs) - 1 - runs.index(run))
@@ -175,22 +202,31 @@ def forest_runs(rows: list[tuple], metric: str, path: Path) -> Path:
     ticks = [(len(names) - 1 - i) * (len(runs) + 1) + (len(runs) - 1) / 2 for i in range(len(names))]
     ax.set_yticks(ticks, names)
     ax.set_xlabel(metric)
-    ax.legend(handles=[plt.Line2D([], [], marker="o", color=plt.cm.tab10(i % 10), ls="", label=f"run {r}")
-                       for i, r in enumerate(runs)], fontsize=8, loc="best")  # fmt: skip
+    _legend_above(ax, [plt.Line2D([], [], marker="o", color=plt.cm.tab10(i % 10), ls="", label=f"run {r}")
+                       for i, r in enumerate(runs)])  # fmt: skip
+    _rows_inside(ax, len(names) * (len(runs) + 1) - 1)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 
 
 def curve_bars(entries: list[ArchResult], oscillation_flag: float, path: Path) -> Path:
     """Per architecture: the across-fold validation-loss variance and the mean oscillation index."""
-    names = [e.name for e in entries]
-    fig, (var_ax, osc_ax) = plt.subplots(1, 2, figsize=(11, 0.8 + 0.4 * len(names)), sharey=True)
-    var_ax.barh(names, [e.curves["val_loss_variance"] for e in entries], color="#1f4e79")
+    names, rows = [e.name for e in entries], np.arange(len(entries))
+    fig, (var_ax, osc_ax) = plt.subplots(1, 2, figsize=(11, 1.0 + 0.4 * len(names)), sharey=True)
+    variance = [e.curves["val_loss_variance"] for e in entries]
+    oscillation = [e.curves["oscillation"]["mean"] for e in entries]
+    for ax, values, color, top in (
+        (var_ax, variance, "#1f4e79", max(variance) or 1.0),
+        (osc_ax, oscillation, "#c55a11", 1.0),
+    ):
+        ax.barh(rows, values, color=color, height=0.6)
+        ax.plot(values, rows, "o", color=color, ms=4)  # a value of 0 shows as a dot, not as nothing
+        ax.set_xlim(-0.04 * top, 1.04 * top)
+    var_ax.set_yticks(rows, names)
     var_ax.set(xlabel="across-fold variance of the validation loss", title="Fold-to-fold spread")
-    osc_ax.barh(names, [e.curves["oscillation"]["mean"] for e in entries], color="#c55a11")
     osc_ax.axvline(oscillation_flag, ls=":", color="grey")
-    osc_ax.set(xlabel=f"oscillation index (flag above {oscillation_flag})", title="Oscillation", xlim=(0, 1))
-    var_ax.invert_yaxis()  # rank order, best on top
+    osc_ax.set(xlabel=f"oscillation index (flag above {oscillation_flag})", title="Oscillation")
+    var_ax.set_ylim(len(names) - 0.4, -0.6)  # rank order, best on top
     return _save(fig, path)
 
 
