@@ -204,7 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--trials", type=int, metavar="N", help="a seeded sample of N trials of --tune (Optuna)")
     g = r.add_argument_group("execution")
-    g.add_argument("--jobs", type=int, default=d.jobs, help="trainings at once, in worker processes")
+    g.add_argument("--jobs", type=_jobs, default=d.jobs, metavar="N|auto",
+                   help="trainings at once, in worker processes; auto: as many as the cores and memory allow for a "
+                   "CPU run of 1,000 images or more, else 1")  # fmt: skip
     g.add_argument("--backend", default=d.backend, choices=BACKENDS, help="where trainings run: here or a Dask cluster")
     g.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler (with --backend dask)")
     g = r.add_argument_group("output")
@@ -254,6 +256,11 @@ def _parser() -> argparse.ArgumentParser:
             "-v", "--verbose", action="store_true", help="show the backends' start-up messages (else in run.log)"
         )
     return parser
+
+
+def _jobs(value: str) -> int | str:
+    """--jobs: a whole number, else the word as given (``auto``; ExecutionSettings refuses others in words)."""
+    return int(value) if value.lstrip("-").isdigit() else value
 
 
 def _run_folder(command: argparse.ArgumentParser) -> None:

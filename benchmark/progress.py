@@ -1,5 +1,6 @@
 """Progress of a run: one line per (architecture, fold) on the terminal, live epoch updates, an ETA
-that weighs each architecture's measured cost, and the same events for a callback (the Python API)."""
+that weighs each architecture's cost (its FLOPs before its first fold, its measured seconds after), and
+the same events for a callback (the Python API)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import mean
+
+import numpy as np
 
 
 @dataclass
@@ -24,6 +27,7 @@ class Progress:
     callback: Callable[[dict], None] | None = None  # each event as a dict
     done: int = 0
     seconds: dict[str, list[float]] = field(default_factory=dict)  # measured task seconds per architecture
+    costs: dict[str, float] = field(default_factory=dict)  # forward FLOPs per image (the prior before a fold)
     left: Counter = field(init=False)  # (architecture, fold) pairs still to come, per architecture
 
     def __post_init__(self):
@@ -34,8 +38,8 @@ class Progress:
         return len(self.plan)
 
     def eta_seconds(self, running: str | None = None, fraction: float = 0.0) -> float | None:
-        """Seconds left: each remaining fold at its architecture's mean measured time (one not measured
-        yet at the mean of those measured), less ``fraction`` of the ``running`` one; over the jobs at once.
+        """Seconds left: each remaining fold at :meth:`expected` seconds, less ``fraction`` of the ``running``
+        one; over the jobs at once.
 
         >>> p = Progress(["a", "a", "b", "b"])
         >>> p.fold_done("a", 0, 2, None, 10.0); p.fold_done("b", 0, 2, None, 30.0)
@@ -44,12 +48,39 @@ class Progress:
         """
         if not self.seconds:
             return None
-        per_arch = {a: mean(s) for a, s in self.seconds.items()}
-        default = mean(per_arch.values())
-        left = sum(per_arch.get(a, default) * n for a, n in self.left.items())
+        expected = self.expected()
+        left = sum(expected[a] * n for a, n in self.left.items() if n)
         if running is not None:
-            left -= per_arch.get(running, default) * fraction
+            left -= expected[running] * fraction
         return max(left, 0.0) / self.jobs
+
+    def expected(self) -> dict[str, float]:
+        """Each architecture's seconds per fold: the mean of its own measured folds; before its first, its
+        FLOPs (``costs``) times the seconds per FLOP of the folds measured so far — a line through their
+        architectures' means (seconds = a + b · FLOPs) once two costs differ, a proportion before — else the
+        mean of the architectures measured.
+
+        >>> p = Progress(["a", "b", "c"], costs={"a": 1.0, "b": 2.0, "c": 4.0})
+        >>> p.fold_done("a", 0, 1, None, 10.0); p.expected()["c"]  # in proportion to one measured cost
+        40.0
+        >>> p.fold_done("b", 0, 1, None, 15.0); round(p.expected()["c"], 6)  # the line through two: 5 s + 5 s/FLOP
+        25.0
+        """
+        measured = {a: mean(s) for a, s in self.seconds.items()}
+        pairs = np.array([(self.costs[a], s) for a, s in measured.items() if self.costs.get(a)]).reshape(-1, 2)
+        estimate = None
+        if len(pairs):
+            flops, seconds = pairs.T
+            slope, intercept = np.polyfit(flops, seconds, 1) if len(set(flops)) > 1 else (0.0, -1.0)
+            if slope > 0 and intercept >= 0:
+                estimate = lambda cost: float(intercept + slope * cost)  # noqa: E731
+            else:  # one cost, or a line that would give a cheaper architecture more time: a proportion
+                estimate = lambda cost: float(cost * seconds.sum() / flops.sum())  # noqa: E731
+        default = mean(measured.values())
+        return {
+            a: measured.get(a, estimate(self.costs[a]) if estimate and self.costs.get(a) else default)
+            for a in self.left
+        }
 
     def _eta(self, running: str | None = None, fraction: float = 0.0) -> str:
         left = self.eta_seconds(running, fraction)

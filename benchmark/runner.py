@@ -85,10 +85,12 @@ from benchmark.training import (
     DeviceInfo,
     FoldOutput,
     FoldTask,
+    auto_jobs,
     backend,
     build_for,
     choose_trial,
     execute,
+    forward_costs,
     load_fold_model,
     setups,
 )
@@ -114,6 +116,7 @@ class Run:
     trackers: list[Tracker] = field(default_factory=list)  # TensorBoard, MLflow
     started: float = field(default_factory=time.perf_counter)
     trials: list[dict] = field(default_factory=list)  # --tune: each trial's settings, the same for every fold
+    costs: dict[str, float] = field(default_factory=dict)  # forward FLOPs per image, per architecture
 
     def outcomes(self, names: list[str], errors: dict[str, str]) -> list[ArchOutcome]:
         return [outcome(n, self.folder, len(self.folds), errors.get(n)) for n in names]
@@ -274,15 +277,23 @@ def start(checked: Checked, folder: RunFolder, interrupted: threading.Event) -> 
     test = dataset.test and decode(images, dataset, dataset.test, log)  # decoded now for its files' digests
     device = backend.setup(execution.mixed_precision, execution.deterministic, execution.strategy, config.compile_cache)
     folds, groups = make_folds(config, folder, decoded, checked.splitter, checked.group_of)
+    if execution.jobs == "auto":  # decided now that the devices and the images are known
+        jobs = auto_jobs(device.gpus, len(decoded.paths), len(checked.names) * len(folds))
+        config = dataclasses.replace(config, execution=dataclasses.replace(execution, jobs=jobs))
+        execution = config.execution
+    # Several architectures: each one's cost, for the ETA before its first fold and the order of parallel tasks.
+    costs = forward_costs(checked.names, shape, len(dataset.classes)) if len(checked.names) > 1 else {}
     info = run_info(config, dataset, decoded, device, groups)
     weights = weight_files(checked.names, shape, config.training.weights)
     write_json(folder.config, {"format": FORMAT, "settings": config.to_dict(),
                                "data": data_record(config, checked.files), "weights": weights, "run": info,
                                "device": vars(device), **environment()})  # fmt: skip
     plan = [name for name in checked.names for _ in folds]
-    progress = Progress(plan, config.output.quiet, config.cv.rank_by, jobs=execution.jobs, interrupted=interrupted)
+    progress = Progress(plan, config.output.quiet, config.cv.rank_by, jobs=execution.jobs, interrupted=interrupted,
+                        costs=costs)  # fmt: skip
     trials = config.tuning.trial_settings(config.cv.seed)
-    return Run(config, folder, checked.names, dataset, decoded, test, folds, device, info, progress, log, trials=trials)
+    return Run(config, folder, checked.names, dataset, decoded, test, folds, device, info, progress, log, trials=trials,
+               costs=costs)  # fmt: skip
 
 
 def decode(settings: DataSettings, dataset: Dataset, split, log: Callable[[str], None]) -> Images:
@@ -444,6 +455,8 @@ def fold_tasks(ctx: Run) -> list[FoldTask]:
                 if ctx.folder.read_trial(name, i, t) is None:
                     tasks.append(dataclasses.replace(task, split=trial_split, settings=dataclasses.replace(
                         settings, **values), save_model=True, trial=t, setup=each[len(tasks) % len(each)]))  # fmt: skip
+    if config.execution.jobs > 1:  # the longest first, so the last to finish are short (one architecture's in order)
+        tasks.sort(key=lambda task: -ctx.costs.get(task.arch, 0.0))
     return tasks
 
 

@@ -32,7 +32,7 @@ __getattr__, __all__ = attach(
     __name__,
     {
         "backend": ["DeviceInfo"],
-        "execution": ["FoldOutput", "FoldTask", "execute", "setups"],
+        "execution": ["FoldOutput", "FoldTask", "auto_jobs", "execute", "forward_costs", "setups"],
         "fit": ["ArchitectureError", "ClassCountError", "build_for", "load_fold_model"],
         "tuning": ["choose_trial"],
     },
@@ -105,7 +105,7 @@ class TuningSettings:
 class ExecutionSettings:
     """Where and how the trainings run: worker processes or a Dask cluster, the backend's numerics."""
 
-    jobs: int = 1  # trainings at once in worker processes (local backend)
+    jobs: int | str = "auto"  # trainings at once in worker processes (local backend); "auto": execution.auto_jobs
     backend: str = "local"  # or "dask": the tasks go to the Dask cluster at `scheduler`
     scheduler: str | None = None
     deterministic: bool = False
@@ -114,8 +114,8 @@ class ExecutionSettings:
     raise_errors: bool = False  # re-raise the first failing fold's error, with its traceback (debugging)
 
     def __post_init__(self):
-        if self.jobs < 1:
-            raise UsageError(f"--jobs {self.jobs}: give a positive whole number of worker processes.")
+        if self.jobs != "auto" and not (isinstance(self.jobs, int) and self.jobs >= 1):
+            raise UsageError(f"--jobs {self.jobs}: give auto or a positive whole number of worker processes.")
         if self.backend not in BACKENDS:
             raise UsageError(f"--backend {self.backend}: choose one of {', '.join(BACKENDS)}.")
         if self.backend == "dask" and not self.scheduler:

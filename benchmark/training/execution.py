@@ -12,7 +12,9 @@ Executors (``--jobs``, ``--backend``):
 
 - ``local``, 1 job: one after another in this process, with live epoch progress;
 - ``local``, N jobs: N joblib (loky) worker processes, the CPU threads split among them
-  and, with several GPUs, task *i* on GPU *i mod n*;
+  and, with several GPUs, task *i* on GPU *i mod n*; the costliest architectures' tasks first, so
+  the run does not end on one long training with the other workers idle;
+- ``local``, ``auto`` (the default): :func:`auto_jobs`;
 - ``dask``: joblib's Dask backend on the cluster at ``--scheduler``.
 """
 
@@ -211,6 +213,37 @@ def execute(
         yield from Parallel(n_jobs=jobs, return_as="generator_unordered")(
             delayed(run_fold)(task, images) for task in tasks
         )
+
+
+AUTO_MIN_IMAGES = 1000  # below, a worker's start-up (the backend's import, about 10 s) outweighs a second core
+WORKER_BYTES = 3 * 2**30  # one training's memory: the main job's peak RSS at 56 px was 2.4 GiB
+
+
+def auto_jobs(gpus: int, n_images: int, n_tasks: int) -> int:
+    """``--jobs auto``: on the CPU, with 1,000 training images or more, as many trainings at once as there
+    are cores for this process and memory available for (3 GiB each), at most one per task; else 1. One
+    56 px training keeps 1.35 of 2 cores busy; two at once, 1.76 (docs/performance.md)."""
+    if gpus or n_images < AUTO_MIN_IMAGES:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    memory = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, min(cores, n_tasks, memory // WORKER_BYTES))
+
+
+def forward_costs(names: list[str], input_shape: tuple[int, int, int], n_classes: int) -> dict[str, float]:
+    """Each architecture's forward FLOPs per image at the run's size (none for one that fails to build): the
+    prior of the ETA and the order of parallel tasks. Built without pretrained weights: the same FLOPs."""
+    from benchmark.training.flops import forward_flops
+
+    costs = {}
+    for name in names:
+        try:
+            costs[name] = forward_flops(training.build_for(architectures.get(name).build, input_shape, n_classes))
+        except ArchitectureError:
+            pass  # its folds will say why
+        finally:
+            keras.backend.clear_session()
+    return costs
 
 
 def setups(execution: ExecutionSettings, gpus: int, compile_cache: str | None = None) -> list[Setup]:

@@ -1,13 +1,13 @@
-"""How far off the progress line's ETA was at the halfway point of a finished run.
+"""How far off the progress line's ETA was at 10 %, 25 % and 50 % of a finished run's folds.
 
     python -m tests.perf.eta RUN_DIR [--since ISO-TIME]
 
 Replays the run's folds in the order they finished (each fold's metrics.json: its ``task_seconds``
 and the file's modification time) through ``benchmark.progress.Progress``, the estimator the
-progress line prints, and through the plain average over all folds measured so far. At the
-halfway fold each estimate is compared with the time the remaining folds really took (clock
-time from that fold's metrics.json to the last one's) and with the remaining folds' own training time
-(their summed ``task_seconds``: what a run that was stopped and resumed took without its gaps).
+progress line prints, twice: with each architecture's forward FLOPs at the run's size (what the runner
+gives it: the prior before an architecture's first fold) and without (each architecture's own mean once
+measured, the mean of the measured ones before). At each point the estimate is compared with the time
+the remaining folds really took (clock time from that fold's metrics.json to the last one's).
 The figures go to docs/performance.md.
 """
 
@@ -19,6 +19,9 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmark.progress import Progress
+from benchmark.training.execution import forward_costs
+
+POINTS = (0.10, 0.25, 0.50)
 
 
 def finished_folds(run: Path) -> list[tuple[str, float, float]]:
@@ -30,29 +33,21 @@ def finished_folds(run: Path) -> list[tuple[str, float, float]]:
     return sorted(rows, key=lambda row: row[2])
 
 
-def halfway(rows: list[tuple[str, float, float]]) -> dict:
-    """The estimates after the first half of the folds, and the time the second half took."""
-    progress = Progress([arch for arch, _, _ in rows], quiet=True)
-    half = len(rows) // 2
-    for arch, seconds, _ in rows[:half]:
-        progress.fold_done(arch, 0, 1, None, seconds)
-    measured = [seconds for _, seconds, _ in rows[:half]]
-    actual = rows[-1][2] - rows[half - 1][2]
-    trained = sum(seconds for _, seconds, _ in rows[half:])  # without the gaps of a stopped and resumed run
-    per_arch = progress.eta_seconds()
-    average = sum(measured) / len(measured) * (len(rows) - half)
-    return {
-        "folds": len(rows),
-        "after": half,
-        "actual_s": actual,
-        "trained_s": trained,
-        "eta_per_arch_s": per_arch,
-        "error_per_arch": per_arch / actual - 1,
-        "error_per_arch_vs_trained": per_arch / trained - 1,
-        "eta_average_s": average,
-        "error_average": average / actual - 1,
-        "error_average_vs_trained": average / trained - 1,
-    }
+def errors(rows: list[tuple[str, float, float]], costs: dict[str, float], jobs: int) -> list[dict]:
+    """At each of POINTS: the ETA with and without the FLOPs prior, the time the rest took, the errors."""
+    out = []
+    for point in POINTS:
+        done = max(1, round(point * len(rows)))
+        actual = rows[-1][2] - rows[done - 1][2]
+        row = {"after": f"{done}/{len(rows)}", "actual_s": round(actual)}
+        for name, prior in (("flops", costs), ("measured_only", {})):
+            progress = Progress([arch for arch, _, _ in rows], quiet=True, jobs=jobs, costs=prior)
+            for arch, seconds, _ in rows[:done]:
+                progress.fold_done(arch, 0, 1, None, seconds)
+            eta = progress.eta_seconds()
+            row |= {f"eta_{name}_s": round(eta), f"error_{name}": f"{eta / actual - 1:+.0%}"}
+        out.append(row)
+    return out
 
 
 def main() -> None:
@@ -65,7 +60,12 @@ def main() -> None:
         rows = [row for row in rows if row[2] >= args.since.timestamp()]
     if len(rows) < 2:
         raise SystemExit(f"{args.run}: {len(rows)} finished fold(s) to replay; two or more are needed")
-    print(json.dumps(halfway(rows), indent=1))
+    settings = json.loads((args.run / "config.json").read_text())["settings"]
+    shape = (settings["image_size"], settings["image_size"], settings["channels"])
+    classes = len(json.loads((args.run / "results.json").read_text())["run"].get("class_names", [0, 1]))
+    costs = forward_costs(sorted({arch for arch, _, _ in rows}), shape, classes)
+    jobs = settings["jobs"] if isinstance(settings["jobs"], int) else 1
+    print(json.dumps(errors(rows, costs, jobs), indent=1))
 
 
 if __name__ == "__main__":
