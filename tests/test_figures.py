@@ -3,6 +3,8 @@ run folder (tests/fixtures/run/, real images) widened to that many architectures
 where matplotlib lays it out: its size, no text box over another or outside the figure, no legend over
 the data, no marker cut by the frame, integer epochs, and a panel of zeros still shows its values."""
 
+import copy
+import functools
 import itertools
 import json
 import shutil
@@ -42,15 +44,15 @@ MAX_PIXELS = (1600, 4200)  # width, height: a figure a report page can show
 def widened(dest, names: list[str]):
     """The fixture run folder with ``names`` for architectures, each one of the fixture's trained ones
     (its fold folders, fold rows and out-of-fold predictions, cycled), and results.json recomputed for
-    them as the runner would: ranks and the paired comparison here, the held-out tables and the transfer by
-    the reader's own completion from the saved predictions. The first architecture's curves stop at epoch 2."""
+    them as the runner would: ranks and the paired comparison here, each one's held-out tables its source's
+    (the same saved predictions), the transfer by the reader's own completion. The first architecture's
+    curves stop at epoch 2."""
     shutil.copytree(FIXTURE, dest, ignore=shutil.ignore_patterns(*SOURCES))
-    results = json.loads((FIXTURE / "results.json").read_text())
+    results = copy.deepcopy(fixture_results())
     saved = {e["name"]: e for e in results["architectures"]}
     folds, oof = pd.read_csv(FIXTURE / "folds.csv"), pd.read_csv(FIXTURE / "oof.csv")
-    entries, fold_rows, oof_rows = [], [], []
-    for i, name in enumerate(names):
-        source = SOURCES[i % len(SOURCES)]
+    entries, fold_rows, oof_rows, sources = [], [], [], [SOURCES[i % len(SOURCES)] for i in range(len(names))]
+    for i, (name, source) in enumerate(zip(names, sources, strict=True)):
         shutil.copytree(FIXTURE / source, dest / name)
         if i == 0:  # stopped early after two epochs: its curves span epochs 1 and 2
             for history in (dest / name).glob("fold-*/history.csv"):
@@ -63,9 +65,18 @@ def widened(dest, names: list[str]):
     folds.to_csv(dest / "folds.csv", index=False)
     oof.to_csv(dest / "oof.csv", index=False)
     comparison = pairwise_comparison(entries, folds.to_dict("records"), results["run"]["rank_by"])
-    results = {"run": results["run"], "architectures": entries, "comparison": comparison, "transfer": {}}
-    write_json(dest / "results.json", completed(results, RunFolder(dest), oof))  # the held-out tables, once
+    tables = {k: {n: results[k][s] for n, s in zip(names, sources, strict=True)} for k in ("heldout", "oof_scores")}
+    results = {"run": results["run"], "architectures": entries, "comparison": comparison, "transfer": {}, **tables}
+    write_json(dest / "results.json", completed(results, RunFolder(dest), oof))  # the transfer
     return dest
+
+
+@functools.cache
+def fixture_results() -> dict:
+    """The fixture's results.json, completed (its held-out tables computed once for the module)."""
+    folder = RunFolder(FIXTURE)
+    saved = folder.read_results()
+    return completed(saved["results"], folder, saved["oof"])
 
 
 def gradcam_of(folder, name: str, kinds: list[str]) -> None:
