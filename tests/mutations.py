@@ -369,6 +369,30 @@ REGRESSIONS = [
         ["tests/test_figures.py::test_the_reports_and_compares_figures_fit_at_any_count[30]"],
     ),
     (
+        "the ETA's prior ignores the architectures' FLOPs",
+        "benchmark/runner.py",
+        "                        costs=costs)  # fmt: skip",
+        "                        costs={})  # fmt: skip",
+        ["tests/test_parallel.py::test_the_eta_knows_each_architectures_forward_flops_before_it_trains"],
+    ),
+    (
+        "the ETA counts a fold's training alone",
+        "benchmark/progress.py",
+        "max(seconds, now - self.last) if self.jobs == 1 else seconds",
+        "seconds",
+        [
+            "tests/test_cli.py::"
+            "test_with_one_job_a_folds_time_is_the_wait_between_folds_and_unmeasured_ones_scale_by_their_flops"
+        ],
+    ),
+    (
+        "worker processes get the tasks in --archs order",
+        "benchmark/runner.py",
+        "        tasks.sort(key=lambda task: -ctx.costs.get(task.arch, 0.0))",
+        "        pass",
+        ["tests/test_parallel.py::test_two_worker_processes_give_the_results_of_one_job_costliest_first"],
+    ),
+    (
         "SIGTERM not handled as Ctrl-C",
         "benchmark/cli.py",
         "for s in (signal.SIGINT, signal.SIGTERM)}",

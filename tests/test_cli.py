@@ -125,6 +125,22 @@ def test_progress_lines_say_one_epoch_and_no_eta_before_anything_is_measured():
     assert "ETA 0 s" in second
 
 
+def test_with_one_job_a_folds_time_is_the_wait_between_folds_and_unmeasured_ones_scale_by_their_flops(
+    monkeypatch,
+):
+    """The driver's work around a fold (saving, scoring) is part of what the user waits for; an
+    architecture not measured yet costs its FLOPs^0.7 against the measured ones'."""
+    from benchmark import progress as module
+
+    clock = iter([100.0, 130.0, 160.0])  # the run begins, then two folds finish 30 s apart
+    monkeypatch.setattr(module.time, "perf_counter", lambda: next(clock))
+    progress = module.Progress(["a", "a", "b"], quiet=True, costs={"a": 1e6, "b": 8e6})
+    progress.fold_done("a", 0, 2, None, 25.0)  # trained 25 s of the 30
+    progress.fold_done("a", 1, 2, None, 25.0)
+    assert progress.expected() == {"a": 30.0, "b": pytest.approx(30.0 * 8**0.7)}
+    assert progress.eta_seconds() == pytest.approx(30.0 * 8**0.7)
+
+
 def test_the_decoding_line_says_which_images(synthetic_folder, tmp_path):
     from benchmark.config import DataSettings
     from benchmark.data import discover

@@ -3,11 +3,12 @@
     python -m tests.perf.eta RUN_DIR [--since ISO-TIME]
 
 Replays the run's folds in the order they finished (each fold's metrics.json: its ``task_seconds``
-and the file's modification time) through ``benchmark.progress.Progress``, the estimator the
-progress line prints, twice: with each architecture's forward FLOPs at the run's size (what the runner
-gives it: the prior before an architecture's first fold) and without (each architecture's own mean once
-measured, the mean of the measured ones before). At each point the estimate is compared with the time
-the remaining folds really took (clock time from that fold's metrics.json to the last one's).
+and the file's modification time; with one job, the time between two folds' files, as the live line
+measures it) through ``benchmark.progress.Progress``, the estimator the progress line prints, twice:
+with each architecture's forward FLOPs at the run's size (what the runner gives it: the prior before an
+architecture's first fold) and without (each architecture's own mean once measured, the mean of the
+measured ones before). At each point the estimate is compared with the time the remaining folds really
+took (clock time from that fold's metrics.json to the last one's).
 The figures go to docs/performance.md.
 """
 
@@ -42,8 +43,9 @@ def errors(rows: list[tuple[str, float, float]], costs: dict[str, float], jobs: 
         row = {"after": f"{done}/{len(rows)}", "actual_s": round(actual)}
         for name, prior in (("flops", costs), ("measured_only", {})):
             progress = Progress([arch for arch, _, _ in rows], quiet=True, jobs=jobs, costs=prior)
-            for arch, seconds, _ in rows[:done]:
-                progress.fold_done(arch, 0, 1, None, seconds)
+            for k, (arch, seconds, finished) in enumerate(rows[:done]):
+                since = finished - rows[k - 1][2] if k else seconds  # one job: as the live line, the gap between folds
+                progress.fold_done(arch, 0, 1, None, max(seconds, since) if jobs == 1 else seconds)
             eta = progress.eta_seconds()
             row |= {f"eta_{name}_s": round(eta), f"error_{name}": f"{eta / actual - 1:+.0%}"}
         out.append(row)
