@@ -92,6 +92,15 @@ def test_compare_without_out_writes_a_folder_named_after_the_runs_and_says_where
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]  # nothing else in the current folder
 
 
+def test_every_tracking_setting_is_listed_as_changing_no_number():
+    from dataclasses import fields
+
+    from benchmark.config import TrackingSettings
+    from benchmark.report.compare import NO_NUMBER_SETTINGS
+
+    assert {f.name for f in fields(TrackingSettings)} | {"gradcam_archs"} == NO_NUMBER_SETTINGS
+
+
 def test_compare_needs_two_run_folders(runs, tmp_path, capsys):
     assert main(["compare", str(runs / "a")]) == 2
     assert main(["compare", str(runs / "a"), str(tmp_path)]) == 2

@@ -97,8 +97,8 @@ def test_every_architecture_gets_the_same_trials_and_trial_0_is_the_untuned_trai
     )
     report = (out / "report.md").read_text()
     assert "Equal tuning" in report and "report_files/tuning_budget.png" in report
-    for t in range(2):  # TensorBoard: each trial's curves and HParams session inside its fold's
-        assert list((out / "tensorboard" / "baseline" / "fold-0" / f"trial-{t}").glob("events.out.tfevents.*"))
+    for t in (1, 2):  # TensorBoard: each trial's curves and HParams session inside its fold's (numbered from 1)
+        assert list((out / "tensorboard" / "baseline" / "fold-1" / f"trial-{t}").glob("events.out.tfevents.*"))
 
 
 def test_mlflow_nests_each_trial_under_its_fold(tuned):
@@ -106,10 +106,11 @@ def test_mlflow_nests_each_trial_under_its_fold(tuned):
 
     client = mlflow.tracking.MlflowClient(tracking_uri=tuned["mlflow"])
     state = json.loads((tuned["out"] / "tracking.json").read_text())
-    runs = client.search_runs([client.get_experiment_by_name("cnn-benchmark").experiment_id], "tags.trial = '1'")
+    # the second trial (lr 0.003) of every fold: trials and folds are numbered from 1 in MLflow
+    runs = client.search_runs([client.get_experiment_by_name("cnn-benchmark").experiment_id], "tags.trial = '2'")
     assert len(runs) == 2 * 2  # architectures × folds
     for run in runs:
-        arch, fold = run.data.tags["architecture"], int(run.data.tags["fold"])
+        arch, fold = run.data.tags["architecture"], int(run.data.tags["fold"]) - 1
         assert run.data.tags["mlflow.parentRunId"] == state["folds"][f"{arch}/{fold}"]
         record = json.loads((tuned["out"] / arch / f"fold-{fold}" / "metrics.json").read_text())
         assert run.data.params["lr"] == "0.003" and run.data.metrics["inner_loss"] == pytest.approx(

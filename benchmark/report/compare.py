@@ -9,11 +9,10 @@ as markdown (printed) and as one self-contained ``compare.html`` that opens with
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmark import UsageError
-from benchmark.config import TrackingSettings
 from benchmark.evaluation.comparison import ranking_change
 from benchmark.evaluation.results import read
 from benchmark.evaluation.statistics import corrected_ttest
@@ -25,8 +24,10 @@ from benchmark.store.runfolder import RunFolder
 # Where and how a run ran: never listed.
 IGNORED_SETTINGS = {"out", "overwrite", "quiet", "jobs", "backend", "scheduler", "cache_dir", "arch_modules"}
 IGNORED_SETTINGS |= {"raise_errors"}
-# What a run mirrors or draws besides its numbers: listed apart, as changing no number.
-NO_NUMBER_SETTINGS = {f.name for f in fields(TrackingSettings)} | {"gradcam_archs"}
+# What a run mirrors or draws besides its numbers: listed apart, as changing no number. The tracking settings
+# (config.TrackingSettings, which this stage may not import: tests/test_compare.py checks the names) and Grad-CAM.
+NO_NUMBER_SETTINGS = {"tensorboard", "track", "tracking_uri", "track_optional", "track_models", "experiment"}
+NO_NUMBER_SETTINGS |= {"gradcam_archs"}
 
 
 @dataclass
