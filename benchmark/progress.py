@@ -15,8 +15,8 @@ from statistics import mean
 import numpy as np
 
 # How a fold's time grows with its architecture's FLOPs before two costs are measured: from the issue-26
-# main job (baseline 21 s, pyramid_down 91 s a fold: 8.1× the FLOPs, 4.3× the time) and a 2-epoch run
-# of all eight (docs/performance.md): α 0.70 and 0.65.
+# main job at 62867f1 (baseline 21 s, pyramid_down 91 s a fold: 8.1× the FLOPs, 4.3× the time): α 0.70;
+# a 2-epoch run of all eight gave 0.74 (15.0 s and 70.9 s; docs/performance.md, issue 26).
 FLOPS_POWER, FLOPS_POWER_RANGE = 0.7, (0.3, 1.2)
 
 

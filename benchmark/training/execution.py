@@ -216,13 +216,13 @@ def execute(
 
 
 AUTO_MIN_IMAGES = 1000  # below, a worker's start-up (the backend's import, about 10 s) outweighs a second core
-WORKER_BYTES = 3 * 2**30  # one training's memory: the main job's peak RSS at 56 px was 2.4 GiB
+WORKER_BYTES = 3 * 2**30  # one training's memory: the main job's peak RSS at 56 px was 2.4 GiB (issue 26)
 
 
 def auto_jobs(gpus: int, n_images: int, n_tasks: int) -> int:
     """``--jobs auto``: on the CPU, with 1,000 training images or more, as many trainings at once as there
-    are cores for this process and memory available for (3 GiB each), at most one per task; else 1. One
-    56 px training keeps 1.35 of 2 cores busy; two at once, 1.76 (docs/performance.md)."""
+    are cores for this process and memory available for (3 GiB each), at most one per task; else 1. On the
+    main job (56 px, 2 cores, issue 26 at 62867f1) one training at a time kept 1.35 cores busy, two 1.76."""
     if gpus or n_images < AUTO_MIN_IMAGES:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
