@@ -435,8 +435,8 @@ def same_bytes(root: Path, saved: list[tuple], paths: list[str]) -> list[str]:
 
     def same(path: str) -> bool:
         try:
-            return bool(digests.get(path)) and content_digest((root / path).read_bytes()) == digests[path]
-        except OSError:
+            return bool(digests.get(path)) and content_digest(read_file(root / path)) == digests[path]
+        except (OSError, NotARegularFile):  # gone, unreadable, or now a FIFO (whose read would never end)
             return False
 
     return [p for p in paths if same(p)]
