@@ -90,7 +90,6 @@ from benchmark.training import (
     build_for,
     choose_trial,
     execute,
-    forward_costs,
     load_fold_model,
     setups,
 )
@@ -132,6 +131,7 @@ class Checked:
     splitter: NestedStratifiedKFold
     group_of: dict[str, str] | None  # each training image's group (--groups, --groups-file), or None
     files: list[tuple]  # files.csv's rows: what a resumed run compares
+    costs: dict[str, float]  # forward FLOPs per image, per architecture that builds
 
 
 def check(config: RunConfig) -> Checked:
@@ -147,11 +147,9 @@ def check(config: RunConfig) -> Checked:
     groups = file_groups(dataset.train.paths, cv.groups, cv.groups_file, cv.ungrouped)
     splitter.check(dataset.train.labels, groups, dataset.classes)  # fail before the slow decode
     shape = (images.image_size, images.image_size, images.channels)
-    check_applications(names, shape, config.training.weights)  # minimum sizes and weight files, before training
-    if len(dataset.classes) > 2:  # every architecture must serve K classes before anything trains
-        check_heads(names, shape, len(dataset.classes))
+    costs = check_builds(names, shape, len(dataset.classes), config.training.weights)
     group_of = None if groups is None else dict(zip(dataset.train.paths, groups, strict=True))
-    return Checked(config, names, dataset, splitter, group_of, file_table(dataset))
+    return Checked(config, names, dataset, splitter, group_of, file_table(dataset), costs)
 
 
 def run(
@@ -211,38 +209,43 @@ def nothing_trained(entries: list[ArchResult], folder: RunFolder) -> str:
     )
 
 
-def check_heads(names: list[str], input_shape: tuple[int, int, int], n_classes: int) -> None:
-    """A UsageError naming the first architecture that cannot serve ``n_classes`` classes."""
+def check_builds(
+    names: list[str], input_shape: tuple[int, int, int], n_classes: int, weights: str = "none"
+) -> dict[str, float]:
+    """Build each architecture once, before anything is written, and return each one's forward FLOPs per
+    image: the ETA's prior and the order of parallel tasks (none for one that fails to build: its folds
+    will say why). A UsageError names the first architecture that cannot serve ``n_classes`` classes, or
+    the first Keras application (``keras:``) that cannot take ``input_shape`` or whose weight file
+    (``--weights``) is missing."""
     import keras
 
+    from benchmark.training.flops import forward_flops
+
+    costs = {}
     for name in names:
+        application = name.startswith(architectures.APPLICATION_PREFIX)
         try:
-            build_for(architectures.get(name).build, input_shape, n_classes)
+            model = build_for(architectures.get(name).build, input_shape, n_classes, weights if application else "none")
+            costs[name] = forward_flops(model)
         except ClassCountError as err:
             raise UsageError(f"--archs {name}: {err}") from None
-        except ArchitectureError:
-            pass  # any other failure is the architecture's, when its folds train
-        finally:
-            keras.backend.clear_session()
-
-
-def check_applications(names: list[str], input_shape: tuple[int, int, int], weights: str = "none") -> None:
-    """A UsageError naming the first Keras application (``keras:``) that cannot take ``input_shape``, or
-    whose weight file is missing (``--weights``)."""
-    import keras
-
-    for name in (n for n in names if n.startswith(architectures.APPLICATION_PREFIX)):
-        try:
-            build_for(architectures.get(name).build, input_shape, weights=weights)
         except ArchitectureError as err:
-            if isinstance(err.__cause__, UsageError):  # a weight file missing
-                raise err.__cause__ from None
-            least = re.search(r"at least (\d+)x", str(err))
-            fix = f"give --image-size {least[1]} or more" if least else "give another --image-size or --channels"
-            reason = str(err).removeprefix("build failed: ValueError: ")
-            raise UsageError(f"--archs {name}: {reason} (from --image-size {input_shape[0]}); {fix}.") from None
+            if application:
+                raise application_error(name, err, input_shape) from None
         finally:
             keras.backend.clear_session()
+    return costs
+
+
+def application_error(name: str, err: ArchitectureError, input_shape: tuple[int, int, int]) -> UsageError:
+    """The paragraph for a Keras application that failed to build: its weight file missing, or its minimum
+    size above ``input_shape``."""
+    if isinstance(err.__cause__, UsageError):  # a weight file missing
+        return err.__cause__
+    least = re.search(r"at least (\d+)x", str(err))
+    fix = f"give --image-size {least[1]} or more" if least else "give another --image-size or --channels"
+    reason = str(err).removeprefix("build failed: ValueError: ")
+    return UsageError(f"--archs {name}: {reason} (from --image-size {input_shape[0]}); {fix}.")
 
 
 def weight_files(names: list[str], input_shape: tuple[int, int, int], weights: str) -> dict[str, dict]:
@@ -281,8 +284,6 @@ def start(checked: Checked, folder: RunFolder, interrupted: threading.Event) -> 
         jobs = auto_jobs(device.gpus, len(decoded.paths), len(checked.names) * len(folds))
         config = dataclasses.replace(config, execution=dataclasses.replace(execution, jobs=jobs))
         execution = config.execution
-    # Several architectures: each one's cost, for the ETA before its first fold and the order of parallel tasks.
-    costs = forward_costs(checked.names, shape, len(dataset.classes)) if len(checked.names) > 1 else {}
     info = run_info(config, dataset, decoded, device, groups)
     weights = weight_files(checked.names, shape, config.training.weights)
     write_json(folder.config, {"format": FORMAT, "settings": config.to_dict(),
@@ -290,10 +291,10 @@ def start(checked: Checked, folder: RunFolder, interrupted: threading.Event) -> 
                                "device": vars(device), **environment()})  # fmt: skip
     plan = [name for name in checked.names for _ in folds]
     progress = Progress(plan, config.output.quiet, config.cv.rank_by, jobs=execution.jobs, interrupted=interrupted,
-                        costs=costs)  # fmt: skip
+                        costs=checked.costs)  # fmt: skip
     trials = config.tuning.trial_settings(config.cv.seed)
     return Run(config, folder, checked.names, dataset, decoded, test, folds, device, info, progress, log, trials=trials,
-               costs=costs)  # fmt: skip
+               costs=checked.costs)  # fmt: skip
 
 
 def decode(settings: DataSettings, dataset: Dataset, split, log: Callable[[str], None]) -> Images:

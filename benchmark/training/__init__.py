@@ -32,7 +32,7 @@ __getattr__, __all__ = attach(
     __name__,
     {
         "backend": ["DeviceInfo"],
-        "execution": ["FoldOutput", "FoldTask", "auto_jobs", "execute", "forward_costs", "setups"],
+        "execution": ["FoldOutput", "FoldTask", "auto_jobs", "execute", "setups"],
         "fit": ["ArchitectureError", "ClassCountError", "build_for", "load_fold_model"],
         "tuning": ["choose_trial"],
     },

@@ -230,22 +230,6 @@ def auto_jobs(gpus: int, n_images: int, n_tasks: int) -> int:
     return max(1, min(cores, n_tasks, memory // WORKER_BYTES))
 
 
-def forward_costs(names: list[str], input_shape: tuple[int, int, int], n_classes: int) -> dict[str, float]:
-    """Each architecture's forward FLOPs per image at the run's size (none for one that fails to build): the
-    prior of the ETA and the order of parallel tasks. Built without pretrained weights: the same FLOPs."""
-    from benchmark.training.flops import forward_flops
-
-    costs = {}
-    for name in names:
-        try:
-            costs[name] = forward_flops(training.build_for(architectures.get(name).build, input_shape, n_classes))
-        except ArchitectureError:
-            pass  # its folds will say why
-        finally:
-            keras.backend.clear_session()
-    return costs
-
-
 def setups(execution: ExecutionSettings, gpus: int, compile_cache: str | None = None) -> list[Setup]:
     """The :class:`Setup` of task *i* is ``setups(...)[i % len]``.
 

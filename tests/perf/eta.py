@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmark.progress import Progress
-from benchmark.training.execution import forward_costs
+from benchmark.runner import check_builds
 
 POINTS = (0.10, 0.25, 0.50)
 
@@ -65,7 +65,7 @@ def main() -> None:
     settings = json.loads((args.run / "config.json").read_text())["settings"]
     shape = (settings["image_size"], settings["image_size"], settings["channels"])
     classes = len(json.loads((args.run / "results.json").read_text())["run"].get("class_names", [0, 1]))
-    costs = forward_costs(sorted({arch for arch, _, _ in rows}), shape, classes)
+    costs = check_builds(sorted({arch for arch, _, _ in rows}), shape, classes)
     jobs = settings["jobs"] if isinstance(settings["jobs"], int) else 1
     print(json.dumps(errors(rows, costs, jobs), indent=1))
 
