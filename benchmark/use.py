@@ -84,7 +84,7 @@ class Chosen:
 
     def outputs(self, pixels: np.ndarray) -> np.ndarray:
         """Each model's probabilities: (models, n) or (models, n, K)."""
-        return model_outputs(list(self.models.values()), pixels, self.results.settings.get("batch_size", 64))
+        return model_outputs(list(self.models.values()), pixels, self.results.batch_size)
 
     def saved_test(self) -> tuple[list[str], np.ndarray] | None:
         """(paths relative to --data, probabilities) the run saved for its test split with these models, or None."""
@@ -234,7 +234,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
     from benchmark.report import write_report  # matplotlib only here
 
     results = read(RunFolder(Path(run_dir)))
-    folder, info, settings = results.folder, results.info, results.settings
+    folder, info = results.folder, results.info
     site = name or Path(data_dir).resolve().name
     root, images, split, rows = site_images(results, Path(data_dir))
     decoded = decode_as_run(results, root, images, log)
@@ -254,14 +254,14 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
         raise not_saved(run_dir, "nothing can be scored")
     with folder.locked():
         where = lambda arch, fold: folder.site_predictions(site, arch, fold)  # noqa: E731
-        predict_heldout(folder, list(models), info.n_folds, decoded, settings.get("batch_size", 64), log, where=where)
+        predict_heldout(folder, list(models), info.n_folds, decoded, results.batch_size, log, where=where)
         heldout = site_predictions(folder, site, models)
         cv = {a.name: a.metrics[info.rank_by].mean for a in results.ok}
         refits = {}
         for arch in results.refits:  # `benchmark refit`'s models too, beside their fold ensembles
             path, model = folder.site_predictions(site, arch, "refit"), folder.refit_file(arch, "model.keras")
             if not path.exists():
-                outputs = model_outputs([model], decoded.pixels, settings.get("batch_size", 64))[0]
+                outputs = model_outputs([model], decoded.pixels, results.batch_size)[0]
                 write_csv(path, prediction_table(decoded, outputs))
             refits[arch] = refit_scores(results, arch, pd.read_csv(path), heldout.get(arch))
         summary = {
@@ -456,9 +456,7 @@ def score_refit(chosen: Chosen, test) -> dict:
     the fold models' saved test predictions (kept even when the fold models are not)."""
     results, folder, name = chosen.results, chosen.folder, chosen.name
     model, saved = folder.refit_file(name, "model.keras"), folder.refit_file(name, "test_predictions.csv")
-    write_csv(
-        saved, prediction_table(test, model_outputs([model], test.pixels, results.settings.get("batch_size", 64))[0])
-    )
+    write_csv(saved, prediction_table(test, model_outputs([model], test.pixels, results.batch_size)[0]))
     return refit_scores(results, name, pd.read_csv(saved), read_heldout(folder, name, results.info.n_folds))
 
 

@@ -135,6 +135,11 @@ class RunResults:
         return self.config.get("settings", {})
 
     @property
+    def batch_size(self) -> int:
+        """The run's --batch-size, for predicting with its saved models (64, the default, if config.json lacks it)."""
+        return self.settings.get("batch_size", 64)
+
+    @property
     def status(self) -> int:
         """The exit status of the run that wrote it: 0, or 1 when an architecture failed."""
         return int(any(not a.ok for a in self.architectures))
