@@ -90,6 +90,7 @@ from benchmark.training import (
     build_for,
     choose_trial,
     execute,
+    forward_flops,
     load_fold_model,
     setups,
 )
@@ -218,8 +219,6 @@ def check_builds(
     the first Keras application (``keras:``) that cannot take ``input_shape`` or whose weight file
     (``--weights``) is missing."""
     import keras
-
-    from benchmark.training.flops import forward_flops
 
     costs = {}
     for name in names:

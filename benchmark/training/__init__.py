@@ -34,6 +34,7 @@ __getattr__, __all__ = attach(
         "backend": ["DeviceInfo"],
         "execution": ["FoldOutput", "FoldTask", "auto_jobs", "execute", "setups"],
         "fit": ["ArchitectureError", "ClassCountError", "build_for", "load_fold_model"],
+        "flops": ["forward_flops"],
         "tuning": ["choose_trial"],
     },
 )
