@@ -4,6 +4,8 @@
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,6 +26,21 @@ ARGS = ["--archs", "baseline,pyramid_down", "--folds", "2", "--epochs", "2", "--
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return link_kaggle_subset(tmp_path_factory.mktemp("data"), {"NORMAL": 15, "PNEUMONIA": 15}, wrapper=False)
+
+
+def test_a_worker_process_trains_with_its_share_of_the_cores():
+    """A loky worker is a fresh process: its task's set-up caps TensorFlow's thread pools at the worker's share
+    (the cores divided among the jobs) before the runtime starts, not after, when TensorFlow ignores it."""
+    pytest.importorskip("tensorflow")
+    code = (
+        "from benchmark.training.execution import Setup, prepare\n"
+        "prepare(Setup(threads=1))\n"
+        "from tensorflow.config import threading\n"
+        "print(threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == ["1", "1"]
 
 
 def run(data, base, *extra) -> dict:

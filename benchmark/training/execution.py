@@ -80,18 +80,24 @@ class FoldOutput:
     log: tuple[str, ...] = ()  # what happened on the way (an out-of-memory retry)
 
 
+def prepare(setup: Setup) -> None:
+    """Every task starts from a clean Keras state, whichever process or thread runs it and whatever ran there
+    before: the same task then gives the same numbers here, in loky workers and on Dask (whose worker threads
+    would otherwise each keep their own Keras state)."""
+    keras.backend.clear_session()
+    # Before the backend's set-up, which starts TensorFlow's runtime and with it fixes its thread pools: a
+    # worker capped after it ran two compute threads on each of two cores (issue 26).
+    backend.limit_threads(setup.threads)
+    backend.setup(setup.mixed_precision, setup.deterministic, setup.strategy, setup.compile_cache)
+
+
 def run_fold(task: FoldTask, images: Images, report: Callable | None = None, scope=None) -> FoldOutput:
     """Train and score one (architecture, fold); an out-of-memory error is retried once with half the batch.
 
     Any other failure of the architecture is returned as ``FoldOutput.error``; only
     KeyboardInterrupt and errors of this machine's own files propagate.
     """
-    # Every task starts from a clean Keras state, whichever process or thread runs it and whatever
-    # ran there before: the same task then gives the same numbers here, in loky workers and on Dask
-    # (whose worker threads would otherwise each keep their own Keras state).
-    keras.backend.clear_session()
-    backend.setup(task.setup.mixed_precision, task.setup.deterministic, task.setup.strategy, task.setup.compile_cache)
-    backend.limit_threads(task.setup.threads)
+    prepare(task.setup)
     architectures.load_files(task.arch_modules)
     folder = Path(tempfile.mkdtemp(prefix="benchmark-fold-"))
     model_path = folder / "model.keras" if task.save_model else None
@@ -233,7 +239,9 @@ def auto_jobs(gpus: int, n_images: int, n_tasks: int) -> int:
 def setups(execution: ExecutionSettings, gpus: int, compile_cache: str | None = None) -> list[Setup]:
     """The :class:`Setup` of task *i* is ``setups(...)[i % len]``.
 
-    >>> setups(ExecutionSettings(jobs=2, deterministic=True), gpus=0)[0].threads == max(1, (os.cpu_count() or 1) // 2)
+    >>> setups(ExecutionSettings(jobs=2), gpus=0)[0].threads == max(1, (os.cpu_count() or 1) // 2)
+    True
+    >>> setups(ExecutionSettings(jobs=2, deterministic=True), gpus=0)[0].threads is None
     True
     >>> [s.gpu for s in setups(ExecutionSettings(jobs=4), gpus=2)]
     [0, 1]
@@ -246,4 +254,6 @@ def setups(execution: ExecutionSettings, gpus: int, compile_cache: str | None = 
         return [Setup(**common)]  # the cluster's workers size themselves
     if gpus > 1:
         return [Setup(**common, gpu=g) for g in range(gpus)]
+    if e.deterministic:  # TensorFlow's sums follow its thread count: each worker keeps one job's, the same numbers
+        return [Setup(**common)]
     return [Setup(**common, threads=max(1, (os.cpu_count() or 1) // e.jobs))]
