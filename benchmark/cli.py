@@ -17,6 +17,7 @@ from benchmark import UsageError, __version__
 from benchmark.config import SAVE_MODELS, TRACK_MODELS, RunConfig, default_data_dir, defaults
 from benchmark.console import Console, error_paragraph
 from benchmark.data.splits import GROUP_PRESETS
+from benchmark.errors import counted
 from benchmark.evaluation.metrics import ALL_METRICS
 from benchmark.store import RunFolder
 from benchmark.training import AUGMENTATIONS, BACKENDS, STRATEGIES
@@ -380,7 +381,8 @@ def _refit(args) -> int:
         if versus
         else ""
     )
-    print(f"{record['architecture']}: refitted on {record['n_images']} images for {record['epochs']} epochs{said}. "
+    epochs = counted(record["epochs"], "epoch")
+    print(f"{record['architecture']}: refitted on {record['n_images']} images for {epochs}{said}. "
           f"Report: {RunFolder(args.run_dir).report_html}")  # fmt: skip
     return 0
 

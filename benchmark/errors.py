@@ -10,6 +10,15 @@ import re
 FLAG = re.compile(r"--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one: messages say "1 epoch", not "1 epochs".
+
+    >>> counted(1, "epoch"), counted(3, "epoch")
+    ('1 epoch', '3 epochs')
+    """
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 class UsageError(Exception):
     """A mistake the user can fix (bad setting, bad data folder), in one paragraph that names the setting
     as the command line spells it. The CLI prints it and exits with status 2, without a traceback;

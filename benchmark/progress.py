@@ -14,6 +14,8 @@ from statistics import mean
 
 import numpy as np
 
+from benchmark.errors import counted
+
 # How a fold's time grows with its architecture's FLOPs before two costs are measured: from the issue-26
 # main job at 62867f1 (baseline 21 s, pyramid_down 91 s a fold: 8.1× the FLOPs, 4.3× the time): α 0.70;
 # a 2-epoch run of all eight gave 0.74 (15.0 s and 70.9 s; docs/performance.md, issue 26).
@@ -138,7 +140,7 @@ class Progress:
         if record:
             m = record["metrics"]
             detail = (
-                f"{record['epochs']} epoch{'s' * (record['epochs'] != 1)} (best {record['best_epoch']})  "
+                f"{counted(record['epochs'], 'epoch')} (best {record['best_epoch']})  "
                 f"{self.metric} {m[self.metric]:.3f}  roc_auc {m['roc_auc']:.3f}  {record['fit_seconds']:.0f} s"
             )
         else:

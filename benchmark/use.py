@@ -32,6 +32,7 @@ from benchmark.data.images import (
     load_images,
     unlabelled,
 )
+from benchmark.errors import counted
 from benchmark.evaluation import heldout_scores, heldout_transfer, read, refit_against_folds
 from benchmark.inference.predict import (
     fold_ensemble,
@@ -224,13 +225,15 @@ def write_predictions(frame: pd.DataFrame, out: Path, overwrite: bool = False) -
     write_csv(out, frame)
 
 
-def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None, log=print) -> dict:
+def evaluate(
+    run_dir: str | Path, data_dir: str | Path, name: str | None = None, log=print, report: bool = True
+) -> dict:
     """Score every finished architecture's fold ensemble of the run on the labelled folder ``data_dir`` (a new
     site): the held-out tables of the official test split (thresholds chosen on the run's out-of-fold
     predictions, bootstrap intervals) and whether the CV ranking transfers there; each refit (``benchmark refit``)
     beside its fold ensemble. Saved as ``RUN/sites/<name>/`` (``site.json`` and each model's predictions) and
-    shown in the report; nothing else of the run changes. A rerun with the same name and data reuses the saved
-    predictions."""
+    shown in the report (rewritten unless ``report`` is false); nothing else of the run changes. A rerun with the
+    same name and data reuses the saved predictions."""
     from benchmark.report import write_report  # matplotlib only here
 
     results = read(RunFolder(Path(run_dir)))
@@ -275,7 +278,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, name: str | None = None,
             "refits": refits,
         }
         write_json(folder.site(site), summary)
-        write_report(read(folder))
+        if report:
+            write_report(read(folder))
     return summary
 
 
@@ -324,6 +328,7 @@ def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] 
     traceback in ``refit/error.txt``)."""
     from benchmark.data import Fold
     from benchmark.report import write_report
+    from benchmark.report.sections import in_words
     from benchmark.training import FoldTask, backend, setups
     from benchmark.training.execution import run_fold
 
@@ -351,8 +356,9 @@ def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] 
         arch_modules=config.cv.arch_modules,
         setup=setups(replace(execution, jobs=1, backend="local"), device.gpus, config.compile_cache)[0],
     )
-    log(f"{name}: refit on all {len(images.paths)} training images for {epochs} epochs (the median of its folds' "
-        f"best epochs {', '.join(map(str, best))})")  # fmt: skip
+    with_tuned = f", with {in_words(tuned)}" if tuned else ""
+    log(f"{name}: refit on all {len(images.paths)} training images for {counted(epochs, 'epoch')} (the median of "
+        f"its folds' best epochs {', '.join(map(str, best))}){with_tuned}")  # fmt: skip
 
     def report(epoch: int, logs: dict) -> None:
         log(f"{name} refit: epoch {epoch}/{epochs}, loss {logs.get('loss', float('nan')):.4f}")
@@ -383,12 +389,13 @@ def refit(run_dir: str | Path, arch: str = "winner", log: Callable[[str], None] 
         }
         folder.refit_file(name, "error.txt").unlink(missing_ok=True)  # an earlier attempt's failure
         write_json(folder.refit_file(name, "refit.json"), record)  # last: marks the refit finished
-        write_report(read(folder))
     for site in results.sites.values():  # the sites evaluated before: scored by the refit too
         try:
-            evaluate(run_dir, site["data"]["path"], site["name"], log)
+            evaluate(run_dir, site["data"]["path"], site["name"], log, report=False)
         except UsageError as err:
             log(f"site {site['name']}: not scored by the refit ({err})")
+    with folder.locked():
+        write_report(read(folder))  # once, with the refit on every site
     return record
 
 

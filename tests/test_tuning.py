@@ -3,6 +3,7 @@ score fold; the fold keeps the trial with the lowest saved inner loss; every arc
 a killed run redoes only the trial it was in; a malformed --tune is one paragraph."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -116,6 +117,33 @@ def test_mlflow_nests_each_trial_under_its_fold(tuned):
         assert run.data.params["lr"] == "0.003" and run.data.metrics["inner_loss"] == pytest.approx(
             record["tuning"]["inner_loss"][1]
         )
+
+
+def test_the_refit_of_a_tuned_architecture_trains_with_the_values_its_folds_chose(tuned, tmp_path, capsys):
+    """A copy of the run whose baseline folds both chose trial 1 (lr 3e-3, not the default 1e-3), as results.json
+    records them: its refit trains with that lr, and its refit.json, log line and model card name it."""
+    from benchmark.training import execution
+
+    out = tmp_path / "out"
+    shutil.copytree(tuned["out"], out)
+    saved = json.loads((out / "results.json").read_text())
+    (entry,) = [a for a in saved["architectures"] if a["name"] == "baseline"]
+    entry["tuning"]["chosen"] = [1, 1]
+    (out / "results.json").write_text(json.dumps(saved))
+    tasks, real = [], execution.run_fold
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(execution, "run_fold", lambda task, *args: tasks.append(task) or real(task, *args))
+        assert main(["refit", str(out), "--arch", "baseline"]) == 0
+    (task,) = tasks
+    assert task.settings.lr == 3e-3 and task.settings.epochs == 1
+    assert json.loads((out / "baseline" / "refit" / "refit.json").read_text())["tuned"] == {"lr": 3e-3}
+    said = capsys.readouterr()
+    assert "for 1 epoch (the median of its folds' best epochs 1, 1), with lr 0.003" in said.err  # the log
+    assert "baseline: refitted on 30 images for 1 epoch;" in said.out
+    assert main(["card", str(out), "--arch", "baseline", "--model", "refit", "--out", str(tmp_path / "card.md")]) == 0
+    card = " ".join((tmp_path / "card.md").read_text().split())
+    assert "for 1 epoch (the median of its 2 fold models' best epochs), with the tuned values its folds chose " \
+        "most often (lr 0.003)," in card  # fmt: skip
 
 
 def test_a_run_killed_mid_trial_redoes_only_that_trial_and_a_failing_trial_is_recorded(data, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.errors import counted
 from benchmark.report.leaderboard import runner_up_verdict
 from benchmark.report.render import Section, Table, to_markdown
 from benchmark.report.sections import (
@@ -16,6 +17,7 @@ from benchmark.report.sections import (
     against_folds_sentence,
     decision_label,
     held_out_sets,
+    in_words,
     interval,
     refit_sets,
     source,
@@ -36,10 +38,16 @@ def model_card(results: RunResults, arch: str, model: str = "folds") -> str:
     sets = held_out_sets(results)
     if model == "refit":
         refit = results.refits[arch]
+        tuned = (
+            f", with the tuned values its folds chose most often ({in_words(refit['tuned'])})"
+            if refit.get("tuned")
+            else ""
+        )
         what = (
             f"The model is the refit: trained once on all {refit['n_images']} cross-validation images for "
-            f"{refit['epochs']} epochs (the median of its {info.n_folds} fold models' best epochs), without early "
-            f"stopping ({weights_used(config, arch)}); the cross-validation figures below are its fold models'."
+            f"{counted(refit['epochs'], 'epoch')} (the median of its {info.n_folds} fold models' best epochs){tuned}, "
+            f"without early stopping ({weights_used(config, arch)}); the cross-validation figures below are its fold "
+            "models'."
         )
     else:
         what = (
