@@ -872,6 +872,43 @@ REGRESSIONS = [
         "        if False:\n            return  # a copy",
         ["tests/test_reliability.py::test_resume_follows_the_data_not_its_spelling"],
     ),
+    (
+        "a worker's thread cap set after TensorFlow's runtime starts",
+        "benchmark/training/execution.py",
+        "    backend.limit_threads(setup.threads)\n"
+        "    backend.setup(setup.mixed_precision, setup.deterministic, setup.strategy, setup.compile_cache)\n",
+        "    backend.setup(setup.mixed_precision, setup.deterministic, setup.strategy, setup.compile_cache)\n"
+        "    backend.limit_threads(setup.threads)\n",
+        ["tests/test_parallel.py::test_a_worker_process_trains_with_its_share_of_the_cores"],
+    ),
+    (
+        "deterministic workers capped to their share of the threads",
+        "benchmark/training/execution.py",
+        "    if e.deterministic:  # TensorFlow's sums",
+        "    if False:  # TensorFlow's sums",
+        ["tests/test_parallel.py::test_two_worker_processes_give_the_results_of_one_job_costliest_first"],
+    ),
+    (
+        "a tuned architecture's refit trained with the default values",
+        "benchmark/use.py",
+        "settings=replace(config.training, n_classes=k, epochs=epochs, **tuned),",
+        "settings=replace(config.training, n_classes=k, epochs=epochs),",
+        ["tests/test_tuning.py::test_the_refit_of_a_tuned_architecture_trains_with_the_values_its_folds_chose"],
+    ),
+    (
+        "the refit's card silent on the tuned values",
+        "benchmark/report/card.py",
+        "best epochs){tuned}, ",
+        "best epochs), ",
+        ["tests/test_tuning.py::test_the_refit_of_a_tuned_architecture_trains_with_the_values_its_folds_chose"],
+    ),
+    (
+        "the report not rewritten once the refit has scored the sites",
+        "benchmark/use.py",
+        "        write_report(read(folder))  # once, with the refit on every site",
+        "        pass",
+        ["tests/test_use.py::test_the_refit_predicts_exports_and_stands_beside_the_fold_ensemble_in_the_report"],
+    ),
 ]
 
 
