@@ -389,6 +389,28 @@ def two_batchnorm_cnn(input_shape):
     return keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
 
 
+def test_an_architecture_without_trainable_batch_norm_is_not_run_to_re_estimate_it():
+    """No statistics to set, no pass over the 512 images: it held pyramid_down's widest activations (1.7 GiB
+    at 56 px) every epoch. A frozen batch-norm layer (a pretrained backbone while fine-tuned) counts as none."""
+    images = bright_or_dark(size=12).pixels
+    model, _ = assemble(counting_cnn, (12, 12, 1), augment="light")
+    CountCalls.calls = 0
+    assert training.recalibrate_batchnorm(model, images) == 0 and CountCalls.calls == 0
+
+    def counting_batchnorm_cnn(input_shape):
+        inner = two_batchnorm_cnn(input_shape)
+        inputs = keras.Input(shape=input_shape)
+        return keras.Model(inputs, inner(CountCalls()(inputs)))
+
+    model, arch = assemble(counting_batchnorm_cnn, (12, 12, 1), augment="light")
+    CountCalls.calls = 0  # its build called it
+    assert training.recalibrate_batchnorm(model, images) == 2 and CountCalls.calls == 1  # nested: still found
+    for layer in arch.layers[-1].layers:
+        layer.trainable = not isinstance(layer, layers.BatchNormalization)
+    CountCalls.calls = 0
+    assert training.recalibrate_batchnorm(model, images) == 0 and CountCalls.calls == 0
+
+
 def test_batchnorm_statistics_are_re_estimated_on_plain_images_layer_after_layer():
     keras.utils.set_random_seed(0)
     model, arch = assemble(two_batchnorm_cnn, (12, 12, 1), augment="light")
