@@ -345,7 +345,7 @@ def recalibrate_batchnorm(model: keras.Model, pixels: np.ndarray) -> int:
     graph = _graph(arch)
     if graph is None:  # a subclassed architecture: no graph to run layer by layer
         return 0
-    if not any(isinstance(layer, layers.BatchNormalization) and layer.trainable for layer in _layers(graph)):
+    if not any(isinstance(layer, layers.BatchNormalization) and layer.trainable for layer in _all_layers(graph)):
         # Nothing to set, so no pass: its 512 images at once held pyramid_down's widest activations,
         # 1.7 GiB at 56 px, in every epoch of an architecture without batch norm.
         return 0
@@ -396,14 +396,6 @@ def _estimate(norm: layers.BatchNormalization, x, pooled: dict) -> None:
     variances = np.mean([v + m**2 for m, v in calls], axis=0) - means**2  # the calls' images pooled
     norm.moving_mean.assign(means.astype(norm.moving_mean.dtype))
     norm.moving_variance.assign(np.maximum(variances, 0).astype(norm.moving_variance.dtype))
-
-
-def _layers(graph: keras.Model):
-    """Every layer of ``graph``, nested models' layers included."""
-    for layer in graph.layers:
-        yield layer
-        if (inner := _graph(layer)) is not None:
-            yield from _layers(inner)
 
 
 def _graph(layer) -> keras.Model | None:
